@@ -1,0 +1,2 @@
+//! Database migrations for oxbadge (sea-orm-migration).
+pub use sea_orm_migration::prelude::*;
