@@ -1,3 +1,15 @@
 //! oxbadge: an Open Badges 3.0 issuer and verifier service.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod oauth;
+pub mod telemetry;
+
+pub use app::{App, AppState};
+pub use config::Settings;

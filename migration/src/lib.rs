@@ -1,2 +1,17 @@
-//! Database migrations for oxbadge (sea-orm-migration).
+//! Database migrations for oxbadge (sea-orm-migration). Migrations are never edited after they land:
+//! a change is a new migration, and every migration has a working `down`.
 pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_oauth_clients_and_tokens;
+
+/// All migrations, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(
+            m20261123_000001_oauth_clients_and_tokens::Migration,
+        )]
+    }
+}

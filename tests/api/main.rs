@@ -1,1 +1,6 @@
+//! The one integration-test binary: real HTTP against a real database (SQLite, or PostgreSQL when
+//! OXBADGE_TEST_DATABASE_URL is set).
 
+mod foundation;
+mod openapi;
+mod support;

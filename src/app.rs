@@ -1,0 +1,289 @@
+//! Application assembly: `App::build(settings)` opens the database, migrates, binds the listener
+//! (port 0 works, so every test runs its own app) and returns the bound address and a run future.
+
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    num::NonZeroU32,
+    sync::Arc,
+    time::Duration,
+};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use poem::{
+    Request, Server,
+    listener::{Acceptor, BoxAcceptor, Listener, RustlsCertificate, RustlsConfig, TcpListener},
+};
+use sea_orm::DatabaseConnection;
+use url::Url;
+
+use crate::{
+    config::Settings,
+    db::{self, DbSetupError},
+    http,
+    metrics::Metrics,
+    oauth::{NewClient, OAuthError, ScopeSet, tokens},
+};
+
+/// Failures that stop the service from starting. Each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Db(#[from] DbSetupError),
+    /// The database schema is behind and automatic migration is off.
+    #[error(
+        "the database has {0} pending migration(s) and migrate_on_start is off: run `oxbadge migrate up`"
+    )]
+    PendingMigrations(usize),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// The public URL could not be derived.
+    #[error("public URL: {0}")]
+    PublicUrl(String),
+    /// TLS material could not be read or generated.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+impl From<sea_orm::DbErr> for StartupError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        Self::Db(DbSetupError::Db(err))
+    }
+}
+
+struct StateInner {
+    db: DatabaseConnection,
+    settings: Settings,
+    metrics: Metrics,
+    public_url: Url,
+    auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+/// Everything a request handler needs, passed in (no globals). Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<StateInner>);
+
+impl AppState {
+    /// The database pool.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.0.db
+    }
+
+    /// Settings in effect.
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    /// Metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// The externally visible base URL (no trailing slash in `as_str()` joins).
+    pub fn public_url(&self) -> &Url {
+        &self.0.public_url
+    }
+
+    /// Whether this instance terminates TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.0.settings.tls_enabled()
+    }
+
+    /// Per-address rate limit on authentication endpoints.
+    pub fn check_auth_rate_limit(&self, req: &Request) -> Result<(), OAuthError> {
+        let ip = req
+            .remote_addr()
+            .as_socket_addr()
+            .map(SocketAddr::ip)
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        self.0.auth_limiter.check_key(&ip).map_err(|_| {
+            tracing::warn!(%ip, "authentication rate limit exceeded");
+            OAuthError::rate_limited()
+        })
+    }
+}
+
+/// A built, bound, not yet running service.
+pub struct App {
+    acceptor: BoxAcceptor,
+    local_addr: SocketAddr,
+    state: AppState,
+    bootstrap_admin: Option<NewClient>,
+}
+
+fn load_tls(settings: &Settings) -> Result<Option<RustlsConfig>, StartupError> {
+    if settings.dev_tls {
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let certified = rcgen::generate_simple_self_signed(names)
+            .map_err(|e| StartupError::Tls(format!("cannot generate a dev certificate: {e}")))?;
+        let cert = RustlsCertificate::new()
+            .cert(certified.cert.pem())
+            .key(certified.key_pair.serialize_pem());
+        return Ok(Some(RustlsConfig::new().fallback(cert)));
+    }
+    match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert_path), Some(key_path)) => {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p)
+                    .map_err(|e| StartupError::Tls(format!("cannot read {}: {e}", p.display())))
+            };
+            let cert = RustlsCertificate::new()
+                .cert(read(cert_path)?)
+                .key(read(key_path)?);
+            Ok(Some(RustlsConfig::new().fallback(cert)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The base URL used when none is configured: the bound address (loopback for wildcard binds).
+fn default_public_url(addr: SocketAddr, tls: bool, dev_tls: bool) -> Result<Url, StartupError> {
+    let scheme = if tls { "https" } else { "http" };
+    let host = if dev_tls {
+        "localhost".to_owned()
+    } else {
+        match addr.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        }
+    };
+    let text = format!("{scheme}://{host}:{}", addr.port());
+    Url::parse(&text).map_err(|e| StartupError::PublicUrl(format!("{text}: {e}")))
+}
+
+impl App {
+    /// Opens and migrates the database, bootstraps the first admin client on an empty database,
+    /// and binds the listener.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let db = db::connect(
+            &settings.effective_database_url(),
+            settings.db_max_connections,
+        )
+        .await?;
+        if settings.migrate_on_start {
+            db::migrate_up(&db).await?;
+        } else {
+            use migration::MigratorTrait;
+            let pending = migration::Migrator::get_pending_migrations(&db)
+                .await?
+                .len();
+            if pending > 0 {
+                return Err(StartupError::PendingMigrations(pending));
+            }
+        }
+
+        let bootstrap_admin = if tokens::count_clients(&db).await? == 0 {
+            Some(tokens::create_client(&db, "admin (bootstrap)", ScopeSet::all()).await?)
+        } else {
+            None
+        };
+
+        let tls = load_tls(&settings)?;
+        let listener = match tls {
+            Some(config) => TcpListener::bind(settings.listen).rustls(config).boxed(),
+            None => TcpListener::bind(settings.listen).boxed(),
+        };
+        let acceptor = listener
+            .into_acceptor()
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+        let local_addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .unwrap_or(settings.listen);
+
+        let public_url = match settings.public_url.clone() {
+            Some(url) => url,
+            None => default_public_url(local_addr, settings.tls_enabled(), settings.dev_tls)?,
+        };
+        let per_minute =
+            NonZeroU32::new(settings.auth_rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst =
+            NonZeroU32::new(settings.auth_rate_limit_burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let auth_limiter = RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst));
+
+        let state = AppState(Arc::new(StateInner {
+            db,
+            settings,
+            metrics: Metrics::new(),
+            public_url,
+            auth_limiter,
+        }));
+        Ok(Self {
+            acceptor,
+            local_addr,
+            state,
+            bootstrap_admin,
+        })
+    }
+
+    /// The address the listener is bound to (the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared state (tests use it to reach the database).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The admin client created on first start, if this start created it. Taken once.
+    pub fn take_bootstrap_admin(&mut self) -> Option<NewClient> {
+        self.bootstrap_admin.take()
+    }
+
+    /// Serves until SIGINT or SIGTERM, then stops accepting, lets in-flight requests finish (up to
+    /// `shutdown_timeout_secs`) and closes the database pool.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes (tests use this).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        let timeout = Duration::from_secs(self.state.settings().shutdown_timeout_secs);
+        let state = self.state.clone();
+        let endpoint = http::routes(self.state.clone());
+        let result = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(endpoint, shutdown, Some(timeout))
+            .await;
+        if let Err(err) = state.db().close_by_ref().await {
+            tracing::warn!(error = %err, "closing the database pool");
+        }
+        tracing::info!("server stopped");
+        result
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

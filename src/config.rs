@@ -1,0 +1,314 @@
+//! Typed service settings: defaults, an optional TOML file, then `OXBADGE_*` environment variables,
+//! then command-line flags (each later source wins). Every key is documented in README.md.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+/// Errors while loading or checking settings. They stop start-up (exit code 2); they never reach HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A source could not be read or a value has the wrong type.
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value is well-typed but not acceptable.
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Pretty, coloured lines on a terminal; JSON lines otherwise.
+    #[default]
+    Auto,
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// All settings of the service. Field docs name the environment variable and the default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// `OXBADGE_LISTEN`: socket address to bind. Default `127.0.0.1:8080`; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// `OXBADGE_DATA_DIR`: directory for the SQLite database and the development KEK. Default `./data`.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL` (or `OXBADGE_DATABASE_URL`): `sqlite://…` or `postgres://…`.
+    /// Default: SQLite at `<data_dir>/oxbadge.db`.
+    pub database_url: Option<String>,
+    /// `OXBADGE_DB_MAX_CONNECTIONS`: connection pool size. Default 16.
+    pub db_max_connections: u32,
+    /// `OXBADGE_PUBLIC_URL`: the externally visible base URL used in identifiers (did:web, status list
+    /// URLs). Default: `http(s)://<bound address>`.
+    pub public_url: Option<Url>,
+    /// `OXBADGE_LOG_FORMAT`: `auto`, `pretty` or `json`. Default `auto`.
+    pub log_format: LogFormat,
+    /// `OXBADGE_LOG`: tracing filter directives (RUST_LOG syntax). Default `info`.
+    pub log: String,
+    /// `OXBADGE_TLS_CERT`: PEM certificate chain; serve HTTPS with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// `OXBADGE_TLS_KEY`: PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// `OXBADGE_DEV_TLS`: serve HTTPS with a generated self-signed certificate for localhost.
+    /// Default false.
+    pub dev_tls: bool,
+    /// `OXBADGE_KEK`: key-encryption keys as `id:BASE64` (32 bytes), comma-separated. Secret.
+    pub kek: Option<SecretString>,
+    /// `OXBADGE_KEK_FILE`: file with one `id:BASE64` KEK per line (mode 0600).
+    pub kek_file: Option<PathBuf>,
+    /// `OXBADGE_ACTIVE_KEK`: id of the KEK that encrypts new keys. Default: the first KEK listed.
+    pub active_kek: Option<String>,
+    /// `OXBADGE_MAX_BODY_BYTES`: largest accepted request body. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// `OXBADGE_MIGRATE_ON_START`: apply pending migrations when `serve` starts. Default true.
+    pub migrate_on_start: bool,
+    /// `OXBADGE_ACCESS_TOKEN_TTL_SECS`: lifetime of issued access tokens. Default 3600.
+    pub access_token_ttl_secs: u64,
+    /// `OXBADGE_AUTH_RATE_LIMIT_PER_MINUTE`: token-endpoint requests allowed per client IP per minute.
+    /// Default 60.
+    pub auth_rate_limit_per_minute: u32,
+    /// `OXBADGE_AUTH_RATE_LIMIT_BURST`: burst allowance on top of the steady rate. Default 20.
+    pub auth_rate_limit_burst: u32,
+    /// `OXBADGE_SHUTDOWN_TIMEOUT_SECS`: how long in-flight requests may finish on shutdown. Default 30.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            db_max_connections: 16,
+            public_url: None,
+            log_format: LogFormat::Auto,
+            log: "info".to_owned(),
+            tls_cert: None,
+            tls_key: None,
+            dev_tls: false,
+            kek: None,
+            kek_file: None,
+            active_kek: None,
+            max_body_bytes: 1024 * 1024,
+            migrate_on_start: true,
+            access_token_ttl_secs: 3600,
+            auth_rate_limit_per_minute: 60,
+            auth_rate_limit_burst: 20,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// Values given on the command line; `Some` overrides every other source.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub public_url: Option<Url>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub dev_tls: bool,
+    pub no_migrate: bool,
+}
+
+/// Name of the optional settings file read from the working directory when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "oxbadge.toml";
+
+impl Settings {
+    /// Loads defaults ← TOML file ← environment ← overrides. A missing default file is fine; a missing
+    /// file named explicitly is an error.
+    pub fn load(config_file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        match config_file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError::Invalid {
+                        key: "config",
+                        reason: format!("file {} does not exist", path.display()),
+                    });
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+            }
+            None => {}
+        }
+        figment = figment
+            .merge(Env::prefixed("OXBADGE_").ignore(&["config"]))
+            .merge(Env::raw().only(&["DATABASE_URL"]));
+        let mut settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.apply(overrides);
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Applies command-line values on top.
+    pub fn apply(&mut self, o: Overrides) {
+        if let Some(v) = o.listen {
+            self.listen = v;
+        }
+        if let Some(v) = o.data_dir {
+            self.data_dir = v;
+        }
+        if let Some(v) = o.database_url {
+            self.database_url = Some(v);
+        }
+        if let Some(v) = o.public_url {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = o.tls_cert {
+            self.tls_cert = Some(v);
+        }
+        if let Some(v) = o.tls_key {
+            self.tls_key = Some(v);
+        }
+        if o.dev_tls {
+            self.dev_tls = true;
+        }
+        if o.no_migrate {
+            self.migrate_on_start = false;
+        }
+    }
+
+    /// Rejects combinations that cannot work, before anything is started.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "tls_cert",
+                reason: "tls_cert and tls_key must be given together".into(),
+            });
+        }
+        if self.dev_tls && self.tls_cert.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "dev_tls",
+                reason: "dev_tls cannot be combined with tls_cert/tls_key".into(),
+            });
+        }
+        if let Some(url) = &self.public_url
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            return Err(ConfigError::Invalid {
+                key: "public_url",
+                reason: "must be an http or https URL".into(),
+            });
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "max_body_bytes",
+                reason: "must be at least 1024".into(),
+            });
+        }
+        if self.auth_rate_limit_per_minute == 0 {
+            return Err(ConfigError::Invalid {
+                key: "auth_rate_limit_per_minute",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.db_max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                key: "db_max_connections",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the service terminates TLS itself.
+    pub fn tls_enabled(&self) -> bool {
+        self.dev_tls || self.tls_cert.is_some()
+    }
+
+    /// The database URL in effect: the configured one, or the SQLite file in the data directory.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("oxbadge.db").display()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let s = Settings::default();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.max_body_bytes, 1024 * 1024);
+        assert_eq!(
+            s.effective_database_url(),
+            "sqlite://data/oxbadge.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's test jail fixes the closure's error type
+    fn environment_overrides_file_and_flags_override_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "custom.toml",
+                "listen = \"127.0.0.1:9000\"\nmax_body_bytes = 2048\nlog = \"debug\"",
+            )?;
+            jail.set_env("OXBADGE_MAX_BODY_BYTES", "4096");
+            jail.set_env("DATABASE_URL", "postgres://localhost/x");
+            let s = Settings::load(Some(Path::new("custom.toml")), Overrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(s.listen.to_string(), "127.0.0.1:9000");
+            assert_eq!(s.max_body_bytes, 4096);
+            assert_eq!(s.log, "debug");
+            assert_eq!(s.database_url.as_deref(), Some("postgres://localhost/x"));
+            let s = Settings::load(
+                Some(Path::new("custom.toml")),
+                Overrides {
+                    listen: Some("127.0.0.1:1".parse().map_err(|_| "addr")?),
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            assert_eq!(s.listen.to_string(), "127.0.0.1:1");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_combinations_are_rejected() {
+        let s = Settings {
+            tls_cert: Some("a".into()),
+            ..Default::default()
+        };
+        assert!(s.check().is_err());
+        let s = Settings {
+            max_body_bytes: 10,
+            ..Default::default()
+        };
+        assert!(s.check().is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let s = Settings {
+            kek: Some(SecretString::from("k1:c2VjcmV0")),
+            ..Default::default()
+        };
+        assert!(!format!("{s:?}").contains("c2VjcmV0"));
+    }
+}

@@ -1,0 +1,93 @@
+//! Storage: the database connection (SQLite by default, PostgreSQL for scale-out), sea-orm entities,
+//! and the queries that use them. Query functions take `&impl ConnectionTrait` so that they run inside
+//! or outside a transaction alike.
+
+pub mod access_token;
+pub mod oauth_client;
+
+use std::{path::Path, time::Duration};
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+
+/// Failures to open or prepare the database. They stop start-up with a clear message.
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    /// The URL names an engine we do not support.
+    #[error("unsupported database URL scheme in `{scheme}`: use sqlite:// or postgres://")]
+    UnsupportedScheme { scheme: String },
+    /// The data directory for SQLite could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Connecting or migrating failed.
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// Generates a new CUID2 primary key.
+pub fn new_id() -> String {
+    cuid2::create_id()
+}
+
+/// Opens a pool for `url`. For SQLite the file (and its directory) is created on first use, the
+/// journal is WAL, foreign keys are enforced, and writers wait for the lock instead of failing.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbSetupError> {
+    let scheme = url.split(':').next().unwrap_or_default().to_owned();
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    match scheme.as_str() {
+        "sqlite" => {
+            if let Some(dir) = sqlite_parent_dir(url) {
+                std::fs::create_dir_all(&dir).map_err(|source| DbSetupError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            opts.map_sqlx_sqlite_opts(|o| {
+                o.create_if_missing(true)
+                    .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(30))
+            });
+        }
+        "postgres" | "postgresql" => {}
+        _ => return Err(DbSetupError::UnsupportedScheme { scheme }),
+    }
+    Ok(Database::connect(opts).await?)
+}
+
+fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+}
+
+/// Applies all pending migrations.
+pub async fn migrate_up(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+/// Whether the database answers a trivial query (readiness probe).
+pub async fn ping(db: &impl ConnectionTrait) -> bool {
+    let sql = match db.get_database_backend() {
+        DbBackend::Postgres | DbBackend::Sqlite | DbBackend::MySql => "SELECT 1",
+        _ => "SELECT 1",
+    };
+    db.execute_unprepared(sql).await.is_ok()
+}

@@ -1,0 +1,164 @@
+//! Administration of OAuth clients (scope `admin`): create machine clients, list them, disable them.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use secrecy::ExposeSecret;
+
+use super::{
+    ApiTags,
+    auth::{Authorized, scope},
+};
+use crate::{
+    app::AppState,
+    db::oauth_client,
+    error::ApiError,
+    oauth::{Scope, ScopeSet, tokens},
+};
+
+/// Request to create a client-credentials client.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CreateClientRequest {
+    /// Display name (1–200 characters).
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: String,
+    /// Scopes the client may request.
+    #[oai(validator(min_items = 1, max_items = 32))]
+    pub scopes: Vec<String>,
+}
+
+/// A newly created client, with its secret (shown only in this response).
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CreatedClient {
+    /// Client id (CUID2).
+    pub client_id: String,
+    /// Client secret; store it now, it cannot be retrieved later.
+    pub client_secret: String,
+    /// Scopes the client may request.
+    pub scopes: Vec<String>,
+}
+
+/// A client as listed (never with secret material).
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ClientInfo {
+    /// Client id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Allowed scopes.
+    pub scopes: Vec<String>,
+    /// `service` for client-credentials clients.
+    pub kind: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Set when the client was disabled.
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+impl From<oauth_client::Model> for ClientInfo {
+    fn from(m: oauth_client::Model) -> Self {
+        Self {
+            id: m.id,
+            name: m.name,
+            scopes: m
+                .scopes
+                .split_ascii_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            kind: m.kind,
+            created_at: m.created_at,
+            disabled_at: m.disabled_at,
+        }
+    }
+}
+
+/// Created.
+#[derive(ApiResponse)]
+pub enum CreateClientResponse {
+    /// The client was created.
+    #[oai(status = 201)]
+    Created(Json<CreatedClient>),
+}
+
+/// Disabled.
+#[derive(ApiResponse)]
+pub enum DisableClientResponse {
+    /// The client is disabled and its tokens are revoked.
+    #[oai(status = 204)]
+    Disabled,
+}
+
+/// OAuth client administration.
+pub struct ClientsApi;
+
+#[OpenApi(tag = "ApiTags::Clients")]
+impl ClientsApi {
+    /// Create a client-credentials client. The secret is returned once and stored only as a hash.
+    #[oai(
+        path = "/api/v1/clients",
+        method = "post",
+        operation_id = "createClient"
+    )]
+    async fn create_client(
+        &self,
+        #[oai(scope = "Scope::Admin")] auth: Authorized<scope::Admin>,
+        state: Data<&AppState>,
+        body: Json<CreateClientRequest>,
+    ) -> Result<CreateClientResponse, ApiError> {
+        let scopes =
+            ScopeSet::parse(&body.scopes.join(" ")).map_err(|e| ApiError::Unprocessable {
+                code: "unknown_scope",
+                detail: e.to_string(),
+            })?;
+        let client = tokens::create_client(state.db(), body.name.trim(), scopes).await?;
+        tracing::info!(client_id = %client.client_id, created_by = %auth.client_id(), "client created");
+        Ok(CreateClientResponse::Created(Json(CreatedClient {
+            client_id: client.client_id,
+            client_secret: client.client_secret.expose_secret().to_owned(),
+            scopes: client
+                .scopes
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+        })))
+    }
+
+    /// List clients (ids, names, scopes; never secrets).
+    #[oai(path = "/api/v1/clients", method = "get", operation_id = "listClients")]
+    async fn list_clients(
+        &self,
+        #[oai(scope = "Scope::Admin")] _auth: Authorized<scope::Admin>,
+        state: Data<&AppState>,
+    ) -> Result<Json<Vec<ClientInfo>>, ApiError> {
+        let clients = tokens::list_clients(state.db()).await?;
+        Ok(Json(clients.into_iter().map(ClientInfo::from).collect()))
+    }
+
+    /// Disable a client and revoke every access token issued to it. A client cannot disable itself.
+    #[oai(
+        path = "/api/v1/clients/:client_id/disable",
+        method = "post",
+        operation_id = "disableClient"
+    )]
+    async fn disable_client(
+        &self,
+        #[oai(scope = "Scope::Admin")] auth: Authorized<scope::Admin>,
+        state: Data<&AppState>,
+        client_id: Path<String>,
+    ) -> Result<DisableClientResponse, ApiError> {
+        if auth.client_id() == client_id.0 {
+            return Err(ApiError::Conflict {
+                code: "cannot_disable_self",
+                detail: "a client cannot disable itself".into(),
+            });
+        }
+        if !tokens::disable_client(state.db(), &client_id.0).await? {
+            return Err(ApiError::NotFound { what: "client" });
+        }
+        tracing::info!(client_id = %client_id.0, disabled_by = %auth.client_id(), "client disabled");
+        Ok(DisableClientResponse::Disabled)
+    }
+}

@@ -1,0 +1,155 @@
+//! The outermost layer every request passes: request id and tracing span, body size limit, error
+//! rendering (through `error::render_error`, the one mapping to HTTP), security headers, metrics and
+//! the access log.
+
+use std::time::Instant;
+
+use poem::{
+    Endpoint, IntoResponse, Request, Response,
+    http::{HeaderName, HeaderValue, header},
+};
+use poem_openapi::OperationId;
+use tracing::Instrument;
+
+use crate::{
+    app::AppState,
+    error::{ApiError, ErrorFamily, render_error},
+};
+
+/// Header carrying the request id in both directions.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Content-Security-Policy for API responses: nothing may load, nothing may frame us.
+const CSP_API: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+/// Content-Security-Policy for HTML pages (Swagger UI inlines its script and style).
+const CSP_HTML: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; connect-src 'self'; \
+     font-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Wraps the routed application.
+pub struct Frontline<E> {
+    inner: E,
+    state: AppState,
+}
+
+impl<E> Frontline<E> {
+    /// Wraps `inner`.
+    pub fn new(inner: E, state: AppState) -> Self {
+        Self { inner, state }
+    }
+}
+
+/// A caller-supplied request id is kept when it is short printable ASCII; otherwise a new one is made.
+fn request_id_of(req: &Request) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(cuid2::create_id)
+}
+
+/// Refuses bodies over `limit` before any handler reads them (413), including chunked bodies whose
+/// size is unknown up front.
+async fn enforce_body_limit(req: &mut Request, limit: usize) -> Result<(), ApiError> {
+    if let Some(value) = req.headers().get(header::CONTENT_LENGTH) {
+        let length: u64 = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| ApiError::bad_request("malformed_request", "invalid Content-Length"))?;
+        if length > limit as u64 {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        return Ok(());
+    }
+    if req.headers().contains_key(header::TRANSFER_ENCODING) {
+        let body = req.take_body();
+        let bytes = body
+            .into_bytes_limit(limit)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge { limit })?;
+        req.set_body(bytes);
+    }
+    Ok(())
+}
+
+fn set(resp: &mut Response, name: HeaderName, value: &'static str) {
+    resp.headers_mut()
+        .insert(name, HeaderValue::from_static(value));
+}
+
+impl<E: Endpoint> Endpoint for Frontline<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let started = Instant::now();
+        let request_id = request_id_of(&req);
+        let method = req.method().as_str().to_owned();
+        let path = req.uri().path().to_owned();
+        let family = ErrorFamily::for_path(&path);
+        let authenticated = req.headers().contains_key(header::AUTHORIZATION);
+        let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
+        let limit = self.state.settings().max_body_bytes;
+
+        async move {
+            let result = match enforce_body_limit(&mut req, limit).await {
+                Ok(()) => self.inner.call(req).await.map(IntoResponse::into_response),
+                Err(err) => Err(poem::Error::from(err)),
+            };
+            let (mut resp, operation) = match result {
+                Ok(resp) => {
+                    let op = resp.data::<OperationId>().map(|o| o.0);
+                    (resp, op)
+                }
+                Err(err) => {
+                    let op = err.data::<OperationId>().map(|o| o.0);
+                    (render_error(err, family, Some(&request_id)), op)
+                }
+            };
+
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                resp.headers_mut().insert(REQUEST_ID, v);
+            }
+            set(&mut resp, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+            set(&mut resp, header::REFERRER_POLICY, "no-referrer");
+            set(&mut resp, header::X_FRAME_OPTIONS, "DENY");
+            let is_html = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| ct.starts_with("text/html"));
+            set(
+                &mut resp,
+                header::CONTENT_SECURITY_POLICY,
+                if is_html { CSP_HTML } else { CSP_API },
+            );
+            if self.state.tls_enabled() {
+                set(
+                    &mut resp,
+                    header::STRICT_TRANSPORT_SECURITY,
+                    "max-age=63072000; includeSubDomains",
+                );
+            }
+            if authenticated {
+                set(&mut resp, header::CACHE_CONTROL, "no-store");
+            }
+
+            let status = resp.status().as_u16();
+            let operation = operation.unwrap_or(if status == 404 { "unmatched" } else { "other" });
+            let elapsed = started.elapsed();
+            self.state
+                .metrics()
+                .observe_request(&method, operation, status, elapsed.as_secs_f64());
+            tracing::info!(
+                status,
+                operation,
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                "request completed"
+            );
+            Ok(resp)
+        }
+        .instrument(span)
+        .await
+    }
+}

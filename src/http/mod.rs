@@ -1,0 +1,64 @@
+//! HTTP surface: one poem-openapi API struct per tag, assembled into one routed endpoint behind the
+//! front-line layer. The OpenAPI document is generated from these types.
+
+pub mod auth;
+pub mod clients;
+pub mod frontline;
+pub mod health;
+pub mod oauth;
+
+use poem::{EndpointExt, IntoEndpoint, Response, Route, endpoint::BoxEndpoint};
+use poem_openapi::{OpenApiService, Tags};
+
+use crate::app::AppState;
+
+/// OpenAPI tags, one per API struct.
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Liveness, readiness and metrics.
+    Health,
+    /// OAuth 2.0 authorization server.
+    #[oai(rename = "OAuth")]
+    OAuth,
+    /// OAuth client administration.
+    Clients,
+}
+
+/// All API structs, in tag order.
+pub type Apis = (health::HealthApi, oauth::OAuthApi, clients::ClientsApi);
+
+/// The OpenAPI service (independent of any running state, so `oxbadge openapi` needs no database).
+pub fn api_service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (health::HealthApi, oauth::OAuthApi, clients::ClientsApi),
+        "oxbadge",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Open Badges 3.0 issuer and verifier. Service endpoints answer errors as RFC 9457 \
+         problem documents (application/problem+json); OAuth endpoints use the RFC 6749 error \
+         vocabulary. Protected operations take an OAuth 2.0 bearer token with the scope they declare.",
+    )
+}
+
+/// The OpenAPI document as pretty JSON with a trailing newline (the committed openapi/openapi.json).
+pub fn openapi_json() -> String {
+    let mut spec = api_service().spec();
+    spec.push('\n');
+    spec
+}
+
+/// The complete application endpoint: API, OpenAPI document, Swagger UI, behind the front line.
+pub fn routes(state: AppState) -> BoxEndpoint<'static, Response> {
+    let api = api_service();
+    let spec = api.spec_endpoint();
+    let ui = api.swagger_ui();
+    let route = Route::new()
+        .nest("/", api)
+        .at("/openapi.json", spec)
+        .nest("/docs", ui)
+        .data(state.clone());
+    frontline::Frontline::new(route.into_endpoint(), state)
+        .map_to_response()
+        .boxed()
+}

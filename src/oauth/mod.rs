@@ -1,0 +1,127 @@
+//! Authorization server: clients, grants, tokens and scopes. This issue implements the client-credentials
+//! grant for machine clients; opaque random tokens are stored only as SHA-256 hashes.
+
+pub mod scopes;
+pub mod tokens;
+
+use poem::{
+    IntoResponse, Response,
+    error::ResponseError,
+    http::{HeaderValue, StatusCode, header},
+};
+use serde::Serialize;
+
+pub use scopes::{Scope, ScopeSet};
+pub use tokens::{AccessContext, NewClient, TokenGrant};
+
+/// An error in the OAuth 2.0 vocabulary (RFC 6749 §5.2), answered by `/oauth/*` endpoints.
+#[derive(Debug, Clone, thiserror::Error, Serialize)]
+#[error("{error}: {error_description}")]
+pub struct OAuthError {
+    #[serde(skip)]
+    status: StatusCode,
+    /// The RFC 6749 error code.
+    pub error: &'static str,
+    /// Human-readable explanation (never contains secrets).
+    pub error_description: String,
+    #[serde(skip)]
+    basic_challenge: bool,
+}
+
+impl OAuthError {
+    /// A new error with an explicit status.
+    pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            error_description: description.into(),
+            basic_challenge: false,
+        }
+    }
+
+    /// 400 `invalid_request`.
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    /// 401 `invalid_client`; `basic` adds the HTTP Basic challenge when the client tried Basic auth.
+    pub fn invalid_client(basic: bool) -> Self {
+        Self {
+            basic_challenge: basic,
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication failed",
+            )
+        }
+    }
+
+    /// 400 `invalid_scope`.
+    pub fn invalid_scope(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
+    }
+
+    /// 400 `unsupported_grant_type`.
+    pub fn unsupported_grant_type(grant: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            format!("grant_type `{grant}` is not supported"),
+        )
+    }
+
+    /// 400 `unauthorized_client`.
+    pub fn unauthorized_client(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", description)
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn rate_limited() -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            "too many requests from this address; retry later",
+        )
+    }
+
+    /// 500 `server_error`; the cause is logged, not sent.
+    pub fn server_error(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "oauth server error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "an unexpected error occurred",
+        )
+    }
+}
+
+impl From<sea_orm::DbErr> for OAuthError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        Self::server_error(&err)
+    }
+}
+
+impl ResponseError for OAuthError {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn as_response(&self) -> Response {
+        let mut resp = poem::web::Json(self)
+            .with_status(self.status)
+            .into_response();
+        let headers = resp.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if self.basic_challenge {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="oxbadge""#),
+            );
+        }
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,185 @@
+//! OAuth scopes: the typed set the service declares in its OpenAPI document and enforces.
+use std::{fmt, str::FromStr};
+
+use poem_openapi::OAuthScopes;
+
+/// Every scope the service knows. Operations declare one of these in OpenAPI and enforce it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, OAuthScopes)]
+pub enum Scope {
+    /// Read issuers and achievements.
+    #[oai(rename = "issuers:read")]
+    IssuersRead,
+    /// Create and change issuers and achievements.
+    #[oai(rename = "issuers:write")]
+    IssuersWrite,
+    /// Rotate and revoke issuer signing keys.
+    #[oai(rename = "keys:manage")]
+    KeysManage,
+    /// Issue credentials.
+    #[oai(rename = "credentials:issue")]
+    CredentialsIssue,
+    /// Read issued credentials.
+    #[oai(rename = "credentials:read")]
+    CredentialsRead,
+    /// Revoke and suspend credentials.
+    #[oai(rename = "credentials:status")]
+    CredentialsStatus,
+    /// Administration: clients, audit trail.
+    #[oai(rename = "admin")]
+    Admin,
+}
+
+impl Scope {
+    /// All service scopes, in a stable order.
+    pub const ALL: [Scope; 7] = [
+        Scope::IssuersRead,
+        Scope::IssuersWrite,
+        Scope::KeysManage,
+        Scope::CredentialsIssue,
+        Scope::CredentialsRead,
+        Scope::CredentialsStatus,
+        Scope::Admin,
+    ];
+
+    /// The scope string as it appears in tokens and the OpenAPI document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::IssuersRead => "issuers:read",
+            Scope::IssuersWrite => "issuers:write",
+            Scope::KeysManage => "keys:manage",
+            Scope::CredentialsIssue => "credentials:issue",
+            Scope::CredentialsRead => "credentials:read",
+            Scope::CredentialsStatus => "credentials:status",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown scope name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scope `{0}`")]
+pub struct UnknownScope(pub String);
+
+impl FromStr for Scope {
+    type Err = UnknownScope;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| UnknownScope(s.to_owned()))
+    }
+}
+
+/// A set of scopes, parsed once from a space-separated string.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScopeSet(u32);
+
+impl ScopeSet {
+    /// The empty set.
+    pub const fn empty() -> Self {
+        Self(0)
+    }
+
+    /// Every scope.
+    pub fn all() -> Self {
+        Scope::ALL.into_iter().collect()
+    }
+
+    fn bit(scope: Scope) -> u32 {
+        1 << (Scope::ALL.iter().position(|s| *s == scope).unwrap_or(31) as u32)
+    }
+
+    /// Adds a scope.
+    pub fn insert(&mut self, scope: Scope) {
+        self.0 |= Self::bit(scope);
+    }
+
+    /// Whether `scope` is in the set.
+    pub fn contains(self, scope: Scope) -> bool {
+        self.0 & Self::bit(scope) != 0
+    }
+
+    /// Whether every scope of `other` is in this set.
+    pub fn is_superset(self, other: ScopeSet) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The scopes in stable order.
+    pub fn iter(self) -> impl Iterator<Item = Scope> {
+        Scope::ALL.into_iter().filter(move |s| self.contains(*s))
+    }
+
+    /// Parses a space-separated list; unknown names are an error, duplicates are harmless.
+    pub fn parse(s: &str) -> Result<Self, UnknownScope> {
+        s.split_ascii_whitespace().map(Scope::from_str).collect()
+    }
+}
+
+impl FromIterator<Scope> for ScopeSet {
+    fn from_iter<T: IntoIterator<Item = Scope>>(iter: T) -> Self {
+        let mut set = Self::empty();
+        for scope in iter {
+            set.insert(scope);
+        }
+        set
+    }
+}
+
+impl fmt::Display for ScopeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for scope in self.iter() {
+            if !first {
+                f.write_str(" ")?;
+            }
+            first = false;
+            f.write_str(scope.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_print_round_trip() {
+        let set = ScopeSet::parse("credentials:issue  admin issuers:read").unwrap();
+        assert!(set.contains(Scope::Admin));
+        assert!(!set.contains(Scope::KeysManage));
+        assert_eq!(set.to_string(), "issuers:read credentials:issue admin");
+        assert_eq!(
+            ScopeSet::parse(&ScopeSet::all().to_string()).unwrap(),
+            ScopeSet::all()
+        );
+    }
+
+    #[test]
+    fn unknown_scope_is_an_error() {
+        assert_eq!(
+            ScopeSet::parse("admin root").unwrap_err(),
+            UnknownScope("root".into())
+        );
+    }
+
+    #[test]
+    fn superset() {
+        let all = ScopeSet::all();
+        let one: ScopeSet = [Scope::Admin].into_iter().collect();
+        assert!(all.is_superset(one));
+        assert!(!one.is_superset(all));
+    }
+}

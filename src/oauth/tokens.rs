@@ -1,0 +1,271 @@
+//! Client secrets and access tokens: generation, hashed storage, constant-time checks.
+//!
+//! Secrets and tokens are 256-bit random values. Because they carry full entropy, a single SHA-256 is
+//! the right storage hash (a slow password hash would add latency to every token check and no
+//! security); comparisons of hashes are constant-time.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Duration, Utc};
+use rand::{RngCore, rngs::OsRng};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, Set, TransactionSession, TransactionTrait, sea_query::Expr,
+};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{OAuthError, ScopeSet};
+use crate::{
+    db::{access_token, new_id, oauth_client},
+    error::ApiError,
+};
+
+/// Prefix of client secrets (lets secret scanners recognise a leaked one).
+const CLIENT_SECRET_PREFIX: &str = "oxbcs_";
+/// Prefix of access tokens.
+const ACCESS_TOKEN_PREFIX: &str = "oxbat_";
+
+/// A freshly created client. The secret exists only here; the database holds its hash.
+#[derive(Debug)]
+pub struct NewClient {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub scopes: ScopeSet,
+}
+
+/// A freshly issued access token.
+#[derive(Debug)]
+pub struct TokenGrant {
+    pub access_token: SecretString,
+    pub expires_in: i64,
+    pub scopes: ScopeSet,
+}
+
+/// Who is calling and what they may do, resolved from a valid bearer token.
+#[derive(Debug, Clone)]
+pub struct AccessContext {
+    pub client_id: String,
+    pub scopes: ScopeSet,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl AccessContext {
+    /// Succeeds when the token carries `scope`; otherwise 403 `insufficient_scope`.
+    pub fn require(&self, scope: super::Scope) -> Result<(), ApiError> {
+        if self.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::InsufficientScope {
+                required: scope.as_str(),
+            })
+        }
+    }
+}
+
+fn random_secret(prefix: &str) -> SecretString {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    let value = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes));
+    zeroize::Zeroize::zeroize(&mut bytes);
+    SecretString::from(value)
+}
+
+/// Hex SHA-256 of a secret value; what the database stores.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Creates a client-credentials client allowed the given scopes.
+pub async fn create_client(
+    db: &impl ConnectionTrait,
+    name: &str,
+    scopes: ScopeSet,
+) -> Result<NewClient, sea_orm::DbErr> {
+    let client_id = new_id();
+    let client_secret = random_secret(CLIENT_SECRET_PREFIX);
+    oauth_client::ActiveModel {
+        id: Set(client_id.clone()),
+        name: Set(name.to_owned()),
+        secret_hash: Set(hash_secret(client_secret.expose_secret())),
+        scopes: Set(scopes.to_string()),
+        kind: Set("service".to_owned()),
+        created_at: Set(Utc::now()),
+        disabled_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    Ok(NewClient {
+        client_id,
+        client_secret,
+        scopes,
+    })
+}
+
+/// Number of clients (used to decide whether to bootstrap the admin client).
+pub async fn count_clients(db: &impl ConnectionTrait) -> Result<u64, sea_orm::DbErr> {
+    oauth_client::Entity::find().count(db).await
+}
+
+/// All clients, oldest first.
+pub async fn list_clients(
+    db: &impl ConnectionTrait,
+) -> Result<Vec<oauth_client::Model>, sea_orm::DbErr> {
+    oauth_client::Entity::find()
+        .order_by_asc(oauth_client::Column::CreatedAt)
+        .all(db)
+        .await
+}
+
+/// Disables a client and revokes its live tokens in one transaction. False when it does not exist.
+pub async fn disable_client<C>(db: &C, client_id: &str) -> Result<bool, sea_orm::DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = db.begin().await?;
+    let now = Utc::now();
+    let updated = oauth_client::Entity::update_many()
+        .col_expr(oauth_client::Column::DisabledAt, Expr::value(now))
+        .filter(oauth_client::Column::Id.eq(client_id))
+        .filter(oauth_client::Column::DisabledAt.is_null())
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    let exists = updated > 0
+        || oauth_client::Entity::find_by_id(client_id.to_owned())
+            .one(&txn)
+            .await?
+            .is_some();
+    access_token::Entity::update_many()
+        .col_expr(access_token::Column::RevokedAt, Expr::value(now))
+        .filter(access_token::Column::ClientId.eq(client_id))
+        .filter(access_token::Column::RevokedAt.is_null())
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(exists)
+}
+
+/// Checks a client's id and secret. Unknown clients cost the same hash and comparison as known
+/// ones, so timing does not reveal which client ids exist.
+pub async fn authenticate_client(
+    db: &impl ConnectionTrait,
+    client_id: &str,
+    client_secret: &str,
+    basic: bool,
+) -> Result<oauth_client::Model, OAuthError> {
+    let client = oauth_client::Entity::find_by_id(client_id.to_owned())
+        .one(db)
+        .await?;
+    let presented = hash_secret(client_secret);
+    let stored = client
+        .as_ref()
+        .map(|c| c.secret_hash.clone())
+        .unwrap_or_else(|| "0".repeat(64));
+    let matches: bool = presented.as_bytes().ct_eq(stored.as_bytes()).into();
+    match client {
+        Some(c) if matches && c.disabled_at.is_none() => Ok(c),
+        _ => {
+            tracing::info!(client_id, "client authentication failed");
+            Err(OAuthError::invalid_client(basic))
+        }
+    }
+}
+
+/// Issues an access token to an authenticated client for the requested scopes (all of the client's
+/// scopes when none are requested).
+pub async fn issue_token(
+    db: &impl ConnectionTrait,
+    client: &oauth_client::Model,
+    requested: Option<&str>,
+    ttl_secs: u64,
+) -> Result<TokenGrant, OAuthError> {
+    let allowed = ScopeSet::parse(&client.scopes)
+        .map_err(|e| OAuthError::server_error(&format!("stored client scopes: {e}")))?;
+    let scopes = match requested {
+        Some(req) if !req.trim().is_empty() => {
+            let req = ScopeSet::parse(req).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
+            if !allowed.is_superset(req) {
+                return Err(OAuthError::invalid_scope(
+                    "the requested scope exceeds what this client may be granted",
+                ));
+            }
+            req
+        }
+        _ => allowed,
+    };
+    if scopes.is_empty() {
+        return Err(OAuthError::invalid_scope("no scope can be granted"));
+    }
+    let token = random_secret(ACCESS_TOKEN_PREFIX);
+    let now = Utc::now();
+    let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2);
+    access_token::ActiveModel {
+        id: Set(new_id()),
+        token_hash: Set(hash_secret(token.expose_secret())),
+        client_id: Set(client.id.clone()),
+        scopes: Set(scopes.to_string()),
+        expires_at: Set(now + Duration::seconds(ttl)),
+        created_at: Set(now),
+        revoked_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    tracing::info!(client_id = %client.id, scopes = %scopes, "access token issued");
+    Ok(TokenGrant {
+        access_token: token,
+        expires_in: ttl,
+        scopes,
+    })
+}
+
+/// Resolves a presented bearer token. The lookup is by hash, so the comparison happens on a value
+/// an attacker cannot choose byte by byte.
+pub async fn resolve_token(
+    db: &impl ConnectionTrait,
+    token: &str,
+) -> Result<AccessContext, ApiError> {
+    if !token.starts_with(ACCESS_TOKEN_PREFIX) || token.len() > 128 {
+        return Err(ApiError::InvalidToken);
+    }
+    let row = access_token::Entity::find()
+        .filter(access_token::Column::TokenHash.eq(hash_secret(token)))
+        .one(db)
+        .await?
+        .ok_or(ApiError::InvalidToken)?;
+    if row.revoked_at.is_some() || row.expires_at <= Utc::now() {
+        return Err(ApiError::InvalidToken);
+    }
+    let scopes = ScopeSet::parse(&row.scopes).map_err(ApiError::internal)?;
+    Ok(AccessContext {
+        client_id: row.client_id,
+        scopes,
+        expires_at: row.expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_random_prefixed_and_256_bit() {
+        let a = random_secret(ACCESS_TOKEN_PREFIX);
+        let b = random_secret(ACCESS_TOKEN_PREFIX);
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert!(a.expose_secret().starts_with(ACCESS_TOKEN_PREFIX));
+        let raw = URL_SAFE_NO_PAD
+            .decode(&a.expose_secret()[ACCESS_TOKEN_PREFIX.len()..])
+            .unwrap();
+        assert_eq!(raw.len(), 32);
+        assert!(!format!("{a:?}").contains(&a.expose_secret()[6..]));
+    }
+
+    #[test]
+    fn hash_is_sha256_hex() {
+        assert_eq!(
+            hash_secret("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! The OpenAPI document: committed copy is current, every operation is documented, and every
+//! protected operation enforces exactly the scope it declares.
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::support::{TestApp, assert_problem};
+
+/// Operations that are public by design (no token).
+const PUBLIC_OPERATIONS: &[&str] = &["health", "ready", "metrics", "token"];
+
+const ALL_SCOPES: &[&str] = &[
+    "issuers:read",
+    "issuers:write",
+    "keys:manage",
+    "credentials:issue",
+    "credentials:read",
+    "credentials:status",
+    "admin",
+];
+
+#[test]
+fn committed_openapi_document_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    let generated = oxbadge::http::openapi_json();
+    assert!(
+        committed == generated,
+        "openapi/openapi.json is stale: regenerate it with\n    cargo run -- openapi > openapi/openapi.json"
+    );
+}
+
+fn operations(spec: &Value) -> Vec<(String, String, Value)> {
+    let mut ops = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            ops.push((path.clone(), method.clone(), op.clone()));
+        }
+    }
+    ops
+}
+
+#[test]
+fn every_operation_has_an_id_docs_and_a_declared_security_decision() {
+    let spec: Value = serde_json::from_str(&oxbadge::http::openapi_json()).unwrap();
+    for (path, method, op) in operations(&spec) {
+        let id = op["operationId"].as_str();
+        assert!(id.is_some(), "{method} {path} has no operationId");
+        let id = id.unwrap();
+        assert!(
+            op["summary"].is_string() || op["description"].is_string(),
+            "{id} has no documentation"
+        );
+        let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+        assert!(
+            secured || PUBLIC_OPERATIONS.contains(&id),
+            "{id} ({method} {path}) declares no security and is not on the public list"
+        );
+        if secured {
+            let scopes: Vec<&str> = op["security"][0]["oauth2"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{id} security is not oauth2"))
+                .iter()
+                .map(|s| s.as_str().unwrap())
+                .collect();
+            assert_eq!(scopes.len(), 1, "{id} must declare exactly one scope");
+            assert!(ALL_SCOPES.contains(&scopes[0]), "{id}: unknown scope");
+        }
+    }
+}
+
+/// Fills `{param}` segments with a placeholder.
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.starts_with('{') && seg.ends_with('}') {
+                "placeholder"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test]
+async fn every_protected_operation_returns_401_without_token_and_403_without_its_scope() {
+    let app = TestApp::spawn().await;
+    let spec: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut checked = 0;
+    for (path, method, op) in operations(&spec) {
+        let Some(required) = op["security"][0]["oauth2"][0].as_str() else {
+            continue;
+        };
+        let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let url = app.url(&concrete(&path));
+
+        // No token → 401 with a Bearer challenge.
+        let resp = app
+            .http
+            .request(method.clone(), &url)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert_eq!(resp.status(), 401, "{id} without a token");
+        assert!(
+            challenge.starts_with("Bearer"),
+            "{id}: challenge {challenge:?}"
+        );
+        assert_problem(resp, 401, "invalid_token").await;
+
+        // Every scope except the required one → 403 insufficient_scope.
+        let others: Vec<&str> = ALL_SCOPES
+            .iter()
+            .copied()
+            .filter(|s| *s != required)
+            .collect();
+        let token = app.token(&others.join(" ")).await;
+        let resp = app
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{id} with scopes {others:?}");
+        let body = assert_problem(resp, 403, "insufficient_scope").await;
+        assert!(
+            body["detail"].as_str().unwrap().contains(required),
+            "{id}: detail names the scope"
+        );
+
+        // The required scope alone passes the scope check (any status but 401/403).
+        let token = app.token(required).await;
+        let resp = app
+            .http
+            .request(method, &url)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status() != 401 && resp.status() != 403,
+            "{id} with its own scope `{required}` got {}",
+            resp.status()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} protected operations found");
+}
