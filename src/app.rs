@@ -14,13 +14,17 @@ use poem::{
     Request, Server,
     listener::{Acceptor, BoxAcceptor, Listener, RustlsCertificate, RustlsConfig, TcpListener},
 };
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, EntityTrait};
 use url::Url;
 
 use crate::{
     config::Settings,
-    db::{self, DbSetupError},
+    db::{self, DbSetupError, issuer},
     http,
+    keys::{
+        ring::{KekConfigError, KekSource, load_kek_ring},
+        store::{KeyError, KeyStore, RotationOutcome},
+    },
     metrics::Metrics,
     oauth::{NewClient, OAuthError, ScopeSet, tokens},
 };
@@ -42,6 +46,12 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The key-encryption keys are missing or invalid.
+    #[error("key-encryption keys: {0}")]
+    Keks(#[from] KekConfigError),
+    /// Stored keys cannot be decrypted with the configured KEKs.
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeyError),
     /// The public URL could not be derived.
     #[error("public URL: {0}")]
     PublicUrl(String),
@@ -60,6 +70,7 @@ struct StateInner {
     db: DatabaseConnection,
     settings: Settings,
     metrics: Metrics,
+    keys: KeyStore,
     public_url: Url,
     auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
 }
@@ -77,6 +88,11 @@ impl AppState {
     /// Settings in effect.
     pub fn settings(&self) -> &Settings {
         &self.0.settings
+    }
+
+    /// The issuer key store.
+    pub fn keys(&self) -> &KeyStore {
+        &self.0.keys
     }
 
     /// Metrics registry.
@@ -178,6 +194,22 @@ impl App {
             }
         }
 
+        let (ring, source) = load_kek_ring(&settings)?;
+        match &source {
+            KekSource::Configured => {}
+            KekSource::DevelopmentFile(path) => tracing::warn!(
+                path = %path.display(),
+                "using the DEVELOPMENT key-encryption key file; configure OXBADGE_KEK or OXBADGE_KEK_FILE in production"
+            ),
+            KekSource::DevelopmentGenerated(path) => tracing::warn!(
+                path = %path.display(),
+                "!!! GENERATED a DEVELOPMENT key-encryption key: signing keys are only as safe as this file. \
+                 Configure OXBADGE_KEK or OXBADGE_KEK_FILE in production !!!"
+            ),
+        }
+        let keys = KeyStore::new(ring);
+        keys.verify_keks(&db).await?;
+
         let bootstrap_admin = if tokens::count_clients(&db).await? == 0 {
             Some(tokens::create_client(&db, "admin (bootstrap)", ScopeSet::all()).await?)
         } else {
@@ -216,9 +248,11 @@ impl App {
             db,
             settings,
             metrics: Metrics::new(),
+            keys,
             public_url,
             auth_limiter,
         }));
+        rotate_aged_keys(&state).await;
         Ok(Self {
             acceptor,
             local_addr,
@@ -253,9 +287,11 @@ impl App {
         let timeout = Duration::from_secs(self.state.settings().shutdown_timeout_secs);
         let state = self.state.clone();
         let endpoint = http::routes(self.state.clone());
+        let rotation = tokio::spawn(rotation_loop(state.clone()));
         let result = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(endpoint, shutdown, Some(timeout))
             .await;
+        rotation.abort();
         if let Err(err) = state.db().close_by_ref().await {
             tracing::warn!(error = %err, "closing the database pool");
         }
@@ -286,4 +322,49 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+/// Rotates every issuer's active key older than `key_max_age_days`. Safe to run on every instance at
+/// once: a rotation that another instance already did is a no-op.
+pub async fn rotate_aged_keys(state: &AppState) -> usize {
+    let days = state.settings().key_max_age_days;
+    if days == 0 {
+        return 0;
+    }
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+    let issuers = match issuer::Entity::find().all(state.db()).await {
+        Ok(list) => list,
+        Err(err) => {
+            tracing::warn!(error = %err, "key-age check could not list issuers");
+            return 0;
+        }
+    };
+    let mut rotated = 0;
+    for issuer in issuers.iter().filter(|i| i.id_type != "did:key") {
+        match state
+            .keys()
+            .rotate(state.db(), issuer, "system", Some(cutoff))
+            .await
+        {
+            Ok(RotationOutcome::Rotated { old, new }) => {
+                rotated += 1;
+                tracing::info!(issuer = %issuer.id, ?old, %new, "rotated a signing key past its maximum age");
+            }
+            Ok(RotationOutcome::Unchanged) => {}
+            Err(err) => {
+                tracing::warn!(issuer = %issuer.id, error = %err, "age-based rotation failed")
+            }
+        }
+    }
+    rotated
+}
+
+async fn rotation_loop(state: AppState) {
+    let period = Duration::from_secs(state.settings().key_rotation_check_secs.max(1));
+    let mut interval = tokio::time::interval(period);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        rotate_aged_keys(&state).await;
+    }
 }

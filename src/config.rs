@@ -84,6 +84,11 @@ pub struct Settings {
     pub auth_rate_limit_burst: u32,
     /// `OXBADGE_SHUTDOWN_TIMEOUT_SECS`: how long in-flight requests may finish on shutdown. Default 30.
     pub shutdown_timeout_secs: u64,
+    /// `OXBADGE_KEY_MAX_AGE_DAYS`: an issuer's active signing key older than this is rotated
+    /// automatically (checked at start-up and periodically). 0 disables. Default 365.
+    pub key_max_age_days: u32,
+    /// `OXBADGE_KEY_ROTATION_CHECK_SECS`: how often the key-age check runs. Default 3600.
+    pub key_rotation_check_secs: u64,
 }
 
 impl Default for Settings {
@@ -108,6 +113,8 @@ impl Default for Settings {
             auth_rate_limit_per_minute: 60,
             auth_rate_limit_burst: 20,
             shutdown_timeout_secs: 30,
+            key_max_age_days: 365,
+            key_rotation_check_secs: 3600,
         }
     }
 }
@@ -216,6 +223,12 @@ impl Settings {
         if self.auth_rate_limit_per_minute == 0 {
             return Err(ConfigError::Invalid {
                 key: "auth_rate_limit_per_minute",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.key_rotation_check_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "key_rotation_check_secs",
                 reason: "must be at least 1".into(),
             });
         }

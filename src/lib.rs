@@ -7,6 +7,8 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod issuers;
+pub mod keys;
 pub mod metrics;
 pub mod oauth;
 pub mod telemetry;

@@ -47,6 +47,9 @@ enum Command {
     /// Manage OAuth clients.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Inspect and manage issuer signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Apply, roll back or inspect database migrations.
     #[command(subcommand)]
     Migrate(MigrateCommand),
@@ -90,6 +93,25 @@ enum ClientsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List signing keys (public parts and states) of every issuer, or of one.
+    List {
+        /// Only this issuer (CUID).
+        #[arg(long)]
+        issuer: Option<String>,
+    },
+    /// Rotate an issuer's signing key now.
+    Rotate {
+        /// Issuer id (CUID).
+        #[arg(long)]
+        issuer: String,
+    },
+    /// Re-encrypt every private key under the active KEK (after adding a new KEK and making it
+    /// active); the old KEK can be removed afterwards.
+    Rewrap,
 }
 
 #[derive(Subcommand)]
@@ -147,6 +169,7 @@ async fn main() -> ExitCode {
         Command::Clients(ClientsCommand::Create { name, scopes, json }) => {
             create_client(&settings, &name, &scopes, json).await
         }
+        Command::Keys(cmd) => keys(&settings, cmd).await,
         Command::Migrate(cmd) => migrate(&settings, cmd).await,
         Command::Openapi => Ok(()),
     };
@@ -212,6 +235,55 @@ async fn create_client(
         println!("client_id:     {}", client.client_id);
         println!("client_secret: {}", client.client_secret.expose_secret());
         println!("scopes:        {}", client.scopes);
+    }
+    conn.close().await?;
+    Ok(())
+}
+
+async fn keys(settings: &Settings, cmd: KeysCommand) -> anyhow::Result<()> {
+    use oxbadge::{
+        issuers,
+        keys::{ring::load_kek_ring, store::KeyStore},
+    };
+    let conn = db::connect(&settings.effective_database_url(), 2).await?;
+    db::migrate_up(&conn).await?;
+    let (ring, _) = load_kek_ring(settings)?;
+    let store = KeyStore::new(ring);
+    match cmd {
+        KeysCommand::List { issuer } => {
+            let list = match issuer {
+                Some(id) => vec![issuers::find_issuer(&conn, &id).await?],
+                None => issuers::list_issuers(&conn, u64::MAX >> 1, 0).await?.0,
+            };
+            println!("issuer\tkey\tstate\tkek\tcreated\tpublic key");
+            for issuer in list {
+                for key in KeyStore::list_keys(&conn, &issuer.id).await? {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        issuer.id,
+                        key.id,
+                        key.state,
+                        key.kek_id,
+                        key.created_at.to_rfc3339(),
+                        key.public_key
+                    );
+                }
+            }
+        }
+        KeysCommand::Rotate { issuer } => {
+            store.verify_keks(&conn).await?;
+            let issuer = issuers::find_issuer(&conn, &issuer).await?;
+            let outcome = store.rotate(&conn, &issuer, "cli", None).await?;
+            println!("{outcome:?}");
+        }
+        KeysCommand::Rewrap => {
+            store.verify_keks(&conn).await?;
+            let count = store.rewrap_all(&conn, "cli").await?;
+            println!(
+                "re-wrapped {count} key(s) under KEK `{}`",
+                store.ring().active().id()
+            );
+        }
     }
     conn.close().await?;
     Ok(())

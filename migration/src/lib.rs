@@ -3,6 +3,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_oauth_clients_and_tokens;
+mod m20261123_000002_issuers_keys_audit;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -10,8 +11,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(
-            m20261123_000001_oauth_clients_and_tokens::Migration,
-        )]
+        vec![
+            Box::new(m20261123_000001_oauth_clients_and_tokens::Migration),
+            Box::new(m20261123_000002_issuers_keys_audit::Migration),
+        ]
     }
 }

@@ -3,12 +3,18 @@
 //! or outside a transaction alike.
 
 pub mod access_token;
+pub mod audit_event;
+pub mod issuer;
 pub mod oauth_client;
+pub mod signing_key;
 
 use std::{path::Path, time::Duration};
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 
 /// Failures to open or prepare the database. They stop start-up with a clear message.
 #[derive(Debug, thiserror::Error)]
@@ -85,9 +91,25 @@ pub async fn migrate_up(db: &DatabaseConnection) -> Result<(), DbErr> {
 
 /// Whether the database answers a trivial query (readiness probe).
 pub async fn ping(db: &impl ConnectionTrait) -> bool {
-    let sql = match db.get_database_backend() {
-        DbBackend::Postgres | DbBackend::Sqlite | DbBackend::MySql => "SELECT 1",
-        _ => "SELECT 1",
-    };
-    db.execute_unprepared(sql).await.is_ok()
+    db.execute_unprepared("SELECT 1").await.is_ok()
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock up front (`BEGIN
+/// IMMEDIATE`), so two writers queue on the busy timeout instead of failing when a read lock cannot
+/// be upgraded; on PostgreSQL it is an ordinary transaction.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        isolation_level: None,
+        access_mode: None,
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+    })
+    .await
+}
+
+/// Whether an error is a unique-constraint violation (a lost race that may be retried).
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
 }

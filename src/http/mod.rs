@@ -1,11 +1,14 @@
 //! HTTP surface: one poem-openapi API struct per tag, assembled into one routed endpoint behind the
 //! front-line layer. The OpenAPI document is generated from these types.
 
+pub mod audit;
 pub mod auth;
 pub mod clients;
 pub mod frontline;
 pub mod health;
+pub mod issuers;
 pub mod oauth;
+pub mod publication;
 
 use poem::{EndpointExt, IntoEndpoint, Response, Route, endpoint::BoxEndpoint};
 use poem_openapi::{OpenApiService, Tags};
@@ -22,15 +25,35 @@ pub enum ApiTags {
     OAuth,
     /// OAuth client administration.
     Clients,
+    /// Issuers and their signing keys.
+    Issuers,
+    /// Public documents: DID documents, issuer profiles, JWKS.
+    Publication,
+    /// The audit trail.
+    Audit,
 }
 
 /// All API structs, in tag order.
-pub type Apis = (health::HealthApi, oauth::OAuthApi, clients::ClientsApi);
+pub type Apis = (
+    health::HealthApi,
+    oauth::OAuthApi,
+    clients::ClientsApi,
+    issuers::IssuersApi,
+    publication::PublicationApi,
+    audit::AuditApi,
+);
 
 /// The OpenAPI service (independent of any running state, so `oxbadge openapi` needs no database).
 pub fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (health::HealthApi, oauth::OAuthApi, clients::ClientsApi),
+        (
+            health::HealthApi,
+            oauth::OAuthApi,
+            clients::ClientsApi,
+            issuers::IssuersApi,
+            publication::PublicationApi,
+            audit::AuditApi,
+        ),
         "oxbadge",
         env!("CARGO_PKG_VERSION"),
     )

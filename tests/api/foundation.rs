@@ -570,7 +570,7 @@ async fn cli_creates_a_client_that_works_against_the_running_server() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_oxbadge"))
         .args([
             "--database-url",
-            &app.db.url,
+            &app.db().url,
             "clients",
             "create",
             "--name",

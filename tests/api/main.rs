@@ -2,5 +2,6 @@
 //! OXBADGE_TEST_DATABASE_URL is set).
 
 mod foundation;
+mod keys;
 mod openapi;
 mod support;

@@ -7,7 +7,16 @@ use serde_json::Value;
 use crate::support::{TestApp, assert_problem};
 
 /// Operations that are public by design (no token).
-const PUBLIC_OPERATIONS: &[&str] = &["health", "ready", "metrics", "token"];
+const PUBLIC_OPERATIONS: &[&str] = &[
+    "health",
+    "ready",
+    "metrics",
+    "token",
+    "getIssuerDidDocument",
+    "getWellKnownDidDocument",
+    "getIssuerProfile",
+    "getJwks",
+];
 
 const ALL_SCOPES: &[&str] = &[
     "issuers:read",

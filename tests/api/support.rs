@@ -80,9 +80,20 @@ impl Drop for TestDb {
     }
 }
 
-/// Settings for a test app on `db`: port 0, generous auth rate limit.
+/// A fresh random KEK spec `id:BASE64`.
+pub fn random_kek(id: &str) -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    format!(
+        "{id}:{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// Settings for a test app on `db`: port 0, generous auth rate limit, its own random KEK.
 pub fn test_settings(db: &TestDb) -> Settings {
     Settings {
+        kek: Some(secrecy::SecretString::from(random_kek("test-kek-1"))),
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: db.data_dir.path().to_path_buf(),
         database_url: Some(db.url.clone()),
@@ -106,7 +117,7 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     // Keep the database alive (and drop it last).
-    pub db: TestDb,
+    db: Option<TestDb>,
 }
 
 impl TestApp {
@@ -129,10 +140,18 @@ impl TestApp {
         let tls = settings.tls_enabled();
         let mut app = App::build(settings).await.expect("app builds");
         let addr = app.local_addr();
-        let admin = app
-            .take_bootstrap_admin()
-            .expect("fresh database bootstraps an admin");
         let state = app.state().clone();
+        // A fresh database bootstraps an admin; on a restart, make a new admin client.
+        let admin = match app.take_bootstrap_admin() {
+            Some(admin) => admin,
+            None => oxbadge::oauth::tokens::create_client(
+                state.db(),
+                "test admin",
+                oxbadge::oauth::ScopeSet::all(),
+            )
+            .await
+            .unwrap(),
+        };
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -154,8 +173,29 @@ impl TestApp {
             state,
             shutdown: Some(tx),
             server: Some(server),
-            db,
+            db: Some(db),
         }
+    }
+
+    /// Restarts on a database that already has data (alias of `spawn_on`, for readability).
+    pub async fn spawn_on_existing(db: TestDb, settings: Settings) -> Self {
+        Self::spawn_on(db, settings).await
+    }
+
+    /// The test database.
+    pub fn db(&self) -> &TestDb {
+        self.db.as_ref().unwrap()
+    }
+
+    /// Stops the server and hands back its database (for restart tests).
+    pub async fn into_db(mut self) -> TestDb {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+        self.db.take().unwrap()
     }
 
     /// Absolute URL for a path.

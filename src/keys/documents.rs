@@ -1,0 +1,81 @@
+//! Public documents built from the key store: an issuer's did:web DID document and the JWKS of all
+//! issuers. Every non-revoked key is listed, so credentials signed by retired keys keep verifying.
+
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use serde_json::{Value, json};
+
+use super::{
+    identity::{IdType, verification_method_id},
+    publish,
+    store::state,
+};
+use crate::db::{issuer, signing_key};
+
+/// Keys of `issuer` that are still published (active and retired), oldest first.
+async fn published_keys(
+    db: &impl ConnectionTrait,
+    issuer_id: &str,
+) -> Result<Vec<signing_key::Model>, DbErr> {
+    signing_key::Entity::find()
+        .filter(signing_key::Column::IssuerId.eq(issuer_id))
+        .filter(signing_key::Column::State.ne(state::REVOKED))
+        .order_by_asc(signing_key::Column::CreatedAt)
+        .order_by_asc(signing_key::Column::Id)
+        .all(db)
+        .await
+}
+
+/// The DID document of a did:web issuer: every published key as a `Multikey` verification method
+/// (controller = the issuer DID) referenced from `assertionMethod`. `None` for other id types.
+pub async fn did_document(
+    db: &impl ConnectionTrait,
+    issuer: &issuer::Model,
+) -> Result<Option<Value>, DbErr> {
+    if issuer.id_type != IdType::DidWeb.as_str() {
+        return Ok(None);
+    }
+    let keys = published_keys(db, &issuer.id).await?;
+    let mut methods = Vec::with_capacity(keys.len());
+    for key in &keys {
+        let Ok(public) = publish::parse_ed25519_multibase(&key.public_key) else {
+            tracing::error!(key = %key.id, "stored public key does not parse; not published");
+            continue;
+        };
+        methods.push(publish::multikey_verification_method(
+            &verification_method_id(issuer, key),
+            &issuer.issuer_id,
+            &public,
+        ));
+    }
+    let ids: Vec<Value> = methods.iter().map(|m| m["id"].clone()).collect();
+    Ok(Some(json!({
+        "@context": ["https://www.w3.org/ns/did/v1", "https://w3id.org/security/multikey/v1"],
+        "id": issuer.issuer_id,
+        "verificationMethod": methods,
+        "assertionMethod": ids,
+    })))
+}
+
+/// The JWK Set of every issuer's published keys; `kid` is the verification-method id.
+pub async fn jwks(db: &impl ConnectionTrait) -> Result<Value, DbErr> {
+    let rows = signing_key::Entity::find()
+        .find_also_related(issuer::Entity)
+        .filter(signing_key::Column::State.ne(state::REVOKED))
+        .order_by_asc(signing_key::Column::CreatedAt)
+        .order_by_asc(signing_key::Column::Id)
+        .all(db)
+        .await?;
+    let mut keys = Vec::with_capacity(rows.len());
+    for (key, issuer) in rows {
+        let (Some(issuer), Ok(public)) =
+            (issuer, publish::parse_ed25519_multibase(&key.public_key))
+        else {
+            continue;
+        };
+        keys.push(publish::ed25519_public_jwk(
+            &public,
+            &verification_method_id(&issuer, &key),
+        ));
+    }
+    Ok(json!({ "keys": keys }))
+}
