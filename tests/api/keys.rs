@@ -695,3 +695,123 @@ async fn development_kek_is_generated_once_with_mode_0600() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), first);
     assert_eq!(private_keys(&app).await.len(), 1);
 }
+
+/// Signs a minimal VC 2.0 credential with ssi (a second implementation) using `key`.
+async fn ssi_sign(
+    issuer_did: &str,
+    verification_method: &str,
+    key: &ed25519_dalek::SigningKey,
+) -> ssi::claims::data_integrity::DataIntegrity<
+    ssi::claims::vc::v2::SpecializedJsonCredential,
+    ssi::claims::data_integrity::suites::EdDsaRdfc2022,
+> {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use ssi::{
+        claims::data_integrity::{CryptographicSuite, ProofOptions, suites::EdDsaRdfc2022},
+        dids::{DIDResolver, DIDWeb},
+        verification_methods::SingleSecretSigner,
+    };
+    let jwk: ssi::JWK = serde_json::from_value(json!({
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
+        "d": URL_SAFE_NO_PAD.encode(key.to_bytes()),
+    }))
+    .unwrap();
+    let vc: ssi::claims::vc::v2::SpecializedJsonCredential = serde_json::from_value(json!({
+        "@context": ["https://www.w3.org/ns/credentials/v2"],
+        "type": ["VerifiableCredential"],
+        "id": "urn:uuid:6a9c92a9-2530-4e2b-9776-530467e9bbe0",
+        "issuer": issuer_did,
+        "validFrom": "2026-11-01T00:00:00Z",
+        "credentialSubject": {"id": "did:example:learner"}
+    }))
+    .unwrap();
+    let resolver = DIDWeb.into_vm_resolver();
+    let signer = SingleSecretSigner::new(jwk);
+    let options = ProofOptions::from_method_and_options(
+        iref::IriBuf::new(verification_method.to_owned())
+            .unwrap()
+            .into(),
+        Default::default(),
+    );
+    EdDsaRdfc2022
+        .sign(vc, &resolver, &signer, options)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn credential_signed_before_rotation_still_verifies_until_its_key_is_revoked() {
+    use ssi::{
+        claims::VerificationParameters,
+        dids::{DIDResolver, DIDWeb},
+    };
+    let app = TestApp::spawn().await;
+    let token = app.token("issuers:write issuers:read keys:manage").await;
+    let created = create_issuer(&app, &token, json!({"name": "Signer"})).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let issuer = issuer::Entity::find_by_id(id.clone())
+        .one(app.state.db())
+        .await
+        .unwrap()
+        .unwrap();
+    let active = app
+        .state
+        .keys()
+        .active_signing_key(app.state.db(), &issuer)
+        .await
+        .unwrap();
+    let vc = ssi_sign(
+        &issuer.issuer_id,
+        &active.verification_method,
+        &active.signing_key,
+    )
+    .await;
+    let resolver = DIDWeb.into_vm_resolver();
+    let params = VerificationParameters::from_resolver(&resolver);
+    assert!(
+        vc.verify(&params).await.unwrap().is_ok(),
+        "verifies before rotation"
+    );
+
+    let resp = app
+        .http
+        .post(app.url(&format!("/api/v1/issuers/{id}/keys/rotate")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        vc.verify(&params).await.unwrap().is_ok(),
+        "a credential signed by the retired key still verifies"
+    );
+
+    // A tampered copy does not verify (the check can fail).
+    let mut forged = serde_json::to_value(&vc).unwrap();
+    forged["credentialSubject"]["id"] = json!("did:example:mallory");
+    let forged: ssi::claims::data_integrity::DataIntegrity<
+        ssi::claims::vc::v2::SpecializedJsonCredential,
+        ssi::claims::data_integrity::suites::EdDsaRdfc2022,
+    > = serde_json::from_value(forged).unwrap();
+    assert!(
+        forged.verify(&params).await.unwrap().is_err(),
+        "tampered copy fails"
+    );
+
+    // After revoking that key, it no longer verifies.
+    let resp = app
+        .http
+        .post(app.url(&format!(
+            "/api/v1/issuers/{id}/keys/{}/revoke",
+            active.key_id
+        )))
+        .bearer_auth(&token)
+        .json(&json!({"reason": "compromised"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(vc.verify(&params).await.map(|r| r.is_err()).unwrap_or(true));
+}
