@@ -733,7 +733,7 @@ async fn ssi_sign(
         iref::IriBuf::new(verification_method.to_owned())
             .unwrap()
             .into(),
-        Default::default(),
+        (),
     );
     EdDsaRdfc2022
         .sign(vc, &resolver, &signer, options)
