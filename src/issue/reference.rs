@@ -124,7 +124,7 @@ impl ReferenceSigner {
             .map_err(|_| ReferenceError::Sign("created is not a valid xsd:dateTime".into()))?;
         let options = ProofOptions::new(
             created,
-            ReferenceOrOwned::Reference(method.id.clone().into()),
+            ReferenceOrOwned::Reference(method.id.clone()),
             ProofPurpose::Assertion,
             (),
         );
