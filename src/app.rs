@@ -21,12 +21,14 @@ use crate::{
     config::Settings,
     db::{self, DbSetupError, issuer},
     http,
+    issue::reference::ReferenceSigner,
     keys::{
         ring::{KekConfigError, KekSource, load_kek_ring},
         store::{KeyError, KeyStore, RotationOutcome},
     },
     metrics::Metrics,
     oauth::{NewClient, OAuthError, ScopeSet, tokens},
+    status::lists::StatusListCache,
 };
 
 /// Failures that stop the service from starting. Each message says what to fix.
@@ -71,6 +73,8 @@ struct StateInner {
     settings: Settings,
     metrics: Metrics,
     keys: KeyStore,
+    signer: ReferenceSigner,
+    status_cache: StatusListCache,
     public_url: Url,
     auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
 }
@@ -93,6 +97,16 @@ impl AppState {
     /// The issuer key store.
     pub fn keys(&self) -> &KeyStore {
         &self.0.keys
+    }
+
+    /// The Data Integrity signer.
+    pub fn signer(&self) -> &ReferenceSigner {
+        &self.0.signer
+    }
+
+    /// Signed status lists.
+    pub fn status_cache(&self) -> &StatusListCache {
+        &self.0.status_cache
     }
 
     /// Metrics registry.
@@ -249,6 +263,8 @@ impl App {
             settings,
             metrics: Metrics::new(),
             keys,
+            signer: ReferenceSigner::new().map_err(|e| StartupError::PublicUrl(e.to_string()))?,
+            status_cache: StatusListCache::default(),
             public_url,
             auth_limiter,
         }));

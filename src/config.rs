@@ -89,6 +89,19 @@ pub struct Settings {
     pub key_max_age_days: u32,
     /// `OXBADGE_KEY_ROTATION_CHECK_SECS`: how often the key-age check runs. Default 3600.
     pub key_rotation_check_secs: u64,
+    /// `OXBADGE_CREDENTIAL_PROFILE`: `vc2` (VC 2.0, `validFrom`) or `vc1.1` (VC 1.1, `issuanceDate`,
+    /// for validators whose JSON Schema requires it). Default `vc2`.
+    pub credential_profile: crate::ob::CredentialProfile,
+    /// `OXBADGE_STATUS_SHAPE`: `credentialStatus` of issued credentials: `1edtech`
+    /// (1EdTechRevocationList, the shape the OB 3.0 JSON Schema accepts), `bitstring` (revocation
+    /// entry) or `bitstring-both` (revocation and suspension entries). Default `1edtech`.
+    pub status_shape: crate::ob::StatusShape,
+    /// `OXBADGE_STATUS_LIST_TTL_SECS`: validity window of a signed status list and the `max-age`
+    /// clients may cache it (its `ttl` is this in milliseconds). Default 300.
+    pub status_list_ttl_secs: u64,
+    /// `OXBADGE_STATUS_LIST_FILL_RATIO`: share of a list's 131,072 entries handed out before a new
+    /// list is opened (lower keeps index guessing harder). Default 0.5.
+    pub status_list_fill_ratio: f64,
 }
 
 impl Default for Settings {
@@ -115,6 +128,10 @@ impl Default for Settings {
             shutdown_timeout_secs: 30,
             key_max_age_days: 365,
             key_rotation_check_secs: 3600,
+            credential_profile: crate::ob::CredentialProfile::Vc2,
+            status_shape: crate::ob::StatusShape::OneEdTech,
+            status_list_ttl_secs: 300,
+            status_list_fill_ratio: 0.5,
         }
     }
 }
@@ -224,6 +241,18 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "auth_rate_limit_per_minute",
                 reason: "must be at least 1".into(),
+            });
+        }
+        if !(self.status_list_fill_ratio > 0.0 && self.status_list_fill_ratio <= 1.0) {
+            return Err(ConfigError::Invalid {
+                key: "status_list_fill_ratio",
+                reason: "must be in (0, 1]".into(),
+            });
+        }
+        if self.status_list_ttl_secs < 10 {
+            return Err(ConfigError::Invalid {
+                key: "status_list_ttl_secs",
+                reason: "must be at least 10".into(),
             });
         }
         if self.key_rotation_check_secs == 0 {

@@ -12,6 +12,8 @@ pub mod issuers;
 pub mod keys;
 pub mod metrics;
 pub mod oauth;
+pub mod ob;
+pub mod status;
 pub mod telemetry;
 
 pub use app::{App, AppState};

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_oauth_clients_and_tokens;
 mod m20261123_000002_issuers_keys_audit;
+mod m20261123_000003_achievements_credentials_status;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_oauth_clients_and_tokens::Migration),
             Box::new(m20261123_000002_issuers_keys_audit::Migration),
+            Box::new(m20261123_000003_achievements_credentials_status::Migration),
         ]
     }
 }

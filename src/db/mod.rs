@@ -3,10 +3,15 @@
 //! or outside a transaction alike.
 
 pub mod access_token;
+pub mod achievement;
 pub mod audit_event;
+pub mod credential;
+pub mod idempotency_key;
 pub mod issuer;
 pub mod oauth_client;
 pub mod signing_key;
+pub mod status_entry;
+pub mod status_list;
 
 use std::{path::Path, time::Duration};
 
@@ -112,4 +117,17 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
         err.sql_err(),
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
     )
+}
+
+/// Whether an error is transient and the transaction may simply be retried: a lost unique race, a
+/// deadlock or serialization failure (PostgreSQL 40P01/40001), or a busy SQLite database.
+pub fn is_retryable(err: &DbErr) -> bool {
+    if is_unique_violation(err) || matches!(err, DbErr::RecordNotUpdated) {
+        return true;
+    }
+    let text = err.to_string();
+    text.contains("deadlock detected")
+        || text.contains("could not serialize")
+        || text.contains("database is locked")
+        || text.contains("SQLITE_BUSY")
 }

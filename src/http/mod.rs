@@ -1,14 +1,18 @@
 //! HTTP surface: one poem-openapi API struct per tag, assembled into one routed endpoint behind the
 //! front-line layer. The OpenAPI document is generated from these types.
 
+pub mod achievements;
 pub mod audit;
 pub mod auth;
 pub mod clients;
+pub mod credentials;
 pub mod frontline;
 pub mod health;
 pub mod issuers;
 pub mod oauth;
 pub mod publication;
+pub mod status;
+pub mod vcapi;
 
 use poem::{EndpointExt, IntoEndpoint, Response, Route, endpoint::BoxEndpoint};
 use poem_openapi::{OpenApiService, Tags};
@@ -29,6 +33,15 @@ pub enum ApiTags {
     Issuers,
     /// Public documents: DID documents, issuer profiles, JWKS.
     Publication,
+    /// Achievements an issuer awards.
+    Achievements,
+    /// Issuing credentials and changing their status.
+    Credentials,
+    /// Public status lists and revocation lists.
+    Status,
+    /// W3C VC API.
+    #[oai(rename = "VC API")]
+    VcApi,
     /// The audit trail.
     Audit,
 }
@@ -40,6 +53,10 @@ pub type Apis = (
     clients::ClientsApi,
     issuers::IssuersApi,
     publication::PublicationApi,
+    achievements::AchievementsApi,
+    credentials::CredentialsApi,
+    status::StatusApi,
+    vcapi::VcApi,
     audit::AuditApi,
 );
 
@@ -52,6 +69,10 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             clients::ClientsApi,
             issuers::IssuersApi,
             publication::PublicationApi,
+            achievements::AchievementsApi,
+            credentials::CredentialsApi,
+            status::StatusApi,
+            vcapi::VcApi,
             audit::AuditApi,
         ),
         "oxbadge",

@@ -1,3 +1,534 @@
-//! Building and signing credentials: Data Integrity proofs (eddsa-rdfc-2022) and VC-JWT, baked images.
+//! Building and signing credentials: OB 3.0 AchievementCredentials with Data Integrity
+//! (`eddsa-rdfc-2022`) or VC-JWT proofs, their status entries, and durable storage before anything
+//! is returned.
 
+pub mod jwt;
 pub mod reference;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sea_orm::{ActiveModelTrait, DbErr, EntityTrait, Set};
+use serde_json::{Value, json};
+
+use crate::{
+    app::AppState,
+    db::{self, achievement, audit_event, credential, issuer},
+    keys::store::{ActiveSigningKey, KeyError},
+    ob::{
+        self, CredentialProfile, Evidence, IdentityObject, Invalid, Recipient, ResultEntry,
+        StatusShape,
+    },
+    status::{
+        allocator::{self, Purpose, Slot},
+        lists,
+    },
+};
+
+/// Largest batch.
+pub const MAX_BATCH: usize = 10_000;
+
+/// Proof formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofFormat {
+    /// Embedded `DataIntegrityProof` / `eddsa-rdfc-2022`.
+    DataIntegrity,
+    /// VC-JWT (OB 3.0 §8.2), EdDSA.
+    Jwt,
+}
+
+impl ProofFormat {
+    /// Stored and API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProofFormat::DataIntegrity => "data-integrity",
+            ProofFormat::Jwt => "jwt",
+        }
+    }
+}
+
+/// One recipient's part of an issuance.
+#[derive(Debug, Clone)]
+pub struct Award {
+    pub recipient: Recipient,
+    pub results: Vec<ResultEntry>,
+    pub evidence: Vec<Evidence>,
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// An issued, stored credential.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// Our id (CUID).
+    pub id: String,
+    /// The credential's `id`.
+    pub credential_uri: String,
+    pub format: ProofFormat,
+    /// The signed credential (Data Integrity) or the unsigned credential inside the JWT.
+    pub credential: Value,
+    /// The compact JWS (VC-JWT only).
+    pub jwt: Option<String>,
+}
+
+/// Issuance failures, each with the HTTP status it becomes.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// 422: invalid input.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// 404: the achievement (or its issuer) does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 400: the document cannot be signed (unknown context, undefined term, malformed value).
+    #[error("{0}")]
+    Unsignable(String),
+    /// 409/500: the issuer's key is unusable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// 503: kept losing status-index races; retry.
+    #[error("concurrent issuance contention; retry")]
+    Contention,
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// A random (v4) `urn:uuid:` identifier.
+pub fn new_credential_uri() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The issuer as an embedded OB 3.0 Profile.
+pub fn issuer_profile(issuer: &issuer::Model) -> Value {
+    let mut p = json!({"id": issuer.issuer_id, "type": ["Profile"], "name": issuer.name});
+    if let Some(map) = p.as_object_mut() {
+        if let Some(url) = &issuer.url {
+            map.insert("url".into(), json!(url));
+        }
+        if let Some(email) = &issuer.email {
+            map.insert("email".into(), json!(email));
+        }
+        if let Some(image) = &issuer.image {
+            map.insert("image".into(), json!({"id": image, "type": "Image"}));
+        }
+    }
+    p
+}
+
+/// The public URL of an achievement.
+pub fn achievement_url(state: &AppState, achievement_id: &str) -> String {
+    format!(
+        "{}/achievements/{achievement_id}",
+        state.public_url().as_str().trim_end_matches('/')
+    )
+}
+
+/// Everything shared by the credentials of one issuance.
+struct Template {
+    profile: CredentialProfile,
+    shape: StatusShape,
+    issuer_profile: Value,
+    achievement: Value,
+    name: String,
+    revocation_list: String,
+    valid_from: DateTime<Utc>,
+}
+
+fn status_entry(state: &AppState, slot: &Slot) -> Value {
+    let url = lists::list_url(state, &slot.list_id);
+    json!({
+        "id": format!("{url}#{}", slot.index),
+        "type": "BitstringStatusListEntry",
+        "statusPurpose": slot.purpose.as_str(),
+        "statusListIndex": slot.index.to_string(),
+        "statusListCredential": url,
+    })
+}
+
+fn build(state: &AppState, t: &Template, award: &Award, uri: &str, slots: &[Slot]) -> Value {
+    let identity = match &award.recipient {
+        Recipient::Email(email) => Some(IdentityObject::hashed_email(email)),
+        Recipient::Id(_) => None,
+    };
+    let subject = ob::credential_subject(
+        &award.recipient,
+        identity.as_ref(),
+        &t.achievement,
+        &award.results,
+    );
+    let mut context = match t.profile {
+        CredentialProfile::Vc2 => vec![json!(ob::CREDENTIALS_V2), json!(ob::OB_CONTEXT)],
+        CredentialProfile::Vc11 => vec![json!(ob::CREDENTIALS_V1), json!(ob::OB_CONTEXT)],
+    };
+    context.push(json!(ob::OB_EXTENSIONS));
+    if t.profile == CredentialProfile::Vc11 {
+        context.push(json!(ob::DATA_INTEGRITY_V2));
+    }
+    let mut vc = json!({
+        "@context": context,
+        "id": uri,
+        "type": ["VerifiableCredential", "OpenBadgeCredential"],
+        "issuer": t.issuer_profile,
+        "name": t.name,
+        "credentialSubject": subject,
+        "credentialSchema": [{"id": ob::OB_SCHEMA_ID, "type": "1EdTechJsonSchemaValidator2019"}],
+    });
+    let (from_key, until_key) = match t.profile {
+        CredentialProfile::Vc2 => ("validFrom", "validUntil"),
+        CredentialProfile::Vc11 => ("issuanceDate", "expirationDate"),
+    };
+    vc[from_key] = json!(timestamp(t.valid_from));
+    if let Some(until) = award.valid_until {
+        vc[until_key] = json!(timestamp(until));
+    }
+    if !award.evidence.is_empty() {
+        vc["evidence"] = json!(award.evidence);
+    }
+    let revocation = slots.iter().find(|s| s.purpose == Purpose::Revocation);
+    vc["credentialStatus"] = match (t.shape, revocation) {
+        (StatusShape::OneEdTech, _) | (_, None) => {
+            json!({"id": t.revocation_list, "type": "1EdTechRevocationList"})
+        }
+        (StatusShape::Bitstring, Some(r)) => status_entry(state, r),
+        (StatusShape::BitstringBoth, _) => {
+            Value::Array(slots.iter().map(|s| status_entry(state, s)).collect())
+        }
+    };
+    vc
+}
+
+/// Signs one built credential.
+async fn sign(
+    state: &AppState,
+    key: &ActiveSigningKey,
+    format: ProofFormat,
+    credential: Value,
+    created: DateTime<Utc>,
+) -> Result<(Value, Option<String>), IssueError> {
+    match format {
+        ProofFormat::Jwt => {
+            let jws = jwt::sign_eddsa(&credential, &key.verification_method, &key.signing_key)
+                .map_err(|e| IssueError::Unsignable(e.to_string()))?;
+            Ok((credential, Some(jws)))
+        }
+        ProofFormat::DataIntegrity => {
+            let signed = state
+                .signer()
+                .sign(
+                    credential,
+                    &key.verification_method,
+                    &key.issuer_id,
+                    created,
+                    &key.signing_key,
+                )
+                .await
+                .map_err(|e| IssueError::Unsignable(e.to_string()))?;
+            Ok((signed, None))
+        }
+    }
+}
+
+/// Issues one credential per award for `achievement_id`, all in one transaction: every credential
+/// returned is stored. Per-award signing failures are reported per item; the others are issued.
+pub async fn issue(
+    state: &AppState,
+    achievement_id: &str,
+    awards: Vec<Award>,
+    format: ProofFormat,
+    actor: &str,
+) -> Result<Vec<Result<Issued, IssueError>>, IssueError> {
+    if awards.is_empty() || awards.len() > MAX_BATCH {
+        return Err(IssueError::Invalid(Invalid {
+            field: "recipients".into(),
+            reason: format!("between 1 and {MAX_BATCH} per request"),
+        }));
+    }
+    let db = state.db();
+    let achievement = achievement::Entity::find_by_id(achievement_id.to_owned())
+        .one(db)
+        .await?
+        .ok_or(IssueError::NotFound("achievement"))?;
+    let issuer = issuer::Entity::find_by_id(achievement.issuer_id.clone())
+        .one(db)
+        .await?
+        .ok_or(IssueError::NotFound("issuer"))?;
+    let definition: ob::AchievementDefinition = serde_json::from_str(&achievement.document)
+        .map_err(|e| IssueError::Unsignable(format!("stored achievement: {e}")))?;
+    let key = state.keys().active_signing_key(db, &issuer).await?;
+    let settings = state.settings();
+    let valid_from = Utc::now();
+    let valid_from =
+        DateTime::<Utc>::from_timestamp(valid_from.timestamp(), 0).unwrap_or(valid_from);
+    let template = Template {
+        profile: settings.credential_profile,
+        shape: settings.status_shape,
+        issuer_profile: issuer_profile(&issuer),
+        achievement: definition.to_achievement(&achievement_url(state, &achievement.id)),
+        name: definition.name.clone(),
+        revocation_list: lists::revocation_list_url(state, &issuer.id),
+        valid_from,
+    };
+    for attempt in 0..5 {
+        let slots = allocator::pick_slots(
+            db,
+            &issuer.id,
+            &Purpose::ALL,
+            awards.len(),
+            settings.status_list_fill_ratio,
+        )
+        .await?;
+        let signed = sign_all(state, &key, &template, &awards, &slots, format, valid_from).await;
+        match store(
+            state,
+            &issuer,
+            &achievement,
+            &key,
+            format,
+            signed,
+            &slots,
+            actor,
+        )
+        .await
+        {
+            Ok(results) => return Ok(results),
+            Err(IssueError::Db(err)) if db::is_retryable(&err) => {
+                tracing::debug!(attempt, error = %err, "lost a concurrent race; picking again");
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    2 + u64::from(rand::random::<u8>() % 16),
+                ))
+                .await;
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Err(IssueError::Contention)
+}
+
+type Signed = Result<(String, String, Value, Option<String>), IssueError>;
+
+/// Builds and signs every award, keeping a bounded window of signing jobs on the blocking pool
+/// (results in request order).
+async fn sign_all(
+    state: &AppState,
+    key: &ActiveSigningKey,
+    t: &Template,
+    awards: &[Award],
+    slots: &[Vec<Slot>],
+    format: ProofFormat,
+    created: DateTime<Utc>,
+) -> Vec<Signed> {
+    let width = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut pending = std::collections::VecDeque::with_capacity(width);
+    let mut out = Vec::with_capacity(awards.len());
+    for (award, slots) in awards.iter().zip(slots) {
+        let id = db::new_id();
+        let uri = new_credential_uri();
+        let vc = build(state, t, award, &uri, slots);
+        let state = state.clone();
+        let key = key.clone();
+        let handle = tokio::runtime::Handle::current();
+        pending.push_back(tokio::task::spawn_blocking(move || {
+            handle.block_on(async move {
+                sign(&state, &key, format, vc, created)
+                    .await
+                    .map(|(credential, jws)| (id, uri, credential, jws))
+            })
+        }));
+        if pending.len() >= width
+            && let Some(job) = pending.pop_front()
+        {
+            out.push(joined(job.await));
+        }
+    }
+    while let Some(job) = pending.pop_front() {
+        out.push(joined(job.await));
+    }
+    out
+}
+
+fn joined(result: Result<Signed, tokio::task::JoinError>) -> Signed {
+    result.unwrap_or_else(|e| Err(IssueError::Unsignable(format!("signing task failed: {e}"))))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn store(
+    state: &AppState,
+    issuer: &issuer::Model,
+    achievement: &achievement::Model,
+    key: &ActiveSigningKey,
+    format: ProofFormat,
+    signed: Vec<Signed>,
+    slots: &[Vec<Slot>],
+    actor: &str,
+) -> Result<Vec<Result<Issued, IssueError>>, IssueError> {
+    let now = Utc::now();
+    let mut rows = Vec::new();
+    let mut reservations: Vec<(String, &[Slot])> = Vec::new();
+    let mut results = Vec::with_capacity(signed.len());
+    for (item, item_slots) in signed.into_iter().zip(slots) {
+        match item {
+            Ok((id, uri, credential, jws)) => {
+                let valid_until = credential
+                    .get("validUntil")
+                    .or_else(|| credential.get("expirationDate"))
+                    .and_then(Value::as_str)
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                let document = match &jws {
+                    Some(jws) => jws.clone(),
+                    None => credential.to_string(),
+                };
+                rows.push(credential::ActiveModel {
+                    id: Set(id.clone()),
+                    credential_uri: Set(uri.clone()),
+                    issuer_id: Set(issuer.id.clone()),
+                    achievement_id: Set(Some(achievement.id.clone())),
+                    format: Set(format.as_str().to_owned()),
+                    document: Set(document),
+                    key_id: Set(key.key_id.clone()),
+                    valid_from: Set(now),
+                    valid_until: Set(valid_until),
+                    created_at: Set(now),
+                });
+                reservations.push((id.clone(), item_slots.as_slice()));
+                results.push(Ok(Issued {
+                    id,
+                    credential_uri: uri,
+                    format,
+                    credential,
+                    jwt: jws,
+                }));
+            }
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    if rows.is_empty() {
+        return Ok(results);
+    }
+    let txn = db::begin_write(state.db()).await?;
+    let refs: Vec<(&str, &[Slot])> = reservations
+        .iter()
+        .map(|(id, s)| (id.as_str(), *s))
+        .collect();
+    allocator::reserve(&txn, &refs).await?;
+    let count = rows.len();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(200).collect();
+        credential::Entity::insert_many(chunk).exec(&txn).await?;
+    }
+    let first = results
+        .iter()
+        .find_map(|r| r.as_ref().ok().map(|i| i.id.clone()))
+        .unwrap_or_default();
+    audit_event::record(
+        &txn,
+        actor,
+        "credential.issued",
+        "credential",
+        if count == 1 { &first } else { &achievement.id },
+        json!({"count": count, "achievement": achievement.id, "issuer": issuer.id, "format": format.as_str()}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(results)
+}
+
+/// Stores a new achievement definition for an issuer.
+pub async fn create_achievement(
+    state: &AppState,
+    issuer_id: &str,
+    definition: ob::AchievementDefinition,
+    actor: &str,
+) -> Result<achievement::Model, IssueError> {
+    let definition = definition.validate()?;
+    issuer::Entity::find_by_id(issuer_id.to_owned())
+        .one(state.db())
+        .await?
+        .ok_or(IssueError::NotFound("issuer"))?;
+    let now = Utc::now();
+    let txn = db::begin_write(state.db()).await?;
+    let row = achievement::ActiveModel {
+        id: Set(db::new_id()),
+        issuer_id: Set(issuer_id.to_owned()),
+        name: Set(definition.name.clone()),
+        description: Set(definition.description.clone()),
+        document: Set(serde_json::to_string(&definition).unwrap_or_default()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    audit_event::record(
+        &txn,
+        actor,
+        "achievement.created",
+        "achievement",
+        &row.id,
+        json!({"issuer": issuer_id}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(row)
+}
+
+/// Replaces an achievement definition (credentials already issued keep the old copy they embed).
+pub async fn update_achievement(
+    state: &AppState,
+    issuer_id: &str,
+    achievement_id: &str,
+    definition: ob::AchievementDefinition,
+    actor: &str,
+) -> Result<achievement::Model, IssueError> {
+    let definition = definition.validate()?;
+    let txn = db::begin_write(state.db()).await?;
+    let current = achievement::Entity::find_by_id(achievement_id.to_owned())
+        .one(&txn)
+        .await?
+        .filter(|a| a.issuer_id == issuer_id)
+        .ok_or(IssueError::NotFound("achievement"))?;
+    let mut row: achievement::ActiveModel = current.into();
+    row.name = Set(definition.name.clone());
+    row.description = Set(definition.description.clone());
+    row.document = Set(serde_json::to_string(&definition).unwrap_or_default());
+    row.updated_at = Set(Utc::now());
+    let updated = row.update(&txn).await?;
+    audit_event::record(
+        &txn,
+        actor,
+        "achievement.updated",
+        "achievement",
+        achievement_id,
+        json!({}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(updated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_uris_are_uuid_v4() {
+        let a = new_credential_uri();
+        assert_eq!(a.len(), "urn:uuid:".len() + 36);
+        assert_eq!(&a[23..24], "4");
+        assert!(matches!(&a[28..29], "8" | "9" | "a" | "b"));
+        assert_ne!(a, new_credential_uri());
+    }
+}

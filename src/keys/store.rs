@@ -257,7 +257,7 @@ impl KeyStore {
             let row = self.new_key_row(&issuer.id, algorithm)?;
             match self.try_rotate(db, issuer, actor, older_than, row).await {
                 Ok(outcome) => return Ok(outcome),
-                Err(KeyError::Db(err)) if db::is_unique_violation(&err) || is_retryable(&err) => {
+                Err(KeyError::Db(err)) if db::is_retryable(&err) => {
                     tracing::debug!(attempt, issuer = %issuer.id, "rotation lost a race; retrying");
                     let jitter = u64::from(rand::random::<u8>() % 20);
                     tokio::time::sleep(Duration::from_millis(5 + jitter + u64::from(attempt) * 5))
@@ -488,16 +488,4 @@ impl KeyStore {
             .all(db)
             .await
     }
-}
-
-/// Transient errors worth retrying (serialization failures, deadlocks, SQLite busy).
-fn is_retryable(err: &DbErr) -> bool {
-    if matches!(err, DbErr::RecordNotUpdated) {
-        return true;
-    }
-    let text = err.to_string();
-    text.contains("could not serialize")
-        || text.contains("deadlock")
-        || text.contains("database is locked")
-        || text.contains("SQLITE_BUSY")
 }

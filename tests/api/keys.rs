@@ -590,12 +590,14 @@ async fn rewrap_then_restart_with_only_the_new_kek() {
     let token = app.token("issuers:write keys:manage").await;
     let issuer = create_issuer(&app, &token, json!({"name": "Rewrapped"})).await;
     let id = issuer["id"].as_str().unwrap().to_owned();
-    app.http
+    let rotated = app
+        .http
         .post(app.url(&format!("/api/v1/issuers/{id}/keys/rotate")))
         .bearer_auth(&token)
         .send()
         .await
         .unwrap();
+    assert_eq!(rotated.status(), 200, "{}", rotated.text().await.unwrap());
     let (_, _, doc_before) = get_json(&app, &format!("/issuers/{id}/did.json")).await;
     let before = private_keys(&app).await;
     let db_url = app.db().url.clone();
@@ -616,7 +618,8 @@ async fn rewrap_then_restart_with_only_the_new_kek() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("re-wrapped 2 key(s)"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("re-wrapped 2 key(s)"), "{stdout}");
     let db = app.into_db().await;
 
     // Restart with only the new KEK: same keys, same document.

@@ -2,6 +2,8 @@
 //! OXBADGE_TEST_DATABASE_URL is set).
 
 mod foundation;
+mod issuance;
 mod keys;
 mod openapi;
+mod status;
 mod support;

@@ -16,6 +16,9 @@ const PUBLIC_OPERATIONS: &[&str] = &[
     "getWellKnownDidDocument",
     "getIssuerProfile",
     "getJwks",
+    "getPublicAchievement",
+    "getStatusList",
+    "getRevocationList",
 ];
 
 const ALL_SCOPES: &[&str] = &[

@@ -55,6 +55,17 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// A second handle on the same database (for a second server instance); it never drops it.
+    pub fn shared(other: &TestDb) -> TestDb {
+        TestDb {
+            url: other.url.clone(),
+            data_dir: tempfile::tempdir().unwrap(),
+            pg: None,
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some((base, name)) = self.pg.take() {

@@ -1,0 +1,863 @@
+//! Issuing and managing credentials: `/api/v1/credentials` (single, batch with idempotency keys,
+//! reads, status changes).
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Header, Path, Query},
+    payload::Json,
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::{
+    ApiTags,
+    auth::{Authorized, scope},
+};
+use crate::{
+    app::AppState,
+    db::{self, credential, idempotency_key},
+    error::{ApiError, Problem},
+    issue::{self, Award, IssueError, Issued, ProofFormat},
+    oauth::Scope,
+    ob::{self, Recipient},
+    status::{
+        allocator::Purpose,
+        changes::{self, StatusChange},
+        lists::StatusError,
+    },
+};
+
+impl From<StatusError> for ApiError {
+    fn from(err: StatusError) -> Self {
+        match err {
+            StatusError::NotFound(what) => ApiError::NotFound { what },
+            StatusError::RevocationIsFinal(_) => ApiError::Conflict {
+                code: "revocation_is_final",
+                detail: err.to_string(),
+            },
+            StatusError::Invalid(detail) => ApiError::Unprocessable {
+                code: "invalid_status_change",
+                detail,
+            },
+            StatusError::Key(k) => k.into(),
+            StatusError::Db(db) => db.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// The recipient: exactly one of `email` (published only as a salted hash) or `id` (DID or URL).
+#[derive(Debug, Clone, Object)]
+pub struct RecipientInput {
+    /// Email address.
+    pub email: Option<String>,
+    /// DID or URL of the learner.
+    pub id: Option<String>,
+}
+
+/// A learner's result.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ResultInput {
+    /// The value (grade, score…).
+    pub value: Option<String>,
+    /// `Completed`, `Enrolled`, `Failed`, `InProgress`, `OnHold`, `Provisional` or `Withdrew`.
+    pub status: Option<String>,
+    /// URI of the achieved rubric level.
+    pub achieved_level: Option<String>,
+    /// URI of the result description.
+    pub result_description: Option<String>,
+}
+
+/// Evidence of the achievement.
+#[derive(Debug, Clone, Object)]
+pub struct EvidenceInput {
+    /// URL of the evidence.
+    pub id: Option<String>,
+    /// Narrative.
+    pub narrative: Option<String>,
+    /// Name.
+    pub name: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Genre.
+    pub genre: Option<String>,
+    /// Audience.
+    pub audience: Option<String>,
+}
+
+/// Request to issue one credential.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct IssueRequest {
+    /// The achievement (CUID).
+    pub achievement_id: String,
+    /// Who receives it.
+    pub recipient: RecipientInput,
+    /// Results.
+    #[oai(default)]
+    pub result: Vec<ResultInput>,
+    /// Evidence.
+    #[oai(default)]
+    pub evidence: Vec<EvidenceInput>,
+    /// Expiry.
+    pub valid_until: Option<DateTime<Utc>>,
+    /// `data-integrity` (default) or `jwt`.
+    pub proof_format: Option<String>,
+}
+
+/// One recipient of a batch.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct BatchRecipient {
+    /// Email address.
+    pub email: Option<String>,
+    /// DID or URL of the learner.
+    pub id: Option<String>,
+    /// Results.
+    #[oai(default)]
+    pub result: Vec<ResultInput>,
+    /// Evidence.
+    #[oai(default)]
+    pub evidence: Vec<EvidenceInput>,
+    /// Expiry (overrides the batch's).
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// Request to issue one achievement to many recipients.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct BatchRequest {
+    /// The achievement (CUID).
+    pub achievement_id: String,
+    /// Up to 10,000 recipients.
+    pub recipients: Vec<BatchRecipient>,
+    /// Expiry for every credential.
+    pub valid_until: Option<DateTime<Utc>>,
+    /// `data-integrity` (default) or `jwt`.
+    pub proof_format: Option<String>,
+}
+
+/// An issued credential.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct IssuedCredential {
+    /// Our id (CUID).
+    pub id: String,
+    /// The credential (signed, for Data Integrity; the JWT payload's credential for VC-JWT).
+    pub credential: Value,
+    /// The compact JWS (VC-JWT only).
+    pub jwt: Option<String>,
+}
+
+/// One item of a batch result.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct BatchItem {
+    /// Position in the request.
+    pub index: u32,
+    /// Our id, when issued.
+    pub id: Option<String>,
+    /// The credential, when issued.
+    pub credential: Option<Value>,
+    /// The compact JWS (VC-JWT).
+    pub jwt: Option<String>,
+    /// Why this recipient failed.
+    pub error: Option<Problem>,
+}
+
+/// Batch result.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct BatchResult {
+    /// Number issued.
+    pub issued: u32,
+    /// Number that failed.
+    pub failed: u32,
+    /// Per recipient, in request order.
+    pub results: Vec<BatchItem>,
+}
+
+/// Issued.
+#[derive(ApiResponse)]
+pub enum IssueResponse {
+    /// Signed and durably stored.
+    #[oai(status = 201)]
+    Created(Json<IssuedCredential>),
+}
+
+/// Batch answered.
+#[derive(ApiResponse)]
+pub enum BatchResponse {
+    /// Processed (see each item); every credential returned is stored.
+    #[oai(status = 201)]
+    Created(Json<BatchResult>),
+    /// A retry with the same `Idempotency-Key`: the original answer.
+    #[oai(status = 200)]
+    Replayed(Json<BatchResult>),
+}
+
+/// A stored credential.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CredentialResource {
+    /// Our id.
+    pub id: String,
+    /// The credential's `id`.
+    pub credential_id: String,
+    /// Issuer (CUID).
+    pub issuer_id: String,
+    /// Achievement (CUID).
+    pub achievement_id: Option<String>,
+    /// `data-integrity` or `jwt`.
+    pub format: String,
+    /// The signed credential (Data Integrity).
+    pub credential: Option<Value>,
+    /// The compact JWS (VC-JWT).
+    pub jwt: Option<String>,
+    /// Whether it is revoked.
+    pub revoked: bool,
+    /// Whether it is suspended.
+    pub suspended: bool,
+    /// Issuance time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A page of credentials.
+#[derive(Debug, Object)]
+pub struct CredentialPage {
+    /// Credentials on this page, newest first.
+    pub items: Vec<CredentialResource>,
+    /// Total number of credentials.
+    pub total: u64,
+}
+
+/// A status change for one credential.
+#[derive(Debug, Object)]
+pub struct StatusRequest {
+    /// `revocation` or `suspension`.
+    pub purpose: String,
+    /// `true` to revoke or suspend; `false` to lift a suspension (revocation is final).
+    pub status: bool,
+    /// Why (kept with the entry, published in the 1EdTech revocation list).
+    #[oai(validator(max_length = 1000))]
+    pub reason: Option<String>,
+}
+
+/// A status change for many credentials, applied atomically.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct BulkStatusRequest {
+    /// Our credential ids (up to 10,000).
+    pub credential_ids: Vec<String>,
+    /// `revocation` or `suspension`.
+    pub purpose: String,
+    /// New status.
+    pub status: bool,
+    /// Why.
+    #[oai(validator(max_length = 1000))]
+    pub reason: Option<String>,
+}
+
+/// The outcome of a status change.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct StatusResult {
+    /// Our credential id.
+    pub credential_id: String,
+    /// `revocation` or `suspension`.
+    pub purpose: String,
+    /// The status now.
+    pub status: bool,
+    /// False when it already had this status.
+    pub changed: bool,
+    /// When it was last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Bulk outcome.
+#[derive(Debug, Object)]
+pub struct BulkStatusResult {
+    /// Credentials whose status changed.
+    pub changed: u32,
+    /// Credentials that already had it.
+    pub unchanged: u32,
+    /// Status lists that changed (each once).
+    pub lists: Vec<String>,
+}
+
+fn status_result(c: &StatusChange) -> StatusResult {
+    StatusResult {
+        credential_id: c.credential_id.clone(),
+        purpose: c.purpose.as_str().into(),
+        status: c.status,
+        changed: c.changed,
+        updated_at: c.updated_at,
+    }
+}
+
+fn unprocessable(detail: impl Into<String>) -> ApiError {
+    ApiError::Unprocessable {
+        code: "invalid_request",
+        detail: detail.into(),
+    }
+}
+
+fn parse_format(value: Option<&str>) -> Result<ProofFormat, ApiError> {
+    match value {
+        None | Some("data-integrity") => Ok(ProofFormat::DataIntegrity),
+        Some("jwt") => Ok(ProofFormat::Jwt),
+        Some(other) => Err(unprocessable(format!(
+            "proofFormat `{other}`: use data-integrity or jwt"
+        ))),
+    }
+}
+
+fn parse_purpose(value: &str) -> Result<Purpose, ApiError> {
+    Purpose::parse(value)
+        .ok_or_else(|| unprocessable(format!("purpose `{value}`: use revocation or suspension")))
+}
+
+fn award(
+    email: Option<String>,
+    id: Option<String>,
+    result: Vec<ResultInput>,
+    evidence: Vec<EvidenceInput>,
+    valid_until: Option<DateTime<Utc>>,
+) -> Result<Award, ob::Invalid> {
+    let recipient = match (email, id) {
+        (Some(email), None) => Recipient::Email(ob::normalize_email(&email)?),
+        (None, Some(id)) => Recipient::Id(ob::uri("recipient.id", &id)?),
+        _ => {
+            return Err(ob::Invalid {
+                field: "recipient".into(),
+                reason: "give exactly one of email or id".into(),
+            });
+        }
+    };
+    if let Some(until) = valid_until
+        && until <= Utc::now()
+    {
+        return Err(ob::Invalid {
+            field: "validUntil".into(),
+            reason: "must be in the future".into(),
+        });
+    }
+    let results = result
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            ob::ResultEntry {
+                kind: vec![],
+                value: r.value,
+                status: r.status,
+                achieved_level: r.achieved_level,
+                result_description: r.result_description,
+            }
+            .validate(i)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let evidence = evidence
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            ob::Evidence {
+                id: e.id,
+                kind: vec![],
+                narrative: e.narrative,
+                name: e.name,
+                description: e.description,
+                genre: e.genre,
+                audience: e.audience,
+            }
+            .validate(i)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Award {
+        recipient,
+        results,
+        evidence,
+        valid_until,
+    })
+}
+
+fn issued(i: Issued) -> IssuedCredential {
+    IssuedCredential {
+        id: i.id,
+        credential: i.credential,
+        jwt: i.jwt,
+    }
+}
+
+fn problem_of(err: IssueError) -> Problem {
+    let api: ApiError = err.into();
+    api.to_problem()
+}
+
+async fn resource(state: &AppState, m: credential::Model) -> Result<CredentialResource, ApiError> {
+    let statuses = changes::status_of(state.db(), &m.id).await?;
+    let revoked = statuses.iter().any(|s| s.0 == Purpose::Revocation && s.1);
+    let suspended = statuses.iter().any(|s| s.0 == Purpose::Suspension && s.1);
+    let (credential, jwt) = if m.format == "jwt" {
+        (None, Some(m.document))
+    } else {
+        (serde_json::from_str(&m.document).ok(), None)
+    };
+    Ok(CredentialResource {
+        id: m.id,
+        credential_id: m.credential_uri,
+        issuer_id: m.issuer_id,
+        achievement_id: m.achievement_id,
+        format: m.format,
+        credential,
+        jwt,
+        revoked,
+        suspended,
+        created_at: m.created_at,
+    })
+}
+
+/// Credentials.
+pub struct CredentialsApi;
+
+#[OpenApi(tag = "ApiTags::Credentials")]
+impl CredentialsApi {
+    /// Issue one Open Badges 3.0 credential: signed (Data Integrity `eddsa-rdfc-2022` by default, or
+    /// VC-JWT) with the issuer's active key, given its status entries, and stored durably before
+    /// this answers 201.
+    #[oai(
+        path = "/api/v1/credentials",
+        method = "post",
+        operation_id = "issueCredential"
+    )]
+    async fn issue(
+        &self,
+        #[oai(scope = "Scope::CredentialsIssue")] auth: Authorized<scope::CredentialsIssue>,
+        state: Data<&AppState>,
+        body: Json<IssueRequest>,
+    ) -> Result<IssueResponse, ApiError> {
+        let req = body.0;
+        let format = parse_format(req.proof_format.as_deref())?;
+        let award = award(
+            req.recipient.email,
+            req.recipient.id,
+            req.result,
+            req.evidence,
+            req.valid_until,
+        )
+        .map_err(|e| unprocessable(e.to_string()))?;
+        let mut results = issue::issue(
+            &state,
+            &req.achievement_id,
+            vec![award],
+            format,
+            auth.client_id(),
+        )
+        .await?;
+        let one = results
+            .pop()
+            .ok_or_else(|| ApiError::internal(std::io::Error::other("no result")))??;
+        Ok(IssueResponse::Created(Json(issued(one))))
+    }
+
+    /// Issue one achievement to up to 10,000 recipients. One bad recipient does not fail the
+    /// others. With an `Idempotency-Key`, a retried batch returns the first answer and never issues
+    /// twice (a key reused with a different body is refused with 422).
+    #[oai(
+        path = "/api/v1/credentials/batch",
+        method = "post",
+        operation_id = "issueCredentialBatch"
+    )]
+    async fn batch(
+        &self,
+        #[oai(scope = "Scope::CredentialsIssue")] auth: Authorized<scope::CredentialsIssue>,
+        state: Data<&AppState>,
+        /// Makes retries safe: the same key and body return the original result.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+        body: Json<BatchRequest>,
+    ) -> Result<BatchResponse, ApiError> {
+        let req = body.0;
+        if req.recipients.is_empty() || req.recipients.len() > issue::MAX_BATCH {
+            return Err(unprocessable(format!(
+                "recipients: between 1 and {} per batch",
+                issue::MAX_BATCH
+            )));
+        }
+        let format = parse_format(req.proof_format.as_deref())?;
+        let request_hash = hex::encode(Sha256::digest(
+            format!(
+                "{}|{:?}|{:?}|{:?}",
+                req.achievement_id, req.recipients, req.valid_until, req.proof_format
+            )
+            .as_bytes(),
+        ));
+        let idem = match idempotency_key.0 {
+            Some(key) if key.is_empty() || key.len() > 200 => {
+                return Err(unprocessable("Idempotency-Key must be 1-200 characters"));
+            }
+            Some(key) => match claim_key(&state, auth.client_id(), &key, &request_hash).await? {
+                Claim::Replay(result) => return Ok(BatchResponse::Replayed(Json(result))),
+                Claim::Fresh(row_id) => Some(row_id),
+            },
+            None => None,
+        };
+        let mut awards = Vec::with_capacity(req.recipients.len());
+        let mut invalid: Vec<(usize, Problem)> = Vec::new();
+        let mut positions = Vec::with_capacity(req.recipients.len());
+        for (i, r) in req.recipients.into_iter().enumerate() {
+            match award(
+                r.email,
+                r.id,
+                r.result,
+                r.evidence,
+                r.valid_until.or(req.valid_until),
+            ) {
+                Ok(a) => {
+                    awards.push(a);
+                    positions.push(i);
+                }
+                Err(e) => invalid.push((i, problem_of(IssueError::Invalid(e)))),
+            }
+        }
+        let mut items: Vec<BatchItem> = Vec::new();
+        if !awards.is_empty() {
+            let results = match issue::issue(
+                &state,
+                &req.achievement_id,
+                awards,
+                format,
+                auth.client_id(),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    release_key(&state, idem.as_deref()).await;
+                    return Err(e.into());
+                }
+            };
+            for (pos, r) in positions.into_iter().zip(results) {
+                items.push(match r {
+                    Ok(i) => BatchItem {
+                        index: pos as u32,
+                        id: Some(i.id),
+                        credential: Some(i.credential),
+                        jwt: i.jwt,
+                        error: None,
+                    },
+                    Err(e) => BatchItem {
+                        index: pos as u32,
+                        id: None,
+                        credential: None,
+                        jwt: None,
+                        error: Some(problem_of(e)),
+                    },
+                });
+            }
+        }
+        for (pos, problem) in invalid {
+            items.push(BatchItem {
+                index: pos as u32,
+                id: None,
+                credential: None,
+                jwt: None,
+                error: Some(problem),
+            });
+        }
+        items.sort_by_key(|i| i.index);
+        let issued = items.iter().filter(|i| i.id.is_some()).count() as u32;
+        let result = BatchResult {
+            issued,
+            failed: items.len() as u32 - issued,
+            results: items,
+        };
+        if let Some(row_id) = idem {
+            finish_key(&state, &row_id, &result).await?;
+        }
+        Ok(BatchResponse::Created(Json(result)))
+    }
+
+    /// Get one credential with its current revocation and suspension status.
+    #[oai(
+        path = "/api/v1/credentials/:id",
+        method = "get",
+        operation_id = "getCredential"
+    )]
+    async fn get(
+        &self,
+        #[oai(scope = "Scope::CredentialsRead")] _auth: Authorized<scope::CredentialsRead>,
+        state: Data<&AppState>,
+        /// Credential id (CUID).
+        id: Path<String>,
+    ) -> Result<Json<CredentialResource>, ApiError> {
+        let row = credential::Entity::find_by_id(id.0)
+            .one(state.db())
+            .await?
+            .ok_or(ApiError::NotFound { what: "credential" })?;
+        Ok(Json(resource(&state, row).await?))
+    }
+
+    /// List credentials, newest first.
+    #[oai(
+        path = "/api/v1/credentials",
+        method = "get",
+        operation_id = "listCredentials"
+    )]
+    async fn list(
+        &self,
+        #[oai(scope = "Scope::CredentialsRead")] _auth: Authorized<scope::CredentialsRead>,
+        state: Data<&AppState>,
+        /// Page size (1–200, default 50).
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "200"))
+        )]
+        limit: Query<u64>,
+        /// Items to skip.
+        #[oai(default)]
+        offset: Query<u64>,
+        /// Only this issuer (CUID).
+        issuer: Query<Option<String>>,
+    ) -> Result<Json<CredentialPage>, ApiError> {
+        let mut query = credential::Entity::find();
+        if let Some(issuer) = &issuer.0 {
+            query = query.filter(credential::Column::IssuerId.eq(issuer));
+        }
+        let total = query.clone().count(state.db()).await?;
+        let rows = query
+            .order_by_desc(credential::Column::CreatedAt)
+            .order_by_desc(credential::Column::Id)
+            .limit(limit.0)
+            .offset(offset.0)
+            .all(state.db())
+            .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            items.push(resource(&state, row).await?);
+        }
+        Ok(Json(CredentialPage { items, total }))
+    }
+
+    /// Revoke, suspend or unsuspend a credential. Revocation is final (409 on an attempt to undo
+    /// it). The change is durable before this answers and shows in the next status-list read.
+    #[oai(
+        path = "/api/v1/credentials/:id/status",
+        method = "post",
+        operation_id = "setCredentialStatus"
+    )]
+    async fn set_status(
+        &self,
+        #[oai(scope = "Scope::CredentialsStatus")] auth: Authorized<scope::CredentialsStatus>,
+        state: Data<&AppState>,
+        /// Credential id (CUID).
+        id: Path<String>,
+        body: Json<StatusRequest>,
+    ) -> Result<Json<StatusResult>, ApiError> {
+        let purpose = parse_purpose(&body.purpose)?;
+        let (changes, lists) = changes::set_status(
+            state.db(),
+            std::slice::from_ref(&id.0),
+            purpose,
+            body.status,
+            body.reason.as_deref(),
+            auth.client_id(),
+        )
+        .await?;
+        for list in &lists {
+            state.status_cache().invalidate(list);
+        }
+        let change = changes
+            .first()
+            .ok_or(ApiError::NotFound { what: "credential" })?;
+        Ok(Json(status_result(change)))
+    }
+
+    /// Change the status of up to 10,000 credentials atomically (all or nothing); each affected
+    /// status list changes once.
+    #[oai(
+        path = "/api/v1/credentials/status",
+        method = "post",
+        operation_id = "setCredentialStatusBulk"
+    )]
+    async fn set_status_bulk(
+        &self,
+        #[oai(scope = "Scope::CredentialsStatus")] auth: Authorized<scope::CredentialsStatus>,
+        state: Data<&AppState>,
+        body: Json<BulkStatusRequest>,
+    ) -> Result<Json<BulkStatusResult>, ApiError> {
+        let purpose = parse_purpose(&body.purpose)?;
+        let (changes, lists) = changes::set_status(
+            state.db(),
+            &body.credential_ids,
+            purpose,
+            body.status,
+            body.reason.as_deref(),
+            auth.client_id(),
+        )
+        .await?;
+        for list in &lists {
+            state.status_cache().invalidate(list);
+        }
+        let changed = changes.iter().filter(|c| c.changed).count() as u32;
+        Ok(Json(BulkStatusResult {
+            changed,
+            unchanged: changes.len() as u32 - changed,
+            lists: lists.into_iter().collect(),
+        }))
+    }
+}
+
+fn default_limit() -> u64 {
+    50
+}
+
+enum Claim {
+    Fresh(String),
+    Replay(BatchResult),
+}
+
+/// Claims an idempotency key for this client, or returns the stored answer of an earlier request.
+async fn claim_key(
+    state: &AppState,
+    client_id: &str,
+    key: &str,
+    request_hash: &str,
+) -> Result<Claim, ApiError> {
+    let existing = idempotency_key::Entity::find()
+        .filter(idempotency_key::Column::ClientId.eq(client_id))
+        .filter(idempotency_key::Column::Key.eq(key))
+        .one(state.db())
+        .await?;
+    if let Some(row) = existing {
+        if row.request_hash != request_hash {
+            return Err(ApiError::Unprocessable {
+                code: "idempotency_key_reused",
+                detail: "this Idempotency-Key was used with a different request".into(),
+            });
+        }
+        if row.response.is_empty() {
+            return Err(ApiError::Conflict {
+                code: "idempotency_in_progress",
+                detail: "a request with this Idempotency-Key is still being processed".into(),
+            });
+        }
+        let stored: StoredBatch =
+            serde_json::from_str(&row.response).map_err(ApiError::internal)?;
+        return Ok(Claim::Replay(stored.into()));
+    }
+    let id = db::new_id();
+    let inserted = idempotency_key::ActiveModel {
+        id: Set(id.clone()),
+        client_id: Set(client_id.to_owned()),
+        key: Set(key.to_owned()),
+        request_hash: Set(request_hash.to_owned()),
+        response: Set(String::new()),
+        created_at: Set(Utc::now()),
+    }
+    .insert(state.db())
+    .await;
+    match inserted {
+        Ok(_) => Ok(Claim::Fresh(id)),
+        Err(err) if db::is_unique_violation(&err) => Err(ApiError::Conflict {
+            code: "idempotency_in_progress",
+            detail: "a request with this Idempotency-Key is still being processed".into(),
+        }),
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn release_key(state: &AppState, row_id: Option<&str>) {
+    if let Some(id) = row_id
+        && let Err(err) = idempotency_key::Entity::delete_by_id(id.to_owned())
+            .exec(state.db())
+            .await
+    {
+        tracing::warn!(error = %err, "could not release an idempotency key");
+    }
+}
+
+async fn finish_key(state: &AppState, row_id: &str, result: &BatchResult) -> Result<(), ApiError> {
+    let stored = serde_json::to_string(&StoredBatch::from(result)).map_err(ApiError::internal)?;
+    idempotency_key::Entity::update_many()
+        .col_expr(
+            idempotency_key::Column::Response,
+            sea_orm::sea_query::Expr::value(stored),
+        )
+        .filter(idempotency_key::Column::Id.eq(row_id))
+        .exec(state.db())
+        .await?;
+    Ok(())
+}
+
+/// The stored form of a batch answer.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredBatch {
+    issued: u32,
+    failed: u32,
+    results: Vec<StoredItem>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredItem {
+    index: u32,
+    id: Option<String>,
+    credential: Option<Value>,
+    jwt: Option<String>,
+    error: Option<Value>,
+}
+
+impl From<&BatchResult> for StoredBatch {
+    fn from(r: &BatchResult) -> Self {
+        StoredBatch {
+            issued: r.issued,
+            failed: r.failed,
+            results: r
+                .results
+                .iter()
+                .map(|i| StoredItem {
+                    index: i.index,
+                    id: i.id.clone(),
+                    credential: i.credential.clone(),
+                    jwt: i.jwt.clone(),
+                    error: i.error.as_ref().and_then(|p| serde_json::to_value(p).ok()),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<StoredBatch> for BatchResult {
+    fn from(s: StoredBatch) -> Self {
+        BatchResult {
+            issued: s.issued,
+            failed: s.failed,
+            results: s
+                .results
+                .into_iter()
+                .map(|i| BatchItem {
+                    index: i.index,
+                    id: i.id,
+                    credential: i.credential,
+                    jwt: i.jwt,
+                    error: i.error.and_then(|v| {
+                        Some(Problem {
+                            problem_type: v.get("type")?.as_str()?.to_owned(),
+                            title: v.get("title")?.as_str()?.to_owned(),
+                            status: v.get("status")?.as_u64()? as u16,
+                            detail: v.get("detail").and_then(Value::as_str).map(str::to_owned),
+                            code: v.get("code")?.as_str()?.to_owned(),
+                            request_id: None,
+                        })
+                    }),
+                })
+                .collect(),
+        }
+    }
+}

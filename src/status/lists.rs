@@ -1,0 +1,227 @@
+//! Publishing status: the signed `BitstringStatusListCredential` of a list (cached per list version,
+//! so reads do not re-sign and a change is visible on the very next read), and the 1EdTech
+//! revocation list of an issuer.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{allocator::Purpose, bitstring::Bitstring};
+use crate::{
+    app::AppState,
+    db::{credential, issuer, status_entry, status_list},
+    issue::reference::ReferenceError,
+    keys::store::KeyError,
+};
+
+/// Status failures, each with the HTTP status it becomes.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// 404.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 409: revocation cannot be undone.
+    #[error("credential {0} is revoked; revocation cannot be undone")]
+    RevocationIsFinal(String),
+    /// 422: the request names something invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// Signing the list failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Signing the list failed.
+    #[error(transparent)]
+    Sign(#[from] ReferenceError),
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// A signed list ready to serve.
+#[derive(Debug)]
+pub struct SignedList {
+    /// The list version it reflects.
+    pub version: i64,
+    /// The signed credential, serialized once.
+    pub body: String,
+    /// Strong ETag of `body`.
+    pub etag: String,
+    /// When the credential stops being valid (and must be re-signed).
+    pub valid_until: DateTime<Utc>,
+    /// Seconds a client may cache it.
+    pub max_age: i64,
+}
+
+/// Signed lists by list id.
+#[derive(Default)]
+pub struct StatusListCache {
+    entries: RwLock<HashMap<String, Arc<SignedList>>>,
+}
+
+impl StatusListCache {
+    fn get(&self, list_id: &str) -> Option<Arc<SignedList>> {
+        self.entries.read().ok()?.get(list_id).cloned()
+    }
+
+    fn put(&self, list_id: &str, list: Arc<SignedList>) {
+        if let Ok(mut map) = self.entries.write() {
+            map.insert(list_id.to_owned(), list);
+        }
+    }
+
+    /// Drops a list after a change on this instance.
+    pub fn invalidate(&self, list_id: &str) {
+        if let Ok(mut map) = self.entries.write() {
+            map.remove(list_id);
+        }
+    }
+}
+
+/// The public URL of a list.
+pub fn list_url(state: &AppState, list_id: &str) -> String {
+    format!(
+        "{}/status/{list_id}",
+        state.public_url().as_str().trim_end_matches('/')
+    )
+}
+
+/// The public URL of an issuer's 1EdTech revocation list.
+pub fn revocation_list_url(state: &AppState, issuer_cuid: &str) -> String {
+    format!(
+        "{}/revocations/{issuer_cuid}",
+        state.public_url().as_str().trim_end_matches('/')
+    )
+}
+
+/// The current signed list: from the cache when its version is current and it is still valid,
+/// else rebuilt from the entries and signed with the issuer's active key.
+pub async fn signed_list(state: &AppState, list_id: &str) -> Result<Arc<SignedList>, StatusError> {
+    let list = status_list::Entity::find_by_id(list_id.to_owned())
+        .one(state.db())
+        .await?
+        .ok_or(StatusError::NotFound("status list"))?;
+    let now = Utc::now();
+    if let Some(hit) = state.status_cache().get(list_id)
+        && hit.version == list.version
+        && hit.valid_until > now + Duration::seconds(5)
+    {
+        return Ok(hit);
+    }
+    let issuer = issuer::Entity::find_by_id(list.issuer_id.clone())
+        .one(state.db())
+        .await?
+        .ok_or(StatusError::NotFound("issuer"))?;
+    let set: Vec<i32> = status_entry::Entity::find()
+        .select_only()
+        .column(status_entry::Column::Idx)
+        .filter(status_entry::Column::ListId.eq(list_id))
+        .filter(status_entry::Column::Value.eq(1))
+        .into_tuple()
+        .all(state.db())
+        .await?;
+    let mut bits = Bitstring::new(usize::try_from(list.size).unwrap_or(super::bitstring::MIN_BITS));
+    for idx in set {
+        bits.set(usize::try_from(idx).unwrap_or(usize::MAX), true)
+            .map_err(|e| StatusError::Invalid(e.to_string()))?;
+    }
+    let ttl_secs = i64::try_from(state.settings().status_list_ttl_secs).unwrap_or(300);
+    let valid_from = DateTime::<Utc>::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+    let valid_until = valid_from + Duration::seconds(ttl_secs);
+    let url = list_url(state, list_id);
+    let doc = json!({
+        "@context": [crate::ob::CREDENTIALS_V2],
+        "id": url,
+        "type": ["VerifiableCredential", "BitstringStatusListCredential"],
+        "issuer": issuer.issuer_id,
+        "validFrom": valid_from.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "validUntil": valid_until.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "credentialSubject": {
+            "id": format!("{url}#list"),
+            "type": "BitstringStatusList",
+            "statusPurpose": list.purpose,
+            "encodedList": bits.encode(),
+            "ttl": ttl_secs * 1000,
+        },
+    });
+    let key = state.keys().active_signing_key(state.db(), &issuer).await?;
+    let signed = state
+        .signer()
+        .sign(
+            doc,
+            &key.verification_method,
+            &issuer.issuer_id,
+            valid_from,
+            &key.signing_key,
+        )
+        .await?;
+    let body = signed.to_string();
+    let etag = format!(
+        "\"{}\"",
+        hex::encode(&Sha256::digest(body.as_bytes())[..16])
+    );
+    let fresh = Arc::new(SignedList {
+        version: list.version,
+        body,
+        etag,
+        valid_until,
+        max_age: ttl_secs,
+    });
+    state.status_cache().put(list_id, fresh.clone());
+    Ok(fresh)
+}
+
+/// The 1EdTech revocation list of an issuer: every revoked credential with its reason.
+pub async fn revocation_list(
+    db: &impl ConnectionTrait,
+    issuer_cuid: &str,
+) -> Result<Value, StatusError> {
+    issuer::Entity::find_by_id(issuer_cuid.to_owned())
+        .one(db)
+        .await?
+        .ok_or(StatusError::NotFound("issuer"))?;
+    let lists: Vec<String> = status_list::Entity::find()
+        .select_only()
+        .column(status_list::Column::Id)
+        .filter(status_list::Column::IssuerId.eq(issuer_cuid))
+        .filter(status_list::Column::Purpose.eq(Purpose::Revocation.as_str()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut revoked = Vec::new();
+    for chunk in lists.chunks(100) {
+        let entries = status_entry::Entity::find()
+            .filter(status_entry::Column::ListId.is_in(chunk.iter().cloned()))
+            .filter(status_entry::Column::Value.eq(1))
+            .all(db)
+            .await?;
+        for batch in entries.chunks(500) {
+            let ids: Vec<String> = batch.iter().map(|e| e.credential_id.clone()).collect();
+            let uris: HashMap<String, String> = credential::Entity::find()
+                .select_only()
+                .column(credential::Column::Id)
+                .column(credential::Column::CredentialUri)
+                .filter(credential::Column::Id.is_in(ids))
+                .into_tuple::<(String, String)>()
+                .all(db)
+                .await?
+                .into_iter()
+                .collect();
+            for entry in batch {
+                if let Some(uri) = uris.get(&entry.credential_id) {
+                    let mut item = json!({"id": uri, "revoked": true});
+                    if let Some(reason) = &entry.reason {
+                        item["revocationReason"] = json!(reason);
+                    }
+                    revoked.push(item);
+                }
+            }
+        }
+    }
+    Ok(json!({ "revokedCredential": revoked }))
+}

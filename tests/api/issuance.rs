@@ -1,0 +1,515 @@
+//! Issuance: achievements, signed OB 3.0 credentials (Data Integrity and VC-JWT), batches with
+//! idempotency, the W3C VC API, and conformance with the OB 3.0 JSON Schema.
+
+use std::collections::HashSet;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+use ssi::{
+    claims::{
+        VerificationParameters,
+        data_integrity::{DataIntegrity, DataIntegrityDocument, suites::EdDsaRdfc2022},
+    },
+    dids::{DIDResolver, DIDWeb},
+};
+
+use crate::{
+    keys::create_issuer,
+    support::{TestApp, assert_problem},
+};
+
+/// An issuer with one achievement; returns (issuer, achievement id).
+pub async fn issuer_with_achievement(app: &TestApp, token: &str) -> (Value, String) {
+    let issuer = create_issuer(
+        app,
+        token,
+        json!({"name": "Example University", "url": "https://example.edu"}),
+    )
+    .await;
+    let resp = app
+        .http
+        .post(app.url(&format!(
+            "/api/v1/issuers/{}/achievements",
+            issuer["id"].as_str().unwrap()
+        )))
+        .bearer_auth(token)
+        .json(&json!({
+            "name": "Teamwork",
+            "description": "Collaborates effectively in a team.",
+            "criteria": {"narrative": "Complete the group project with a passing peer review."},
+            "achievementType": "Badge",
+            "tag": ["collaboration"],
+            "alignment": [{"targetName": "Teamwork", "targetUrl": "https://example.org/frameworks/teamwork"}]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let ach: Value = resp.json().await.unwrap();
+    (issuer, ach["id"].as_str().unwrap().to_owned())
+}
+
+/// Issues one credential; returns the 201 body.
+pub async fn issue(app: &TestApp, token: &str, body: Value) -> Value {
+    let resp = app
+        .http
+        .post(app.url("/api/v1/credentials"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 201, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The pinned loader a third-party verifier would use (ssi's W3C contexts + the OB contexts).
+fn loader() -> ssi::json_ld::ContextLoader {
+    let map = oxbadge::issue::reference::OB_CONTEXTS
+        .iter()
+        .map(|(u, d)| ((*u).to_owned(), (*d).to_owned()))
+        .collect();
+    ssi::json_ld::ContextLoader::default()
+        .with_context_map_from(map)
+        .unwrap()
+}
+
+/// Verifies a Data Integrity credential with stock ssi, resolving the key through did:web.
+pub async fn ssi_verifies(credential: &Value) -> bool {
+    let vc: DataIntegrity<DataIntegrityDocument, EdDsaRdfc2022> =
+        serde_json::from_value(credential.clone()).unwrap();
+    let resolver = DIDWeb.into_vm_resolver();
+    let params = VerificationParameters::from_resolver(&resolver).with_json_ld_loader(loader());
+    vc.verify(params).await.map(|r| r.is_ok()).unwrap_or(false)
+}
+
+fn schema_errors(credential: &Value) -> Vec<String> {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/schemas/ob_v3p0_achievementcredential_schema_draft4.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft4::new(&schema).unwrap();
+    validator
+        .iter_errors(credential)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+#[tokio::test]
+async fn issues_a_signed_ob3_credential_to_an_email_recipient() {
+    let app = TestApp::spawn().await;
+    let token = app
+        .token("issuers:write issuers:read credentials:issue credentials:read")
+        .await;
+    let (issuer, achievement) = issuer_with_achievement(&app, &token).await;
+    let body = issue(
+        &app,
+        &token,
+        json!({
+            "achievementId": achievement,
+            "recipient": {"email": "Learner@Example.edu"},
+            "result": [{"value": "A", "status": "Completed"}],
+            "evidence": [{"id": "https://example.edu/portfolio/42", "name": "Project report"}]
+        }),
+    )
+    .await;
+    let vc = &body["credential"];
+    assert_eq!(vc["@context"][0], "https://www.w3.org/ns/credentials/v2");
+    assert_eq!(
+        vc["@context"][1],
+        "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json"
+    );
+    assert_eq!(
+        vc["type"],
+        json!(["VerifiableCredential", "OpenBadgeCredential"])
+    );
+    assert!(vc["id"].as_str().unwrap().starts_with("urn:uuid:"));
+    assert_eq!(vc["issuer"]["id"], issuer["issuerId"]);
+    assert_eq!(vc["issuer"]["type"], json!(["Profile"]));
+    assert!(vc["validFrom"].as_str().unwrap().ends_with('Z'));
+    let subject = &vc["credentialSubject"];
+    assert_eq!(subject["type"], json!(["AchievementSubject"]));
+    assert!(subject.get("id").is_none());
+    let identity = &subject["identifier"][0];
+    assert_eq!(identity["identityType"], "emailAddress");
+    assert_eq!(identity["hashed"], true);
+    let salt = identity["salt"].as_str().unwrap();
+    assert_eq!(
+        identity["identityHash"],
+        oxbadge::ob::identity_hash("learner@example.edu", salt)
+    );
+    assert!(
+        !vc.to_string().contains("Learner@Example.edu"),
+        "no plaintext email"
+    );
+    assert_eq!(subject["achievement"]["name"], "Teamwork");
+    assert_eq!(subject["achievement"]["type"], json!(["Achievement"]));
+    assert_eq!(subject["result"][0]["type"], json!(["Result"]));
+    assert_eq!(vc["evidence"][0]["type"], json!(["Evidence"]));
+    assert_eq!(vc["credentialStatus"]["type"], "1EdTechRevocationList");
+    let proof = &vc["proof"];
+    assert_eq!(proof["type"], "DataIntegrityProof");
+    assert_eq!(proof["cryptosuite"], "eddsa-rdfc-2022");
+    assert_eq!(proof["proofPurpose"], "assertionMethod");
+    assert!(
+        proof["verificationMethod"]
+            .as_str()
+            .unwrap()
+            .starts_with(issuer["issuerId"].as_str().unwrap())
+    );
+    assert!(ssi_verifies(vc).await, "stock ssi verifies through did:web");
+    let mut forged = vc.clone();
+    forged["credentialSubject"]["achievement"]["name"] = json!("Teamwork!");
+    assert!(!ssi_verifies(&forged).await);
+
+    // Stored durably: the same document comes back.
+    let stored: Value = app
+        .http
+        .get(app.url(&format!(
+            "/api/v1/credentials/{}",
+            body["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(&stored["credential"], vc);
+    assert_eq!(stored["revoked"], false);
+    let page: Value = app
+        .http
+        .get(app.url("/api/v1/credentials"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["total"], 1);
+}
+
+#[tokio::test]
+async fn issued_credentials_follow_the_ob3_json_schema() {
+    // VC 2.0 (default): the 1EdTech schema predates VC 2.0 and requires `issuanceDate`, which the
+    // VC 2.0 and OB 3.0.3 contexts do not define (strict JSON-LD refuses it). Everything else
+    // must validate.
+    let app = TestApp::spawn().await;
+    let token = app.token("issuers:write credentials:issue").await;
+    let (_, achievement) = issuer_with_achievement(&app, &token).await;
+    for recipient in [
+        json!({"email": "a@example.com"}),
+        json!({"id": "did:example:learner"}),
+    ] {
+        let body = issue(
+            &app,
+            &token,
+            json!({"achievementId": achievement, "recipient": recipient}),
+        )
+        .await;
+        let errors = schema_errors(&body["credential"]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("issuanceDate"), "{errors:?}");
+    }
+
+    // VC 1.1 profile: validates completely, and still verifies.
+    let app =
+        TestApp::spawn_with(|s| s.credential_profile = oxbadge::ob::CredentialProfile::Vc11).await;
+    let token = app.token("issuers:write credentials:issue").await;
+    let (_, achievement) = issuer_with_achievement(&app, &token).await;
+    let body = issue(
+        &app,
+        &token,
+        json!({"achievementId": achievement, "recipient": {"email": "a@example.com"}, "validUntil": "2099-01-01T00:00:00Z"}),
+    )
+    .await;
+    let vc = &body["credential"];
+    assert_eq!(vc["@context"][0], "https://www.w3.org/2018/credentials/v1");
+    assert!(vc.get("issuanceDate").is_some() && vc.get("expirationDate").is_some());
+    assert_eq!(schema_errors(vc), Vec::<String>::new());
+    assert!(ssi_verifies(vc).await);
+}
+
+#[tokio::test]
+async fn vc_jwt_format() {
+    let app = TestApp::spawn().await;
+    let token = app.token("issuers:write credentials:issue").await;
+    let (issuer, achievement) = issuer_with_achievement(&app, &token).await;
+    let body = issue(
+        &app,
+        &token,
+        json!({
+            "achievementId": achievement,
+            "recipient": {"id": "did:example:learner"},
+            "validUntil": "2099-01-01T00:00:00Z",
+            "proofFormat": "jwt"
+        }),
+    )
+    .await;
+    let jws = body["jwt"].as_str().unwrap();
+    let parts: Vec<&str> = jws.split('.').collect();
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    let payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["typ"], "JWT");
+    assert_eq!(header.as_object().unwrap().len(), 3);
+    assert_eq!(payload["iss"], issuer["issuerId"]);
+    assert_eq!(payload["jti"], payload["id"]);
+    assert_eq!(payload["sub"], "did:example:learner");
+    assert_eq!(payload["exp"], 4_070_908_800i64);
+    assert!(payload.get("proof").is_none());
+    // The signature verifies with the key the DID document publishes under `kid`.
+    let did = ssi::dids::DID::new(issuer["issuerId"].as_str().unwrap()).unwrap();
+    let doc = DIDWeb.resolve(did).await.unwrap().document.into_document();
+    let doc = serde_json::to_value(&doc).unwrap();
+    let vm = doc["verificationMethod"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|vm| vm["id"] == header["kid"])
+        .unwrap();
+    let key =
+        oxbadge::keys::publish::parse_ed25519_multibase(vm["publicKeyMultibase"].as_str().unwrap())
+            .unwrap();
+    let sig =
+        ed25519_dalek::Signature::from_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
+    use ed25519_dalek::Verifier;
+    key.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+        .unwrap();
+}
+
+#[tokio::test]
+async fn bad_issuance_input_is_4xx_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let token = app
+        .token("issuers:write credentials:issue credentials:read")
+        .await;
+    let (issuer, achievement) = issuer_with_achievement(&app, &token).await;
+    let cases = [
+        (json!({"achievementId": achievement, "recipient": {}}), 422),
+        (
+            json!({"achievementId": achievement, "recipient": {"email": "x@y.z", "id": "did:a:b"}}),
+            422,
+        ),
+        (
+            json!({"achievementId": achievement, "recipient": {"email": "not-an-email"}}),
+            422,
+        ),
+        (
+            json!({"achievementId": achievement, "recipient": {"id": "not a uri"}}),
+            422,
+        ),
+        (
+            json!({"achievementId": achievement, "recipient": {"id": "did:a:b"}, "proofFormat": "ldp"}),
+            422,
+        ),
+        (
+            json!({"achievementId": achievement, "recipient": {"id": "did:a:b"}, "validUntil": "2001-01-01T00:00:00Z"}),
+            422,
+        ),
+        (
+            json!({"achievementId": achievement, "recipient": {"id": "did:a:b"}, "result": [{"status": "Great"}]}),
+            422,
+        ),
+        (
+            json!({"achievementId": "nope", "recipient": {"id": "did:a:b"}}),
+            404,
+        ),
+        (json!({"recipient": {"id": "did:a:b"}}), 400),
+    ];
+    for (body, status) in cases {
+        let resp = app
+            .http
+            .post(app.url("/api/v1/credentials"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{body}");
+    }
+    // Achievements are validated too.
+    let resp = app
+        .http
+        .post(app.url(&format!(
+            "/api/v1/issuers/{}/achievements",
+            issuer["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&token)
+        .json(&json!({"name": "X", "description": "Y", "criteria": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 422, "invalid_achievement").await;
+    let page: Value = app
+        .http
+        .get(app.url("/api/v1/credentials"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["total"], 0);
+}
+
+#[tokio::test]
+async fn batches_report_per_item_and_never_issue_twice() {
+    let app = TestApp::spawn().await;
+    let token = app
+        .token("issuers:write credentials:issue credentials:read")
+        .await;
+    let (_, achievement) = issuer_with_achievement(&app, &token).await;
+    let mut recipients: Vec<Value> = (0..30)
+        .map(|i| json!({"email": format!("learner{i}@example.edu")}))
+        .collect();
+    recipients[7] = json!({"email": "broken"});
+    let body =
+        json!({"achievementId": achievement, "recipients": recipients, "proofFormat": "jwt"});
+    let send = |body: Value, key: &'static str| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            app.http
+                .post(app.url("/api/v1/credentials/batch"))
+                .bearer_auth(&token)
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = send(body.clone(), "batch-1").await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["issued"], 29);
+    assert_eq!(first["failed"], 1);
+    assert_eq!(first["results"][7]["index"], 7);
+    assert_eq!(first["results"][7]["error"]["status"], 422);
+    assert!(first["results"][8]["jwt"].is_string());
+
+    let retry = send(body.clone(), "batch-1").await;
+    assert_eq!(retry.status(), 200, "a retry replays");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry, first);
+
+    let mut other = body.clone();
+    other["recipients"][0] = json!({"email": "someone.else@example.edu"});
+    let reused = send(other, "batch-1").await;
+    assert_problem(reused, 422, "idempotency_key_reused").await;
+
+    let page: Value = app
+        .http
+        .get(app.url("/api/v1/credentials?limit=200"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["total"], 29, "the retry issued nothing");
+    let ids: HashSet<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 29);
+}
+
+#[tokio::test]
+async fn vc_api_issue() {
+    let app = TestApp::spawn().await;
+    let token = app.token("issuers:write credentials:issue").await;
+    let issuer = create_issuer(&app, &token, json!({"name": "VC API issuer"})).await;
+    let did = issuer["issuerId"].as_str().unwrap();
+    let post = |body: Value| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            app.http
+                .post(app.url("/credentials/issue"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let v2 = json!({
+        "@context": ["https://www.w3.org/ns/credentials/v2"],
+        "type": ["VerifiableCredential"],
+        "issuer": did,
+        "credentialSubject": {"id": "did:example:subject"}
+    });
+    let resp = post(json!({"credential": v2})).await;
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.unwrap();
+    let vc = &body["verifiableCredential"];
+    assert_eq!(vc["proof"]["cryptosuite"], "eddsa-rdfc-2022");
+    assert!(vc["id"].is_string() && vc["validFrom"].is_string());
+    assert!(ssi_verifies(vc).await);
+
+    let v11 = json!({
+        "@context": ["https://www.w3.org/2018/credentials/v1"],
+        "type": ["VerifiableCredential"],
+        "issuer": {"id": did},
+        "issuanceDate": "2026-01-01T00:00:00Z",
+        "credentialSubject": {"id": "did:example:subject"}
+    });
+    let resp = post(json!({"credential": v11, "options": {}})).await;
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["verifiableCredential"]["@context"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("https://w3id.org/security/data-integrity/v2"))
+    );
+    assert!(ssi_verifies(&body["verifiableCredential"]).await);
+
+    // Unknown remote context: refused (never fetched), naming it.
+    let mut unknown = v2.clone();
+    unknown["@context"] = json!([
+        "https://www.w3.org/ns/credentials/v2",
+        "https://evil.example/ctx.json"
+    ]);
+    let resp = post(json!({"credential": unknown})).await;
+    let problem = assert_problem(resp, 400, "invalid_credential").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("evil.example"),
+        "{problem}"
+    );
+    // Undefined term: refused.
+    let mut undefined = v2.clone();
+    undefined["credentialSubject"]["favouriteColour"] = json!("blue");
+    let resp = post(json!({"credential": undefined})).await;
+    let problem = assert_problem(resp, 400, "invalid_credential").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("favouriteColour"),
+        "{problem}"
+    );
+    // A credential as a JSON string is malformed.
+    let resp = post(json!({"credential": v2.to_string()})).await;
+    assert_eq!(resp.status(), 400);
+    // Not our issuer.
+    let mut foreign = v2.clone();
+    foreign["issuer"] = json!("did:web:elsewhere.example");
+    let resp = post(json!({"credential": foreign})).await;
+    assert_problem(resp, 422, "unknown_issuer").await;
+}

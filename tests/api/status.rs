@@ -1,0 +1,475 @@
+//! Status: bitstring status lists, revocation, suspension, the 1EdTech revocation list, bulk
+//! changes, and allocation under concurrency.
+
+use std::{collections::HashSet, io::Read};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+
+use crate::{
+    issuance::{issue, issuer_with_achievement, ssi_verifies},
+    support::{TestApp, assert_problem, test_settings},
+};
+
+/// Decodes an encodedList independently (gunzip + manual bit test).
+fn bit(encoded: &str, index: usize) -> bool {
+    let compressed = URL_SAFE_NO_PAD.decode(&encoded[1..]).unwrap();
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(compressed.as_slice())
+        .read_to_end(&mut bytes)
+        .unwrap();
+    assert!(bytes.len() >= 16 * 1024);
+    bytes[index / 8] & (0x80 >> (index % 8)) != 0
+}
+
+async fn get_list(app: &TestApp, url: &str) -> (String, Value) {
+    let path = url
+        .split_once("/status/")
+        .map(|(_, p)| format!("/status/{p}"))
+        .unwrap();
+    let resp = app.http.get(app.url(&path)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/vc+ld+json");
+    let cc = resp.headers()["cache-control"].to_str().unwrap().to_owned();
+    let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    let body: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    let ttl = body["credentialSubject"]["ttl"].as_i64().unwrap();
+    assert_eq!(cc, format!("public, max-age={}", ttl / 1000));
+    (etag, body)
+}
+
+async fn set_status(app: &TestApp, token: &str, id: &str, body: Value) -> reqwest::Response {
+    app.http
+        .post(app.url(&format!("/api/v1/credentials/{id}/status")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn both(s: &mut oxbadge::Settings) {
+    s.status_shape = oxbadge::ob::StatusShape::BitstringBoth;
+}
+
+#[tokio::test]
+async fn revocation_shows_in_the_next_list_read_and_is_final() {
+    let app = TestApp::spawn_with(both).await;
+    let token = app
+        .token("issuers:write credentials:issue credentials:status credentials:read")
+        .await;
+    let (_, achievement) = issuer_with_achievement(&app, &token).await;
+    let issued = issue(
+        &app,
+        &token,
+        json!({"achievementId": achievement, "recipient": {"email": "a@example.com"}}),
+    )
+    .await;
+    let id = issued["id"].as_str().unwrap();
+    let entries = issued["credential"]["credentialStatus"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(entries.len(), 2);
+    let revocation = entries
+        .iter()
+        .find(|e| e["statusPurpose"] == "revocation")
+        .unwrap();
+    let suspension = entries
+        .iter()
+        .find(|e| e["statusPurpose"] == "suspension")
+        .unwrap();
+    assert_eq!(revocation["type"], "BitstringStatusListEntry");
+    let r_index: usize = revocation["statusListIndex"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let s_index: usize = suspension["statusListIndex"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let r_url = revocation["statusListCredential"].as_str().unwrap();
+    let s_url = suspension["statusListCredential"].as_str().unwrap();
+    assert_ne!(r_url, s_url);
+
+    let (etag1, list) = get_list(&app, r_url).await;
+    assert_eq!(
+        list["type"],
+        json!(["VerifiableCredential", "BitstringStatusListCredential"])
+    );
+    assert_eq!(list["credentialSubject"]["statusPurpose"], "revocation");
+    assert_eq!(list["issuer"], issued["credential"]["issuer"]["id"]);
+    assert!(list["validUntil"].is_string() && list["validFrom"].is_string());
+    assert!(!bit(
+        list["credentialSubject"]["encodedList"].as_str().unwrap(),
+        r_index
+    ));
+    assert!(ssi_verifies(&list).await, "the list credential verifies");
+    // A cached read answers 304 on its ETag.
+    let resp = app
+        .http
+        .get(r_url)
+        .header("if-none-match", &etag1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 304);
+
+    let resp = set_status(
+        &app,
+        &token,
+        id,
+        json!({"purpose": "revocation", "status": true, "reason": "Academic misconduct"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let (etag2, list) = get_list(&app, r_url).await;
+    assert_ne!(etag1, etag2);
+    assert!(bit(
+        list["credentialSubject"]["encodedList"].as_str().unwrap(),
+        r_index
+    ));
+    assert!(ssi_verifies(&list).await);
+
+    // Final.
+    let resp = set_status(
+        &app,
+        &token,
+        id,
+        json!({"purpose": "revocation", "status": false}),
+    )
+    .await;
+    assert_problem(resp, 409, "revocation_is_final").await;
+    let (_, list) = get_list(&app, r_url).await;
+    assert!(bit(
+        list["credentialSubject"]["encodedList"].as_str().unwrap(),
+        r_index
+    ));
+
+    // Suspension is reversible and lives in its own list.
+    let resp = set_status(
+        &app,
+        &token,
+        id,
+        json!({"purpose": "suspension", "status": true}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let (_, list) = get_list(&app, s_url).await;
+    assert!(bit(
+        list["credentialSubject"]["encodedList"].as_str().unwrap(),
+        s_index
+    ));
+    let resp = set_status(
+        &app,
+        &token,
+        id,
+        json!({"purpose": "suspension", "status": false}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let (_, list) = get_list(&app, s_url).await;
+    assert!(!bit(
+        list["credentialSubject"]["encodedList"].as_str().unwrap(),
+        s_index
+    ));
+
+    let stored: Value = app
+        .http
+        .get(app.url(&format!("/api/v1/credentials/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["revoked"], true);
+    assert_eq!(stored["suspended"], false);
+
+    // Bad requests change nothing.
+    let resp = set_status(
+        &app,
+        &token,
+        id,
+        json!({"purpose": "message", "status": true}),
+    )
+    .await;
+    assert_eq!(resp.status(), 422);
+    let resp = set_status(
+        &app,
+        &token,
+        "nope",
+        json!({"purpose": "revocation", "status": true}),
+    )
+    .await;
+    assert_problem(resp, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn one_edtech_revocation_list_names_revoked_credentials() {
+    let app = TestApp::spawn().await;
+    let token = app
+        .token("issuers:write credentials:issue credentials:status")
+        .await;
+    let (issuer, achievement) = issuer_with_achievement(&app, &token).await;
+    let a = issue(
+        &app,
+        &token,
+        json!({"achievementId": achievement, "recipient": {"id": "did:example:a"}}),
+    )
+    .await;
+    let b = issue(
+        &app,
+        &token,
+        json!({"achievementId": achievement, "recipient": {"id": "did:example:b"}}),
+    )
+    .await;
+    let entry = &a["credential"]["credentialStatus"];
+    assert_eq!(entry["type"], "1EdTechRevocationList");
+    let url = entry["id"].as_str().unwrap();
+    assert!(url.ends_with(&format!("/revocations/{}", issuer["id"].as_str().unwrap())));
+    let resp = set_status(
+        &app,
+        &token,
+        a["id"].as_str().unwrap(),
+        json!({"purpose": "revocation", "status": true, "reason": "Issued in error"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let list: Value = app
+        .http
+        .get(url)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let revoked = list["revokedCredential"].as_array().unwrap();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0]["id"], a["credential"]["id"]);
+    assert_eq!(revoked[0]["revoked"], true);
+    assert_eq!(revoked[0]["revocationReason"], "Issued in error");
+    assert!(
+        !list
+            .to_string()
+            .contains(b["credential"]["id"].as_str().unwrap())
+    );
+}
+
+#[tokio::test]
+async fn bulk_revocation_is_atomic_and_touches_each_list_once() {
+    let app = TestApp::spawn_with(both).await;
+    let token = app
+        .token("issuers:write credentials:issue credentials:status")
+        .await;
+    let (_, achievement) = issuer_with_achievement(&app, &token).await;
+    let recipients: Vec<Value> = (0..200)
+        .map(|i| json!({"id": format!("did:example:{i}")}))
+        .collect();
+    let batch: Value = app
+        .http
+        .post(app.url("/api/v1/credentials/batch"))
+        .bearer_auth(&token)
+        .json(
+            &json!({"achievementId": achievement, "recipients": recipients, "proofFormat": "jwt"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(batch["issued"], 200);
+    let ids: Vec<String> = batch["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    let indexes: Vec<usize> = batch["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["credential"]["credentialStatus"][0]["statusListIndex"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let distinct: HashSet<usize> = indexes.iter().copied().collect();
+    assert_eq!(distinct.len(), 200);
+    let mut sorted = indexes.clone();
+    sorted.sort_unstable();
+    assert!(
+        sorted.windows(2).filter(|w| w[1] == w[0] + 1).count() < 20,
+        "indexes are random, not sequential"
+    );
+    let list_url = batch["results"][0]["credential"]["credentialStatus"][0]["statusListCredential"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // One unknown id: nothing changes.
+    let mut with_unknown = ids.clone();
+    with_unknown.push("unknown".into());
+    let resp = app
+        .http
+        .post(app.url("/api/v1/credentials/status"))
+        .bearer_auth(&token)
+        .json(&json!({"credentialIds": with_unknown, "purpose": "revocation", "status": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let (_, list) = get_list(&app, &list_url).await;
+    let encoded = list["credentialSubject"]["encodedList"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(indexes.iter().all(|i| !bit(&encoded, *i)));
+
+    let resp = app
+        .http
+        .post(app.url("/api/v1/credentials/status"))
+        .bearer_auth(&token)
+        .json(&json!({"credentialIds": ids, "purpose": "revocation", "status": true, "reason": "cohort withdrawn"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let result: Value = resp.json().await.unwrap();
+    assert_eq!(result["changed"], 200);
+    assert_eq!(
+        result["lists"].as_array().unwrap().len(),
+        1,
+        "one list, changed once"
+    );
+    let (_, list) = get_list(&app, &list_url).await;
+    let encoded = list["credentialSubject"]["encodedList"].as_str().unwrap();
+    assert!(indexes.iter().all(|i| bit(encoded, *i)));
+}
+
+#[tokio::test]
+async fn concurrent_issuance_from_two_instances_never_shares_an_index() {
+    // Two servers on one database (PostgreSQL in CI's second pass, a shared SQLite file otherwise).
+    let first = TestApp::spawn_with(both).await;
+    let token = first.token("issuers:write credentials:issue").await;
+    let (_, achievement) = issuer_with_achievement(&first, &token).await;
+    let mut settings = test_settings(first.db());
+    both(&mut settings);
+    settings.kek = first.state.settings().kek.clone();
+    let second_db = crate::support::TestDb::shared(first.db());
+    let second = TestApp::spawn_on_existing(second_db, settings).await;
+    let token2 = second.token("credentials:issue").await;
+
+    let total = 1000;
+    let per_client = 25;
+    let mut tasks = Vec::new();
+    for c in 0..(total / per_client) {
+        let (http, url, token) = if c % 2 == 0 {
+            (
+                first.http.clone(),
+                first.url("/api/v1/credentials"),
+                token.clone(),
+            )
+        } else {
+            (
+                second.http.clone(),
+                second.url("/api/v1/credentials"),
+                token2.clone(),
+            )
+        };
+        let achievement = achievement.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..per_client {
+                let resp = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({
+                        "achievementId": achievement,
+                        "recipient": {"id": format!("did:example:{c}-{i}")},
+                        "proofFormat": "jwt"
+                    }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 201);
+                let body: Value = resp.json().await.unwrap();
+                for entry in body["credential"]["credentialStatus"].as_array().unwrap() {
+                    out.push((
+                        entry["statusListCredential"].as_str().unwrap().to_owned(),
+                        entry["statusListIndex"].as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    assert_eq!(all.len(), total * 2);
+    let distinct: HashSet<&(String, String)> = all.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        total * 2,
+        "no (list, index) was handed out twice"
+    );
+}
+
+#[tokio::test]
+async fn vc_api_status_update_by_credential_id() {
+    let app = TestApp::spawn_with(both).await;
+    let token = app
+        .token("issuers:write credentials:issue credentials:status credentials:read")
+        .await;
+    let (_, achievement) = issuer_with_achievement(&app, &token).await;
+    let issued = issue(
+        &app,
+        &token,
+        json!({"achievementId": achievement, "recipient": {"id": "did:example:z"}}),
+    )
+    .await;
+    let uri = issued["credential"]["id"].as_str().unwrap();
+    let resp = app
+        .http
+        .post(app.url("/credentials/status"))
+        .bearer_auth(&token)
+        .json(&json!({"credentialId": uri, "credentialStatus": [{"type": "BitstringStatusListEntry", "statusPurpose": "suspension", "status": true}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let stored: Value = app
+        .http
+        .get(app.url(&format!(
+            "/api/v1/credentials/{}",
+            issued["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["suspended"], true);
+    let resp = app
+        .http
+        .post(app.url("/credentials/status"))
+        .bearer_auth(&token)
+        .json(&json!({"credentialId": "urn:uuid:unknown", "credentialStatus": [{"type": "revocation", "status": true}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
