@@ -6,7 +6,7 @@ use poem::web::Data;
 use poem_openapi::{
     ApiResponse, Object, OpenApi,
     param::{Header, Path, Query},
-    payload::Json,
+    payload::{Json, PlainText},
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -423,6 +423,63 @@ async fn resource(state: &AppState, m: credential::Model) -> Result<CredentialRe
     })
 }
 
+/// A baked PNG badge.
+#[derive(ApiResponse)]
+pub enum BakedPng {
+    /// The achievement image (or a generated badge) with the credential in an iTXt chunk.
+    #[oai(status = 200, content_type = "image/png")]
+    Ok(poem_openapi::payload::Binary<Vec<u8>>),
+}
+
+/// A baked SVG badge.
+#[derive(ApiResponse)]
+pub enum BakedSvg {
+    /// The achievement image (or a generated badge) with an `openbadges:credential` element.
+    #[oai(status = 200, content_type = "image/svg+xml")]
+    Ok(PlainText<String>),
+}
+
+/// The stored credential as embeddable text, and the image its achievement declares.
+async fn bake_source(
+    state: &AppState,
+    id: &str,
+) -> Result<
+    (
+        issue::bake::Embedded,
+        Option<(String, Vec<u8>)>,
+        String,
+        String,
+    ),
+    ApiError,
+> {
+    let row = credential::Entity::find_by_id(id.to_owned())
+        .one(state.db())
+        .await?
+        .ok_or(ApiError::NotFound { what: "credential" })?;
+    let mut image = None;
+    let mut name = "Open Badge".to_owned();
+    if let Some(aid) = &row.achievement_id
+        && let Some(a) = crate::db::achievement::Entity::find_by_id(aid.clone())
+            .one(state.db())
+            .await?
+    {
+        name = a.name.clone();
+        image = serde_json::from_str::<ob::AchievementDefinition>(&a.document)
+            .ok()
+            .and_then(|d| d.image)
+            .and_then(|i| issue::bake::decode_data_uri(&i.id));
+    }
+    let embedded = issue::bake::Embedded::from_text(row.document);
+    Ok((embedded, image, row.id, name))
+}
+
+fn bake_error(e: issue::bake::BakeError) -> ApiError {
+    ApiError::Unprocessable {
+        code: "unbakeable_image",
+        detail: format!("the achievement image cannot carry the credential: {e}"),
+    }
+}
+
 /// Credentials.
 pub struct CredentialsApi;
 
@@ -602,6 +659,57 @@ impl CredentialsApi {
             .await?
             .ok_or(ApiError::NotFound { what: "credential" })?;
         Ok(Json(resource(&state, row).await?))
+    }
+
+    /// The credential baked into a PNG (OB 3.0 §5.3): the achievement's PNG image when it has one
+    /// as a data URI, else a generated badge.
+    #[oai(
+        path = "/api/v1/credentials/:id/baked.png",
+        method = "get",
+        operation_id = "getBakedPng"
+    )]
+    async fn baked_png(
+        &self,
+        #[oai(scope = "Scope::CredentialsRead")] _auth: Authorized<scope::CredentialsRead>,
+        state: Data<&AppState>,
+        /// Credential id (CUID).
+        id: Path<String>,
+    ) -> Result<BakedPng, ApiError> {
+        let (embedded, image, seed, _) = bake_source(&state, &id.0).await?;
+        let base = match image {
+            Some((mime, bytes)) if mime == "image/png" => bytes,
+            _ => issue::bake::default_png(&seed),
+        };
+        let baked = issue::bake::bake_png(&base, &embedded).map_err(bake_error)?;
+        Ok(BakedPng::Ok(poem_openapi::payload::Binary(baked)))
+    }
+
+    /// The credential baked into an SVG (OB 3.0 §5.3): the achievement's SVG image when it has one
+    /// as a data URI, else a generated badge.
+    #[oai(
+        path = "/api/v1/credentials/:id/baked.svg",
+        method = "get",
+        operation_id = "getBakedSvg"
+    )]
+    async fn baked_svg(
+        &self,
+        #[oai(scope = "Scope::CredentialsRead")] _auth: Authorized<scope::CredentialsRead>,
+        state: Data<&AppState>,
+        /// Credential id (CUID).
+        id: Path<String>,
+    ) -> Result<BakedSvg, ApiError> {
+        let (embedded, image, seed, name) = bake_source(&state, &id.0).await?;
+        let base = match image {
+            Some((mime, bytes)) if mime == "image/svg+xml" => {
+                String::from_utf8(bytes).map_err(|_| ApiError::Unprocessable {
+                    code: "unbakeable_image",
+                    detail: "the achievement's SVG image is not UTF-8".into(),
+                })?
+            }
+            _ => issue::bake::default_svg(&seed, &name),
+        };
+        let baked = issue::bake::bake_svg(&base, &embedded).map_err(bake_error)?;
+        Ok(BakedSvg::Ok(PlainText(baked)))
     }
 
     /// List credentials, newest first.

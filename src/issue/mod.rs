@@ -2,6 +2,7 @@
 //! (`eddsa-rdfc-2022`) or VC-JWT proofs, their status entries, and durable storage before anything
 //! is returned.
 
+pub mod bake;
 pub mod jwt;
 pub mod reference;
 

@@ -513,3 +513,113 @@ async fn vc_api_issue() {
     let resp = post(json!({"credential": foreign})).await;
     assert_problem(resp, 422, "unknown_issuer").await;
 }
+
+#[tokio::test]
+async fn baked_png_and_svg_round_trip() {
+    use oxbadge::issue::bake::{Embedded, extract_png, extract_svg};
+    let app = TestApp::spawn().await;
+    let token = app
+        .token("issuers:write credentials:issue credentials:read")
+        .await;
+    let (issuer, _) = issuer_with_achievement(&app, &token).await;
+    // An achievement whose image is an SVG data URI: the baked SVG is that image.
+    let own_svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"><rect id=\"mine\" width=\"10\" height=\"10\"/></svg>";
+    let image = format!(
+        "data:image/svg+xml,{}",
+        percent_encoding::utf8_percent_encode(own_svg, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let resp = app
+        .http
+        .post(app.url(&format!(
+            "/api/v1/issuers/{}/achievements",
+            issuer["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Drawn", "description": "d", "criteria": {"narrative": "n"}, "image": image}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let achievement: Value = resp.json().await.unwrap();
+    let di = issue(
+        &app,
+        &token,
+        json!({"achievementId": achievement["id"], "recipient": {"email": "a@example.com"}}),
+    )
+    .await;
+    let jwt = issue(
+        &app,
+        &token,
+        json!({"achievementId": achievement["id"], "recipient": {"id": "did:example:b"}, "proofFormat": "jwt"}),
+    )
+    .await;
+    let get = |path: String| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            let resp = app
+                .http
+                .get(app.url(&path))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{path}");
+            let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+            (ct, resp.bytes().await.unwrap().to_vec())
+        }
+    };
+    let (ct, png) = get(format!(
+        "/api/v1/credentials/{}/baked.png",
+        di["id"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(ct, "image/png");
+    let Embedded::Json(text) = extract_png(&png).unwrap() else {
+        panic!("JSON expected")
+    };
+    let extracted: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(extracted, di["credential"]);
+    assert!(
+        ssi_verifies(&extracted).await,
+        "the baked credential still verifies"
+    );
+
+    let (ct, svg) = get(format!(
+        "/api/v1/credentials/{}/baked.svg",
+        di["id"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(ct, "image/svg+xml");
+    let svg = String::from_utf8(svg).unwrap();
+    assert!(
+        svg.contains("id=\"mine\""),
+        "the achievement's own image is used"
+    );
+    let Embedded::Json(text) = extract_svg(&svg).unwrap() else {
+        panic!("JSON expected")
+    };
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        di["credential"]
+    );
+
+    let (_, svg) = get(format!(
+        "/api/v1/credentials/{}/baked.svg",
+        jwt["id"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(
+        extract_svg(&String::from_utf8(svg).unwrap()).unwrap(),
+        Embedded::Jws(jwt["jwt"].as_str().unwrap().to_owned())
+    );
+    let (_, png) = get(format!(
+        "/api/v1/credentials/{}/baked.png",
+        jwt["id"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(
+        extract_png(&png).unwrap(),
+        Embedded::Jws(jwt["jwt"].as_str().unwrap().to_owned())
+    );
+}
