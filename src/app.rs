@@ -138,6 +138,76 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Opens the database (migrating unless told not to), checks the KEKs against the stored keys,
+    /// bootstraps the first admin client on an empty database, and builds the state. `bound` is the
+    /// listener address the default public URL derives from. The CLI uses this without a listener.
+    pub async fn open(
+        settings: Settings,
+        bound: SocketAddr,
+    ) -> Result<(Self, Option<NewClient>), StartupError> {
+        let db = db::connect(
+            &settings.effective_database_url(),
+            settings.db_max_connections,
+        )
+        .await?;
+        if settings.migrate_on_start {
+            db::migrate_up(&db).await?;
+        } else {
+            use migration::MigratorTrait;
+            let pending = migration::Migrator::get_pending_migrations(&db)
+                .await?
+                .len();
+            if pending > 0 {
+                return Err(StartupError::PendingMigrations(pending));
+            }
+        }
+
+        let (ring, source) = load_kek_ring(&settings)?;
+        match &source {
+            KekSource::Configured => {}
+            KekSource::DevelopmentFile(path) => tracing::warn!(
+                path = %path.display(),
+                "using the DEVELOPMENT key-encryption key file; configure OXBADGE_KEK or OXBADGE_KEK_FILE in production"
+            ),
+            KekSource::DevelopmentGenerated(path) => tracing::warn!(
+                path = %path.display(),
+                "!!! GENERATED a DEVELOPMENT key-encryption key: signing keys are only as safe as this file. \
+                 Configure OXBADGE_KEK or OXBADGE_KEK_FILE in production !!!"
+            ),
+        }
+        let keys = KeyStore::new(ring);
+        keys.verify_keks(&db).await?;
+
+        let bootstrap_admin = if tokens::count_clients(&db).await? == 0 {
+            Some(tokens::create_client(&db, "admin (bootstrap)", ScopeSet::all()).await?)
+        } else {
+            None
+        };
+
+        let public_url = match settings.public_url.clone() {
+            Some(url) => url,
+            None => default_public_url(bound, settings.tls_enabled(), settings.dev_tls)?,
+        };
+        let per_minute =
+            NonZeroU32::new(settings.auth_rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst =
+            NonZeroU32::new(settings.auth_rate_limit_burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let auth_limiter = RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst));
+        let state = AppState(Arc::new(StateInner {
+            db,
+            settings,
+            metrics: Metrics::new(),
+            keys,
+            signer: ReferenceSigner::new().map_err(|e| StartupError::PublicUrl(e.to_string()))?,
+            status_cache: StatusListCache::default(),
+            public_url,
+            auth_limiter,
+        }));
+        Ok((state, bootstrap_admin))
+    }
+}
+
 /// A built, bound, not yet running service.
 pub struct App {
     acceptor: BoxAcceptor,
@@ -191,45 +261,6 @@ impl App {
     /// Opens and migrates the database, bootstraps the first admin client on an empty database,
     /// and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let db = db::connect(
-            &settings.effective_database_url(),
-            settings.db_max_connections,
-        )
-        .await?;
-        if settings.migrate_on_start {
-            db::migrate_up(&db).await?;
-        } else {
-            use migration::MigratorTrait;
-            let pending = migration::Migrator::get_pending_migrations(&db)
-                .await?
-                .len();
-            if pending > 0 {
-                return Err(StartupError::PendingMigrations(pending));
-            }
-        }
-
-        let (ring, source) = load_kek_ring(&settings)?;
-        match &source {
-            KekSource::Configured => {}
-            KekSource::DevelopmentFile(path) => tracing::warn!(
-                path = %path.display(),
-                "using the DEVELOPMENT key-encryption key file; configure OXBADGE_KEK or OXBADGE_KEK_FILE in production"
-            ),
-            KekSource::DevelopmentGenerated(path) => tracing::warn!(
-                path = %path.display(),
-                "!!! GENERATED a DEVELOPMENT key-encryption key: signing keys are only as safe as this file. \
-                 Configure OXBADGE_KEK or OXBADGE_KEK_FILE in production !!!"
-            ),
-        }
-        let keys = KeyStore::new(ring);
-        keys.verify_keks(&db).await?;
-
-        let bootstrap_admin = if tokens::count_clients(&db).await? == 0 {
-            Some(tokens::create_client(&db, "admin (bootstrap)", ScopeSet::all()).await?)
-        } else {
-            None
-        };
-
         let tls = load_tls(&settings)?;
         let listener = match tls {
             Some(config) => TcpListener::bind(settings.listen).rustls(config).boxed(),
@@ -247,27 +278,7 @@ impl App {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .unwrap_or(settings.listen);
-
-        let public_url = match settings.public_url.clone() {
-            Some(url) => url,
-            None => default_public_url(local_addr, settings.tls_enabled(), settings.dev_tls)?,
-        };
-        let per_minute =
-            NonZeroU32::new(settings.auth_rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
-        let burst =
-            NonZeroU32::new(settings.auth_rate_limit_burst.max(1)).unwrap_or(NonZeroU32::MIN);
-        let auth_limiter = RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst));
-
-        let state = AppState(Arc::new(StateInner {
-            db,
-            settings,
-            metrics: Metrics::new(),
-            keys,
-            signer: ReferenceSigner::new().map_err(|e| StartupError::PublicUrl(e.to_string()))?,
-            status_cache: StatusListCache::default(),
-            public_url,
-            auth_limiter,
-        }));
+        let (state, bootstrap_admin) = AppState::open(settings, local_addr).await?;
         rotate_aged_keys(&state).await;
         Ok(Self {
             acceptor,

@@ -53,6 +53,15 @@ enum Command {
     /// Apply, roll back or inspect database migrations.
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Issue one achievement to every recipient of a CSV file (columns: `email` or `id`, optional
+    /// `validUntil`), printing one JSON line per credential to stdout and progress to stderr.
+    Issue(IssueArgs),
+    /// Create demo data (an issuer, two achievements, a few credentials) and print how to use it.
+    Seed {
+        /// Required: this command writes demo data.
+        #[arg(long)]
+        demo: bool,
+    },
     /// Print the OpenAPI document (regenerate openapi/openapi.json with `oxbadge openapi > openapi/openapi.json`).
     Openapi,
 }
@@ -77,6 +86,19 @@ struct ServeArgs {
     /// Do not apply pending migrations at start-up (start fails if any are pending).
     #[arg(long)]
     no_migrate: bool,
+}
+
+#[derive(Args)]
+struct IssueArgs {
+    /// CSV file with a header row.
+    #[arg(long)]
+    csv: PathBuf,
+    /// Achievement id (CUID).
+    #[arg(long)]
+    achievement: String,
+    /// `data-integrity` (default) or `jwt`.
+    #[arg(long, default_value = "data-integrity")]
+    format: String,
 }
 
 #[derive(Subcommand)]
@@ -170,6 +192,14 @@ async fn main() -> ExitCode {
             create_client(&settings, &name, &scopes, json).await
         }
         Command::Keys(cmd) => keys(&settings, cmd).await,
+        Command::Issue(args) => issue_csv(settings, args).await,
+        Command::Seed { demo } => {
+            if demo {
+                seed_demo(settings).await
+            } else {
+                Err(anyhow::anyhow!("use `oxbadge seed --demo`"))
+            }
+        }
         Command::Migrate(cmd) => migrate(&settings, cmd).await,
         Command::Openapi => Ok(()),
     };
@@ -301,5 +331,263 @@ async fn migrate(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()>
         println!("{:?}\t{}", m.status(), m.name());
     }
     conn.close().await?;
+    Ok(())
+}
+
+/// The state the CLI works with: the same database and KEKs as `serve`, no listener.
+async fn cli_state(settings: Settings) -> anyhow::Result<oxbadge::AppState> {
+    let bound = settings.listen;
+    let (state, admin) = oxbadge::AppState::open(settings, bound).await?;
+    if let Some(admin) = admin {
+        println!("created the first admin client (shown once):");
+        println!("client_id:     {}", admin.client_id);
+        println!("client_secret: {}", admin.client_secret.expose_secret());
+    }
+    Ok(state)
+}
+
+async fn issue_csv(settings: Settings, args: IssueArgs) -> anyhow::Result<()> {
+    use oxbadge::{
+        issue::{self, Award, ProofFormat},
+        ob::{self, Recipient},
+    };
+    use std::io::Write;
+    let format = match args.format.as_str() {
+        "data-integrity" => ProofFormat::DataIntegrity,
+        "jwt" => ProofFormat::Jwt,
+        other => anyhow::bail!("--format {other}: use data-integrity or jwt"),
+    };
+    let state = cli_state(settings).await?;
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(&args.csv)?;
+    let headers = reader.headers()?.clone();
+    let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let (email_col, id_col, until_col) = (col("email"), col("id"), col("validUntil"));
+    if email_col.is_none() && id_col.is_none() {
+        anyhow::bail!("the CSV needs an `email` or an `id` column");
+    }
+    let mut rows: Vec<Result<Award, String>> = Vec::new();
+    for (line, record) in reader.records().enumerate() {
+        let record = record?;
+        let get = |c: Option<usize>| c.and_then(|i| record.get(i)).filter(|v| !v.is_empty());
+        let award = (|| -> Result<Award, String> {
+            let recipient = match (get(email_col), get(id_col)) {
+                (Some(e), None) => {
+                    Recipient::Email(ob::normalize_email(e).map_err(|e| e.to_string())?)
+                }
+                (None, Some(i)) => Recipient::Id(ob::uri("id", i).map_err(|e| e.to_string())?),
+                _ => return Err("give exactly one of email or id".into()),
+            };
+            let valid_until = get(until_col)
+                .map(|v| {
+                    chrono::DateTime::parse_from_rfc3339(v)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .map_err(|e| format!("validUntil: {e}"))
+                })
+                .transpose()?;
+            Ok(Award {
+                recipient,
+                results: vec![],
+                evidence: vec![],
+                valid_until,
+            })
+        })();
+        rows.push(award.map_err(|e| format!("line {}: {e}", line + 2)));
+    }
+    let total = rows.len();
+    let (mut issued, mut failed) = (0usize, 0usize);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut done = 0usize;
+    for chunk in rows.chunks(500) {
+        let mut awards = Vec::new();
+        for row in chunk {
+            match row {
+                Ok(a) => awards.push(a.clone()),
+                Err(e) => {
+                    failed += 1;
+                    writeln!(out, "{}", serde_json::json!({"error": e}))?;
+                }
+            }
+        }
+        if !awards.is_empty() {
+            for r in issue::issue(&state, &args.achievement, awards, format, "cli").await? {
+                match r {
+                    Ok(i) => {
+                        issued += 1;
+                        let line = match i.jwt {
+                            Some(jwt) => serde_json::json!({"id": i.id, "jwt": jwt}),
+                            None => serde_json::json!({"id": i.id, "credential": i.credential}),
+                        };
+                        writeln!(out, "{line}")?;
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        writeln!(out, "{}", serde_json::json!({"error": e.to_string()}))?;
+                    }
+                }
+            }
+        }
+        done += chunk.len();
+        let width = 40;
+        let filled = done * width / total.max(1);
+        eprint!(
+            "\r[{}{}] {done}/{total}",
+            "#".repeat(filled),
+            " ".repeat(width - filled)
+        );
+    }
+    eprintln!("\nissued {issued}, failed {failed}");
+    state.db().close_by_ref().await?;
+    if failed > 0 && issued == 0 {
+        anyhow::bail!("nothing was issued");
+    }
+    Ok(())
+}
+
+async fn seed_demo(settings: Settings) -> anyhow::Result<()> {
+    use oxbadge::{
+        issue::{self, Award, ProofFormat},
+        issuers::{self, NewIssuer, ProfileFields},
+        keys::identity::IdType,
+        ob::{self, Recipient},
+    };
+    let state = cli_state(settings).await?;
+    let base = state.public_url().as_str().trim_end_matches('/').to_owned();
+    let (issuer, _) = issuers::create_issuer(
+        state.db(),
+        state.keys(),
+        state.public_url(),
+        NewIssuer {
+            profile: ProfileFields {
+                name: "Demo University".into(),
+                url: Some("https://demo.example.edu".into()),
+                email: Some("badges@demo.example.edu".into()),
+                description: Some("A demo issuer created by `oxbadge seed --demo`.".into()),
+                image: None,
+            },
+            id_type: IdType::DidWeb,
+            well_known: false,
+        },
+        "cli",
+    )
+    .await?;
+    let definition =
+        |name: &str, description: &str, narrative: &str, kind: &str| ob::AchievementDefinition {
+            name: name.into(),
+            description: description.into(),
+            criteria: ob::Criteria {
+                id: None,
+                narrative: Some(narrative.into()),
+            },
+            image: None,
+            achievement_type: Some(kind.into()),
+            tag: vec!["demo".into()],
+            alignment: vec![],
+            human_code: None,
+            field_of_study: None,
+            version: None,
+            credits_available: None,
+        };
+    let teamwork = issue::create_achievement(
+        &state,
+        &issuer.id,
+        definition(
+            "Teamwork",
+            "Collaborates effectively in a team.",
+            "Complete a group project with a passing peer review.",
+            "Badge",
+        ),
+        "cli",
+    )
+    .await?;
+    let rust = issue::create_achievement(
+        &state,
+        &issuer.id,
+        definition(
+            "Rust Fundamentals",
+            "Writes safe, idiomatic Rust.",
+            "Pass the final assessment with 80% or more.",
+            "Certificate",
+        ),
+        "cli",
+    )
+    .await?;
+    let award = |r: Recipient| Award {
+        recipient: r,
+        results: vec![],
+        evidence: vec![],
+        valid_until: None,
+    };
+    let mut ids = Vec::new();
+    for r in issue::issue(
+        &state,
+        &teamwork.id,
+        vec![
+            award(Recipient::Email("ada@example.com".into())),
+            award(Recipient::Email("grace@example.com".into())),
+        ],
+        ProofFormat::DataIntegrity,
+        "cli",
+    )
+    .await?
+    {
+        ids.push(r?.id);
+    }
+    for r in issue::issue(
+        &state,
+        &rust.id,
+        vec![award(Recipient::Id("did:example:learner-42".into()))],
+        ProofFormat::Jwt,
+        "cli",
+    )
+    .await?
+    {
+        ids.push(r?.id);
+    }
+    let reader = oxbadge::oauth::tokens::create_client(
+        state.db(),
+        "demo reader",
+        [
+            oxbadge::oauth::Scope::CredentialsRead,
+            oxbadge::oauth::Scope::IssuersRead,
+        ]
+        .into_iter()
+        .collect(),
+    )
+    .await?;
+    println!(
+        "Demo data created (public URL {base}). Start the server with the same settings, then:\n"
+    );
+    println!("Issuer            {}  ({})", issuer.id, issuer.issuer_id);
+    println!(
+        "DID document      curl {base}/issuers/{}/did.json",
+        issuer.id
+    );
+    println!(
+        "Achievements      {} (Teamwork), {} (Rust Fundamentals)",
+        teamwork.id, rust.id
+    );
+    println!("Credentials       {}", ids.join(", "));
+    println!("\nA read-only client (secret shown once):");
+    println!(
+        "  export CLIENT_ID={} CLIENT_SECRET={}",
+        reader.client_id,
+        reader.client_secret.expose_secret()
+    );
+    println!(
+        "  TOKEN=$(curl -s -u \"$CLIENT_ID:$CLIENT_SECRET\" -d grant_type=client_credentials {base}/oauth/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')"
+    );
+    println!(
+        "  curl -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/credentials/{}",
+        ids[0]
+    );
+    println!(
+        "  curl -H \"Authorization: Bearer $TOKEN\" -o badge.png {base}/api/v1/credentials/{}/baked.png",
+        ids[0]
+    );
+    println!("\nRevocation list   curl {base}/revocations/{}", issuer.id);
+    state.db().close_by_ref().await?;
     Ok(())
 }
