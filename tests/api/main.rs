@@ -1,1 +1,1 @@
-
+mod di_vectors;
