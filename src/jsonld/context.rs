@@ -117,12 +117,11 @@ impl ActiveContext {
         loader: &ContextLoader,
     ) -> Result<Arc<Self>, JsonLdError> {
         let key = (local.id, type_scoped);
-        if local.pinned {
-            if let Ok(memo) = self.derived.read() {
-                if let Some(found) = memo.get(&key) {
-                    return Ok(found.clone());
-                }
-            }
+        if local.pinned
+            && let Ok(memo) = self.derived.read()
+            && let Some(found) = memo.get(&key)
+        {
+            return Ok(found.clone());
         }
         let processed = Arc::new(process_context(
             self,
@@ -135,12 +134,11 @@ impl ActiveContext {
             loader,
             &mut Vec::new(),
         )?);
-        if local.pinned {
-            if let Ok(mut memo) = self.derived.write() {
-                if memo.len() < MAX_DERIVED {
-                    memo.insert(key, processed.clone());
-                }
-            }
+        if local.pinned
+            && let Ok(mut memo) = self.derived.write()
+            && memo.len() < MAX_DERIVED
+        {
+            memo.insert(key, processed.clone());
         }
         Ok(processed)
     }
@@ -234,10 +232,10 @@ fn process_context_object(
     definition: &Map<String, Value>,
     options: ProcessOptions,
 ) -> Result<(), JsonLdError> {
-    if let Some(version) = definition.get("@version") {
-        if version.as_f64() != Some(1.1) {
-            return Err(JsonLdError::InvalidContext("@version must be 1.1".into()));
-        }
+    if let Some(version) = definition.get("@version")
+        && version.as_f64() != Some(1.1)
+    {
+        return Err(JsonLdError::InvalidContext("@version must be 1.1".into()));
     }
     for unsupported in ["@import", "@base", "@language", "@direction"] {
         if definition.contains_key(unsupported) {
@@ -499,15 +497,16 @@ impl<'a> TermCreator<'a> {
             container,
             context,
         };
-        if let Some(previous) = previous {
-            if previous.protected && !self.override_protected {
-                if !definition.same_as(&previous) {
-                    return Err(JsonLdError::ProtectedTermRedefinition {
-                        term: term.to_owned(),
-                    });
-                }
-                definition = (*previous).clone();
+        if let Some(previous) = previous
+            && previous.protected
+            && !self.override_protected
+        {
+            if !definition.same_as(&previous) {
+                return Err(JsonLdError::ProtectedTermRedefinition {
+                    term: term.to_owned(),
+                });
             }
+            definition = (*previous).clone();
         }
         active.terms.insert(Arc::from(term), Arc::new(definition));
         self.defined.insert(term, true);
@@ -529,17 +528,17 @@ impl<'a> TermCreator<'a> {
         if looks_like_keyword(value) {
             return Ok(None);
         }
-        if let Some((key, _)) = self.local.get_key_value(value) {
-            if self.defined.get(value) != Some(&true) {
-                self.create(active, key.as_str())?;
-            }
+        if let Some((key, _)) = self.local.get_key_value(value)
+            && self.defined.get(value) != Some(&true)
+        {
+            self.create(active, key.as_str())?;
         }
         if let Some(colon) = colon_after_first(value) {
             let prefix = &value[..colon];
-            if let Some((key, _)) = self.local.get_key_value(prefix) {
-                if self.defined.get(prefix) != Some(&true) {
-                    self.create(active, key.as_str())?;
-                }
+            if let Some((key, _)) = self.local.get_key_value(prefix)
+                && self.defined.get(prefix) != Some(&true)
+            {
+                self.create(active, key.as_str())?;
             }
         }
         Ok(expand_iri(active, value, document_relative, vocab))
@@ -595,29 +594,25 @@ pub(crate) fn expand_iri(
     if looks_like_keyword(value) {
         return None;
     }
-    if vocab {
-        if let Some(def) = active.terms.get(value) {
-            return Some(def.iri.to_string());
-        }
+    if vocab && let Some(def) = active.terms.get(value) {
+        return Some(def.iri.to_string());
     }
     if let Some(colon) = colon_after_first(value) {
         let (prefix, suffix) = (&value[..colon], &value[colon + 1..]);
         if prefix == "_" || suffix.starts_with("//") {
             return Some(value.to_owned());
         }
-        if let Some(def) = active.terms.get(prefix) {
-            if def.prefix {
-                return Some(format!("{}{suffix}", def.iri));
-            }
+        if let Some(def) = active.terms.get(prefix)
+            && def.prefix
+        {
+            return Some(format!("{}{suffix}", def.iri));
         }
         if is_absolute_iri(value) {
             return Some(value.to_owned());
         }
     }
-    if vocab {
-        if let Some(v) = &active.vocab {
-            return Some(format!("{v}{value}"));
-        }
+    if vocab && let Some(v) = &active.vocab {
+        return Some(format!("{v}{value}"));
     }
     Some(value.to_owned())
 }

@@ -17,6 +17,14 @@ use super::rdf::{
     XSD_BOOLEAN, XSD_DOUBLE, XSD_INTEGER, XSD_NAMESPACE, XSD_STRING,
 };
 
+/// A non-keyword entry of a node object, with its expanded IRI and term definition.
+struct Property<'a> {
+    key: &'a str,
+    iri: Arc<str>,
+    definition: Option<Arc<TermDefinition>>,
+    value: &'a Value,
+}
+
 /// What expanding one JSON value yields to its parent.
 enum Expanded {
     /// A node object or reference; its own quads are already emitted.
@@ -269,10 +277,8 @@ impl<'l> Expander<'l> {
         value: &str,
         vocab: bool,
     ) -> Result<Node, JsonLdError> {
-        if vocab {
-            if let Some(def) = ctx.term(value) {
-                return self.node_from_expanded(&def.iri.clone(), value);
-            }
+        if vocab && let Some(def) = ctx.term(value) {
+            return self.node_from_expanded(&def.iri.clone(), value);
         }
         let expanded =
             expand_iri(ctx, value, true, vocab).ok_or_else(|| JsonLdError::InvalidIri {
@@ -371,8 +377,7 @@ impl<'l> Expander<'l> {
         let mut set_entry: Option<&Value> = None;
         let mut graph_entry: Option<&Value> = None;
         let mut language: Option<&Value> = None;
-        let mut properties: Vec<(&str, Arc<str>, Option<Arc<TermDefinition>>, &Value)> =
-            Vec::with_capacity(map.len());
+        let mut properties: Vec<Property<'_>> = Vec::with_capacity(map.len());
         let mut undefined_term: Option<&String> = None;
         for (key, value) in map {
             if key == "@context" || top.skip.contains(&key.as_str()) {
@@ -407,9 +412,12 @@ impl<'l> Expander<'l> {
                 iri if iri.starts_with("_:") => {
                     return Err(JsonLdError::Unsupported("blank node properties"));
                 }
-                iri if is_absolute_iri(iri) => {
-                    properties.push((key.as_str(), expanded.clone(), definition, value))
-                }
+                iri if is_absolute_iri(iri) => properties.push(Property {
+                    key,
+                    iri: expanded.clone(),
+                    definition,
+                    value,
+                }),
                 _ => {
                     undefined_term.get_or_insert(key);
                 }
@@ -471,12 +479,11 @@ impl<'l> Expander<'l> {
             && id_value.is_none()
             && type_values.is_empty()
             && properties.is_empty()
+            && let Some(contents) = graph_entry
         {
-            if let Some(contents) = graph_entry {
-                let mut inner = Vec::new();
-                self.expand(&active, Some("@graph"), contents, graph, &mut inner)?;
-                return Self::reject_free_floating_lists(&inner);
-            }
+            let mut inner = Vec::new();
+            self.expand(&active, Some("@graph"), contents, graph, &mut inner)?;
+            return Self::reject_free_floating_lists(&inner);
         }
 
         let subject = match id_value {
@@ -505,7 +512,13 @@ impl<'l> Expander<'l> {
             )?;
             Self::reject_free_floating_lists(&inner)?;
         }
-        for (key, iri, definition, value) in properties {
+        for Property {
+            key,
+            iri,
+            definition,
+            value,
+        } in properties
+        {
             let predicate = Iri::Shared(iri);
             let mut values = Vec::new();
             let container = definition.as_ref().map(|d| d.container).unwrap_or_default();

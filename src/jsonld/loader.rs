@@ -183,12 +183,11 @@ impl ContextLoader {
         } else {
             None
         };
-        if let Some(key) = &key {
-            if let Ok(memo) = self.top_level.read() {
-                if let Some(found) = memo.get(key) {
-                    return Ok(found.clone());
-                }
-            }
+        if let Some(key) = &key
+            && let Ok(memo) = self.top_level.read()
+            && let Some(found) = memo.get(key)
+        {
+            return Ok(found.clone());
         }
         let processed = Arc::new(process_context(
             active,
@@ -201,12 +200,11 @@ impl ContextLoader {
             self,
             &mut Vec::new(),
         )?);
-        if let Some(key) = key {
-            if let Ok(mut memo) = self.top_level.write() {
-                if memo.len() < MAX_TOP_LEVEL {
-                    memo.insert(key, processed.clone());
-                }
-            }
+        if let Some(key) = key
+            && let Ok(mut memo) = self.top_level.write()
+            && memo.len() < MAX_TOP_LEVEL
+        {
+            memo.insert(key, processed.clone());
         }
         Ok(processed)
     }

@@ -260,7 +260,7 @@ pub(crate) fn canonicalize(quads: &[Quad], blank_count: u32) -> Result<String, J
             issuer.issue(b);
             results.push(state.hash_n_degree(b, issuer)?);
         }
-        results.sort_by(|a, b| a.0.cmp(&b.0));
+        results.sort_by_key(|a| a.0);
         for (_, issuer) in results {
             for b in issuer.issued {
                 state.issue_canonical(b);

@@ -615,9 +615,7 @@ fn lists_follow_the_spec() {
         format!("_:x <{rdf}first> \"B\" ."),
         format!("_:x <{rdf}rest> <{rdf}nil> ."),
         format!("_:x <{rdf}rest> _:x ."),
-        format!(
-            "<urn:uuid:result-description-1> <https://purl.imsglobal.org/spec/vc/ob/vocab.html#allowedValue> _:x ."
-        ),
+        "<urn:uuid:result-description-1> <https://purl.imsglobal.org/spec/vc/ob/vocab.html#allowedValue> _:x .".to_string(),
     ] {
         assert!(
             lines.contains(&expected),
