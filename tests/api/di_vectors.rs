@@ -595,6 +595,42 @@ fn fast_path_matches_stock_ssi_on_generated_open_badges() {
 }
 
 #[test]
+fn indistinguishable_blank_nodes_match_stock_ssi() {
+    // Identical blank nodes share a first-degree hash, which sends RDFC-1.0 through its
+    // N-degree hashing; chains of them (evidence -> alignment) need its recursion too.
+    let mut credential = without_proof(&vector_json("ob-v3p0-ldp/signed-credential.json"));
+    let alignment =
+        json!({"type": ["Alignment"], "targetName": "Same", "targetUrl": "https://example.org/s"});
+    credential["credentialSubject"]["achievement"]["alignment"] =
+        json!([alignment.clone(), alignment.clone(), alignment]);
+    credential["evidence"] = json!([
+        {"type": ["Evidence"], "name": "Twin"},
+        {"type": ["Evidence"], "name": "Twin"},
+        {"type": ["Evidence"], "name": "Other"}
+    ]);
+    credential["credentialSubject"]["result"] = json!([
+        {"type": ["Result"], "value": "A"},
+        {"type": ["Result"], "value": "A"}
+    ]);
+    assert_eq!(
+        ContextLoader::shared().canonicalize(&credential).unwrap(),
+        stock_ssi::canonical_document(&credential)
+    );
+    let key = ob_key();
+    let signed = EddsaRdfc2022::default()
+        .sign(
+            &credential,
+            options_of(&vector_json("ob-v3p0-ldp/signed-credential.json")["proof"]),
+            &key,
+        )
+        .unwrap();
+    assert_eq!(
+        signed["proof"]["proofValue"],
+        stock_ssi::sign_v2(&credential, &signed["proof"], &key)
+    );
+}
+
+#[test]
 fn lists_follow_the_spec() {
     let document = json!({
         "@context": [oxbadge::jsonld::CREDENTIALS_V2, oxbadge::jsonld::OB_V3P0_CONTEXT],
