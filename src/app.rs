@@ -20,8 +20,9 @@ use url::Url;
 use crate::{
     config::Settings,
     db::{self, DbSetupError, issuer},
+    di::EddsaRdfc2022,
     http,
-    issue::reference::ReferenceSigner,
+    jsonld::ContextLoader,
     keys::{
         ring::{KekConfigError, KekSource, load_kek_ring},
         store::{KeyError, KeyStore, RotationOutcome},
@@ -73,7 +74,7 @@ struct StateInner {
     settings: Settings,
     metrics: Metrics,
     keys: KeyStore,
-    signer: ReferenceSigner,
+    signer: EddsaRdfc2022,
     status_cache: StatusListCache,
     public_url: Url,
     auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
@@ -99,8 +100,8 @@ impl AppState {
         &self.0.keys
     }
 
-    /// The Data Integrity signer.
-    pub fn signer(&self) -> &ReferenceSigner {
+    /// The Data Integrity (`eddsa-rdfc-2022`) signer and verifier over the pinned contexts.
+    pub fn signer(&self) -> &EddsaRdfc2022 {
         &self.0.signer
     }
 
@@ -199,7 +200,7 @@ impl AppState {
             settings,
             metrics: Metrics::new(),
             keys,
-            signer: ReferenceSigner::new().map_err(|e| StartupError::PublicUrl(e.to_string()))?,
+            signer: EddsaRdfc2022::new(Arc::new(ContextLoader::new())),
             status_cache: StatusListCache::default(),
             public_url,
             auth_limiter,

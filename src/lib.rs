@@ -5,10 +5,12 @@
 pub mod app;
 pub mod config;
 pub mod db;
+pub mod di;
 pub mod error;
 pub mod http;
 pub mod issue;
 pub mod issuers;
+pub mod jsonld;
 pub mod keys;
 pub mod metrics;
 pub mod oauth;

@@ -158,17 +158,22 @@ impl VcApi {
                 detail: format!("`{issuer_id}` is not an issuer of this service"),
             })?;
         let key = state.keys().active_signing_key(state.db(), &issuer).await?;
-        let signed = state
-            .signer()
-            .sign(
-                vc,
-                &key.verification_method,
-                &issuer.issuer_id,
-                Utc::now(),
+        let key_id = key.key_id.clone();
+        let signer_state = state.clone();
+        let signed = tokio::task::spawn_blocking(move || {
+            signer_state.signer().sign(
+                &vc,
+                crate::di::ProofOptions {
+                    verification_method: key.verification_method.clone(),
+                    created: Utc::now(),
+                    proof_purpose: crate::di::ProofPurpose::AssertionMethod,
+                },
                 &key.signing_key,
             )
-            .await
-            .map_err(|e| bad(e.to_string()))?;
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| bad(e.to_string()))?;
         let now = Utc::now();
         let valid_until = signed
             .get("validUntil")
@@ -185,7 +190,7 @@ impl VcApi {
             achievement_id: Set(None),
             format: Set("data-integrity".into()),
             document: Set(signed.to_string()),
-            key_id: Set(key.key_id.clone()),
+            key_id: Set(key_id),
             valid_from: Set(now),
             valid_until: Set(valid_until),
             created_at: Set(now),

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::{
     app::AppState,
     db::{self, achievement, audit_event, credential, issuer},
+    di::{ProofOptions, ProofPurpose},
     keys::store::{ActiveSigningKey, KeyError},
     ob::{
         self, CredentialProfile, Evidence, IdentityObject, Invalid, Recipient, ResultEntry,
@@ -211,8 +212,8 @@ fn build(state: &AppState, t: &Template, award: &Award, uri: &str, slots: &[Slot
     vc
 }
 
-/// Signs one built credential.
-async fn sign(
+/// Signs one built credential (CPU only; callers run it off the reactor).
+fn sign(
     state: &AppState,
     key: &ActiveSigningKey,
     format: ProofFormat,
@@ -229,13 +230,14 @@ async fn sign(
             let signed = state
                 .signer()
                 .sign(
-                    credential,
-                    &key.verification_method,
-                    &key.issuer_id,
-                    created,
+                    &credential,
+                    ProofOptions {
+                        verification_method: key.verification_method.clone(),
+                        created,
+                        proof_purpose: ProofPurpose::AssertionMethod,
+                    },
                     &key.signing_key,
                 )
-                .await
                 .map_err(|e| IssueError::Unsignable(e.to_string()))?;
             Ok((signed, None))
         }
@@ -320,7 +322,7 @@ pub async fn issue(
 
 type Signed = Result<(String, String, Value, Option<String>), IssueError>;
 
-/// Builds and signs every award, keeping a bounded window of signing jobs on the blocking pool
+/// Builds every award, then signs them on the blocking pool in as many slices as there are cores
 /// (results in request order).
 async fn sign_all(
     state: &AppState,
@@ -331,37 +333,49 @@ async fn sign_all(
     format: ProofFormat,
     created: DateTime<Utc>,
 ) -> Vec<Signed> {
-    let width = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut pending = std::collections::VecDeque::with_capacity(width);
-    let mut out = Vec::with_capacity(awards.len());
-    for (award, slots) in awards.iter().zip(slots) {
-        let id = db::new_id();
-        let uri = new_credential_uri();
-        let vc = build(state, t, award, &uri, slots);
+    let built: Vec<(String, String, Value)> = awards
+        .iter()
+        .zip(slots)
+        .map(|(award, slots)| {
+            let uri = new_credential_uri();
+            let vc = build(state, t, award, &uri, slots);
+            (db::new_id(), uri, vc)
+        })
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per_slice = built.len().div_ceil(cores).max(1);
+    let mut slices = Vec::new();
+    let mut rest = built;
+    while !rest.is_empty() {
+        let tail = rest.split_off(per_slice.min(rest.len()));
+        let slice = std::mem::replace(&mut rest, tail);
         let state = state.clone();
         let key = key.clone();
-        let handle = tokio::runtime::Handle::current();
-        pending.push_back(tokio::task::spawn_blocking(move || {
-            handle.block_on(async move {
-                sign(&state, &key, format, vc, created)
-                    .await
-                    .map(|(credential, jws)| (id, uri, credential, jws))
-            })
+        slices.push(tokio::task::spawn_blocking(move || {
+            slice
+                .into_iter()
+                .map(|(id, uri, vc)| {
+                    sign(&state, &key, format, vc, created).map(|(c, j)| (id, uri, c, j))
+                })
+                .collect::<Vec<Signed>>()
         }));
-        if pending.len() >= width
-            && let Some(job) = pending.pop_front()
-        {
-            out.push(joined(job.await));
+    }
+    let mut out = Vec::with_capacity(awards.len());
+    for slice in slices {
+        match slice.await {
+            Ok(results) => out.extend(results),
+            Err(e) => {
+                tracing::error!(error = %e, "signing task failed");
+                out.push(Err(IssueError::Unsignable(format!(
+                    "signing task failed: {e}"
+                ))));
+            }
         }
     }
-    while let Some(job) = pending.pop_front() {
-        out.push(joined(job.await));
-    }
+    out.resize_with(awards.len(), || {
+        Err(IssueError::Unsignable("signing task failed".into()))
+    });
     out
-}
-
-fn joined(result: Result<Signed, tokio::task::JoinError>) -> Signed {
-    result.unwrap_or_else(|e| Err(IssueError::Unsignable(format!("signing task failed: {e}"))))
 }
 
 #[allow(clippy::too_many_arguments)]

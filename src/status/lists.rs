@@ -16,7 +16,6 @@ use super::{allocator::Purpose, bitstring::Bitstring};
 use crate::{
     app::AppState,
     db::{credential, issuer, status_entry, status_list},
-    issue::reference::ReferenceError,
     keys::store::KeyError,
 };
 
@@ -37,7 +36,7 @@ pub enum StatusError {
     Key(#[from] KeyError),
     /// Signing the list failed.
     #[error(transparent)]
-    Sign(#[from] ReferenceError),
+    Sign(#[from] crate::di::DiError),
     /// Database failure.
     #[error(transparent)]
     Db(#[from] DbErr),
@@ -150,16 +149,20 @@ pub async fn signed_list(state: &AppState, list_id: &str) -> Result<Arc<SignedLi
         },
     });
     let key = state.keys().active_signing_key(state.db(), &issuer).await?;
-    let signed = state
-        .signer()
-        .sign(
-            doc,
-            &key.verification_method,
-            &issuer.issuer_id,
-            valid_from,
+    let signer_state = state.clone();
+    let signed = tokio::task::spawn_blocking(move || {
+        signer_state.signer().sign(
+            &doc,
+            crate::di::ProofOptions {
+                verification_method: key.verification_method.clone(),
+                created: valid_from,
+                proof_purpose: crate::di::ProofPurpose::AssertionMethod,
+            },
             &key.signing_key,
         )
-        .await?;
+    })
+    .await
+    .map_err(|e| StatusError::Invalid(format!("signing task failed: {e}")))??;
     let body = signed.to_string();
     let etag = format!(
         "\"{}\"",

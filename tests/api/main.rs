@@ -1,6 +1,7 @@
 //! The one integration-test binary: real HTTP against a real database (SQLite, or PostgreSQL when
 //! OXBADGE_TEST_DATABASE_URL is set).
 
+mod di_vectors;
 mod foundation;
 mod issuance;
 mod keys;
