@@ -4,7 +4,6 @@
 
 pub mod bake;
 pub mod jwt;
-pub mod reference;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::{ActiveModelTrait, DbErr, EntityTrait, Set};

@@ -67,9 +67,11 @@ pub async fn issue(app: &TestApp, token: &str, body: Value) -> Value {
 
 /// The pinned loader a third-party verifier would use (ssi's W3C contexts + the OB contexts).
 fn loader() -> ssi::json_ld::ContextLoader {
-    let map = oxbadge::issue::reference::OB_CONTEXTS
-        .iter()
-        .map(|(u, d)| ((*u).to_owned(), (*d).to_owned()))
+    let ours = oxbadge::jsonld::ContextLoader::new();
+    let map = ours
+        .urls()
+        .filter(|u| u.starts_with("https://purl.imsglobal.org/"))
+        .filter_map(|u| ours.document(u).map(|d| (u.to_owned(), d.to_owned())))
         .collect();
     ssi::json_ld::ContextLoader::default()
         .with_context_map_from(map)
