@@ -199,7 +199,7 @@ pub enum CreatedIssuer {
 fn issuer_resource(state: &AppState, m: issuer::Model) -> IssuerResource {
     let base = state.public_url().as_str().trim_end_matches('/').to_owned();
     let did_document_url = (m.id_type == IdType::DidWeb.as_str()).then(|| {
-        if m.issuer_id.matches(':').count() == 2 {
+        if crate::keys::identity::is_host_did(&m.issuer_id) {
             format!("{base}/.well-known/did.json")
         } else {
             format!("{base}/issuers/{}/did.json", m.id)

@@ -45,7 +45,7 @@ fn etag_of(doc: &Value) -> String {
 }
 
 /// Whether `If-None-Match` matches `etag` (a list of tags, weak tags compared weakly, or `*`).
-fn matches(if_none_match: Option<&str>, etag: &str) -> bool {
+pub(crate) fn matches(if_none_match: Option<&str>, etag: &str) -> bool {
     if_none_match.is_some_and(|h| {
         h.split(',')
             .map(|t| t.trim().trim_start_matches("W/"))
@@ -82,7 +82,7 @@ impl PublicationApi {
         #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
     ) -> Result<CachedJson, ApiError> {
         let issuer = issuers::find_issuer(state.db(), &id.0).await?;
-        if issuer.issuer_id.matches(':').count() == 2 {
+        if crate::keys::identity::is_host_did(&issuer.issuer_id) {
             // The well-known issuer's DID document lives at /.well-known/did.json.
             return Err(ApiError::NotFound {
                 what: "DID document",

@@ -53,12 +53,7 @@ impl StatusApi {
         #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
     ) -> Result<StatusListResponse, ApiError> {
         let list = lists::signed_list(&state, &list_id.0).await?;
-        let matches = if_none_match.0.as_deref().is_some_and(|h| {
-            h.split(',')
-                .map(|t| t.trim().trim_start_matches("W/"))
-                .any(|t| t == "*" || t == list.etag)
-        });
-        if matches {
+        if super::publication::matches(if_none_match.0.as_deref(), &list.etag) {
             return Ok(StatusListResponse::NotModified(list.etag.clone()));
         }
         Ok(StatusListResponse::Ok(

@@ -56,6 +56,15 @@ impl FromStr for IdType {
     }
 }
 
+/// Whether `issuer_id` is a host's bare did:web (`did:web:<host>`, no path), whose DID document is
+/// served at `/.well-known/did.json`. The port, if any, is percent-encoded, so a path is the only
+/// source of further colons.
+pub fn is_host_did(issuer_id: &str) -> bool {
+    issuer_id
+        .strip_prefix("did:web:")
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains(':'))
+}
+
 /// The verification-method id of `key` for `issuer`: what a proof's `verificationMethod` and a
 /// JWT's `kid` name. Its controller is always the issuer id.
 pub fn verification_method_id(issuer: &issuer::Model, key: &signing_key::Model) -> String {
@@ -64,5 +73,19 @@ pub fn verification_method_id(issuer: &issuer::Model, key: &signing_key::Model) 
         Ok(IdType::Url) | Ok(IdType::DidKey) | Err(_) => {
             format!("{}#{}", issuer.issuer_id, key.public_key)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_dids() {
+        assert!(is_host_did("did:web:example.com"));
+        assert!(is_host_did("did:web:localhost%3A8443"));
+        assert!(!is_host_did("did:web:example.com:issuers:abc"));
+        assert!(!is_host_did("did:key:z6Mk"));
+        assert!(!is_host_did("https://example.com/issuers/1"));
     }
 }
