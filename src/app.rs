@@ -28,7 +28,7 @@ use crate::{
         store::{KeyError, KeyStore, RotationOutcome},
     },
     metrics::Metrics,
-    oauth::{NewClient, OAuthError, ScopeSet, tokens},
+    oauth::{NewClient, OAuthError, ScopeSet, cache::TokenCache, tokens},
     status::lists::StatusListCache,
 };
 
@@ -76,6 +76,7 @@ struct StateInner {
     keys: KeyStore,
     signer: EddsaRdfc2022,
     status_cache: StatusListCache,
+    token_cache: TokenCache,
     public_url: Url,
     auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
 }
@@ -108,6 +109,11 @@ impl AppState {
     /// Signed status lists.
     pub fn status_cache(&self) -> &StatusListCache {
         &self.0.status_cache
+    }
+
+    /// Recently resolved bearer tokens.
+    pub fn token_cache(&self) -> &TokenCache {
+        &self.0.token_cache
     }
 
     /// Metrics registry.
@@ -202,6 +208,7 @@ impl AppState {
             keys,
             signer: EddsaRdfc2022::new(Arc::new(ContextLoader::new())),
             status_cache: StatusListCache::default(),
+            token_cache: TokenCache::default(),
             public_url,
             auth_limiter,
         }));

@@ -17,7 +17,7 @@ use poem_openapi::{
 use crate::{
     app::AppState,
     error::ApiError,
-    oauth::{AccessContext, Scope, tokens::resolve_token},
+    oauth::{AccessContext, Scope, tokens::resolve_token_cached},
 };
 
 /// OAuth 2.0 bearer access token (client credentials for back ends). Resolves the token only; use
@@ -35,7 +35,7 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<AccessConte
     let state = req
         .data::<AppState>()
         .ok_or_else(|| ApiError::internal(std::io::Error::other("application state missing")))?;
-    Ok(resolve_token(state.db(), &bearer.token).await?)
+    Ok(resolve_token_cached(state.db(), state.token_cache(), &bearer.token).await?)
 }
 
 /// A scope an operation requires, as a type.

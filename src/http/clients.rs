@@ -158,6 +158,7 @@ impl ClientsApi {
         if !tokens::disable_client(state.db(), &client_id.0).await? {
             return Err(ApiError::NotFound { what: "client" });
         }
+        state.token_cache().evict_client(&client_id.0);
         tracing::info!(client_id = %client_id.0, disabled_by = %auth.client_id(), "client disabled");
         Ok(DisableClientResponse::Disabled)
     }

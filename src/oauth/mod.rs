@@ -1,6 +1,7 @@
 //! Authorization server: clients, grants, tokens and scopes. This issue implements the client-credentials
 //! grant for machine clients; opaque random tokens are stored only as SHA-256 hashes.
 
+pub mod cache;
 pub mod scopes;
 pub mod tokens;
 

@@ -219,6 +219,25 @@ pub async fn issue_token(
     })
 }
 
+/// Resolves a presented bearer token through `cache` (see [`super::cache`]), asking the database on
+/// a miss.
+pub async fn resolve_token_cached(
+    db: &impl ConnectionTrait,
+    cache: &super::cache::TokenCache,
+    token: &str,
+) -> Result<AccessContext, ApiError> {
+    if !token.starts_with(ACCESS_TOKEN_PREFIX) || token.len() > 128 {
+        return Err(ApiError::InvalidToken);
+    }
+    let hash = hash_secret(token);
+    if let Some(ctx) = cache.get(&hash) {
+        return Ok(ctx);
+    }
+    let ctx = resolve_hashed(db, &hash).await?;
+    cache.put(hash, ctx.clone());
+    Ok(ctx)
+}
+
 /// Resolves a presented bearer token. The lookup is by hash, so the comparison happens on a value
 /// an attacker cannot choose byte by byte.
 pub async fn resolve_token(
@@ -228,8 +247,15 @@ pub async fn resolve_token(
     if !token.starts_with(ACCESS_TOKEN_PREFIX) || token.len() > 128 {
         return Err(ApiError::InvalidToken);
     }
+    resolve_hashed(db, &hash_secret(token)).await
+}
+
+async fn resolve_hashed(
+    db: &impl ConnectionTrait,
+    token_hash: &str,
+) -> Result<AccessContext, ApiError> {
     let row = access_token::Entity::find()
-        .filter(access_token::Column::TokenHash.eq(hash_secret(token)))
+        .filter(access_token::Column::TokenHash.eq(token_hash))
         .one(db)
         .await?
         .ok_or(ApiError::InvalidToken)?;

@@ -1,0 +1,81 @@
+//! A short-lived in-memory cache of resolved bearer tokens, keyed by the token's SHA-256 (the
+//! token itself is never held). A hit still checks the token's own expiry; entries live at most
+//! `TTL`; disabling a client on this instance evicts its tokens at once. Another instance may honour
+//! a disabled client's token for at most `TTL`.
+
+use std::{
+    collections::HashMap,
+    sync::RwLock,
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+
+use super::AccessContext;
+
+/// How long a resolved token is trusted without asking the database again.
+pub const TTL: Duration = Duration::from_secs(2);
+/// Entries kept at most (the cache is cleared when full; it refills from the database).
+const CAPACITY: usize = 100_000;
+
+/// Resolved tokens by SHA-256 hash.
+#[derive(Default)]
+pub struct TokenCache {
+    entries: RwLock<HashMap<String, (AccessContext, Instant)>>,
+}
+
+impl TokenCache {
+    /// A cached, still-valid context for `token_hash`.
+    pub fn get(&self, token_hash: &str) -> Option<AccessContext> {
+        let map = self.entries.read().ok()?;
+        let (ctx, at) = map.get(token_hash)?;
+        (at.elapsed() < TTL && ctx.expires_at > Utc::now()).then(|| ctx.clone())
+    }
+
+    /// Remembers a context resolved from the database.
+    pub fn put(&self, token_hash: String, ctx: AccessContext) {
+        if let Ok(mut map) = self.entries.write() {
+            if map.len() >= CAPACITY {
+                map.clear();
+            }
+            map.insert(token_hash, (ctx, Instant::now()));
+        }
+    }
+
+    /// Forgets every token of `client_id` (after disabling the client).
+    pub fn evict_client(&self, client_id: &str) {
+        if let Ok(mut map) = self.entries.write() {
+            map.retain(|_, (ctx, _)| ctx.client_id != client_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::ScopeSet;
+
+    fn ctx(client: &str, expires_in: i64) -> AccessContext {
+        AccessContext {
+            client_id: client.into(),
+            scopes: ScopeSet::all(),
+            expires_at: Utc::now() + chrono::Duration::seconds(expires_in),
+        }
+    }
+
+    #[test]
+    fn hits_expire_with_the_token_and_evict_by_client() {
+        let cache = TokenCache::default();
+        cache.put("a".into(), ctx("c1", 60));
+        cache.put("b".into(), ctx("c2", 60));
+        cache.put("expired".into(), ctx("c1", -1));
+        assert!(cache.get("a").is_some());
+        assert!(
+            cache.get("expired").is_none(),
+            "an expired token is never served"
+        );
+        cache.evict_client("c1");
+        assert!(cache.get("a").is_none());
+        assert!(cache.get("b").is_some());
+    }
+}
