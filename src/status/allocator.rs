@@ -11,7 +11,7 @@ use chrono::Utc;
 use rand::Rng;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    ExprTrait, QueryFilter, QueryOrder, QuerySelect, Set, sea_query::Expr,
+    ExprTrait, QueryFilter, QuerySelect, Set, sea_query::Expr,
 };
 
 use crate::db::{self, status_entry, status_list};
@@ -110,6 +110,23 @@ async fn taken(db: &impl ConnectionTrait, list_id: &str) -> Result<HashSet<i32>,
     Ok(rows.into_iter().collect())
 }
 
+/// Which of `candidates` are already taken in a list.
+async fn taken_among(
+    db: &impl ConnectionTrait,
+    list_id: &str,
+    candidates: &[i32],
+) -> Result<HashSet<i32>, DbErr> {
+    let rows: Vec<i32> = status_entry::Entity::find()
+        .select_only()
+        .column(status_entry::Column::Idx)
+        .filter(status_entry::Column::ListId.eq(list_id))
+        .filter(status_entry::Column::Idx.is_in(candidates.iter().copied()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Picks `count` random free indexes per purpose for an issuer (not yet reserved: they are taken
 /// by [`reserve`] in the credential's transaction). Lists past `fill_ratio` are closed first.
 pub async fn pick_slots(
@@ -131,16 +148,31 @@ pub async fn pick_slots(
                 continue;
             }
             let take = room.min(count - assigned);
+            // Small takes check a pool of random candidates in one query (a collision then needs
+            // every candidate taken); large takes load the list's taken set once.
+            let pool: Vec<i32> = if take > 64 {
+                Vec::new()
+            } else {
+                let mut rng = rand::thread_rng();
+                let mut seen = HashSet::new();
+                std::iter::repeat_with(|| rng.gen_range(0..list.size))
+                    .filter(|c| seen.insert(*c))
+                    .take(take * 16)
+                    .collect()
+            };
             let mut used = if take > 64 {
                 taken(db, &list.id).await?
             } else {
-                HashSet::new()
+                taken_among(db, &list.id, &pool).await?
             };
             {
                 let mut rng = rand::thread_rng();
+                let mut candidates = pool.into_iter();
                 for slots in per_credential.iter_mut().skip(assigned).take(take) {
                     let index = loop {
-                        let candidate = rng.gen_range(0..list.size);
+                        let candidate = candidates
+                            .next()
+                            .unwrap_or_else(|| rng.gen_range(0..list.size));
                         if used.insert(candidate) {
                             break candidate;
                         }
@@ -212,16 +244,4 @@ pub async fn reserve(
             .await?;
     }
     Ok(())
-}
-
-/// All lists of an issuer, oldest first.
-pub async fn lists_of(
-    db: &impl ConnectionTrait,
-    issuer_id: &str,
-) -> Result<Vec<status_list::Model>, DbErr> {
-    status_list::Entity::find()
-        .filter(status_list::Column::IssuerId.eq(issuer_id))
-        .order_by_asc(status_list::Column::CreatedAt)
-        .all(db)
-        .await
 }
