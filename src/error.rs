@@ -12,7 +12,7 @@ use poem_openapi::{
     registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
     types::Type,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Media type of problem documents.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -21,7 +21,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 pub const PROBLEM_TYPE_PREFIX: &str = "urn:oxbadge:problem:";
 
 /// An RFC 9457 problem document.
-#[derive(Debug, Clone, Serialize, Object)]
+#[derive(Debug, Clone, Serialize, Deserialize, Object)]
 #[oai(rename = "Problem")]
 pub struct Problem {
     /// URI identifying the problem type: `urn:oxbadge:problem:<code>`.

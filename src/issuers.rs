@@ -98,12 +98,7 @@ pub fn parse_web_url(field: &'static str, value: &str) -> Result<String, IssuerE
 /// Checks an email address (shape only: one `@`, no spaces, sane length).
 pub fn parse_email(value: &str) -> Result<String, IssuerError> {
     let value = value.trim();
-    let ok = value.len() <= 254
-        && !value.chars().any(char::is_whitespace)
-        && value
-            .split_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'));
-    if !ok {
+    if !crate::ob::is_email(value) {
         return Err(invalid("email", "is not an email address"));
     }
     Ok(value.to_owned())

@@ -157,7 +157,7 @@ pub struct IssuedCredential {
 }
 
 /// One item of a batch result.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Serialize, serde::Deserialize)]
 #[oai(rename_all = "camelCase")]
 pub struct BatchItem {
     /// Position in the request.
@@ -173,7 +173,7 @@ pub struct BatchItem {
 }
 
 /// Batch result.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Serialize, serde::Deserialize)]
 #[oai(rename_all = "camelCase")]
 pub struct BatchResult {
     /// Number issued.
@@ -400,27 +400,36 @@ fn problem_of(err: IssueError) -> Problem {
     api.to_problem()
 }
 
-async fn resource(state: &AppState, m: credential::Model) -> Result<CredentialResource, ApiError> {
-    let statuses = changes::status_of(state.db(), &m.id).await?;
-    let revoked = statuses.iter().any(|s| s.0 == Purpose::Revocation && s.1);
-    let suspended = statuses.iter().any(|s| s.0 == Purpose::Suspension && s.1);
-    let (credential, jwt) = if m.format == "jwt" {
-        (None, Some(m.document))
-    } else {
-        (serde_json::from_str(&m.document).ok(), None)
-    };
-    Ok(CredentialResource {
-        id: m.id,
-        credential_id: m.credential_uri,
-        issuer_id: m.issuer_id,
-        achievement_id: m.achievement_id,
-        format: m.format,
-        credential,
-        jwt,
-        revoked,
-        suspended,
-        created_at: m.created_at,
-    })
+/// Stored credentials with their status flags (one status query for the whole page).
+async fn resources(
+    state: &AppState,
+    rows: Vec<credential::Model>,
+) -> Result<Vec<CredentialResource>, ApiError> {
+    let ids: Vec<String> = rows.iter().map(|m| m.id.clone()).collect();
+    let flags = changes::flags_of(state.db(), &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|m| {
+            let (revoked, suspended) = flags.get(&m.id).copied().unwrap_or_default();
+            let (credential, jwt) = if m.format == "jwt" {
+                (None, Some(m.document))
+            } else {
+                (serde_json::from_str(&m.document).ok(), None)
+            };
+            CredentialResource {
+                id: m.id,
+                credential_id: m.credential_uri,
+                issuer_id: m.issuer_id,
+                achievement_id: m.achievement_id,
+                format: m.format,
+                credential,
+                jwt,
+                revoked,
+                suspended,
+                created_at: m.created_at,
+            }
+        })
+        .collect())
 }
 
 /// A baked PNG badge.
@@ -658,7 +667,10 @@ impl CredentialsApi {
             .one(state.db())
             .await?
             .ok_or(ApiError::NotFound { what: "credential" })?;
-        Ok(Json(resource(&state, row).await?))
+        let mut one = resources(&state, vec![row]).await?;
+        Ok(Json(
+            one.pop().ok_or(ApiError::NotFound { what: "credential" })?,
+        ))
     }
 
     /// The credential baked into a PNG (OB 3.0 §5.3): the achievement's PNG image when it has one
@@ -746,10 +758,7 @@ impl CredentialsApi {
             .offset(offset.0)
             .all(state.db())
             .await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in rows {
-            items.push(resource(&state, row).await?);
-        }
+        let items = resources(&state, rows).await?;
         Ok(Json(CredentialPage { items, total }))
     }
 
@@ -826,6 +835,9 @@ fn default_limit() -> u64 {
     50
 }
 
+/// How long a claimed idempotency key may stay pending before a retry may take it over.
+const STALE_PENDING: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+
 enum Claim {
     Fresh(String),
     Replay(BatchResult),
@@ -850,15 +862,32 @@ async fn claim_key(
                 detail: "this Idempotency-Key was used with a different request".into(),
             });
         }
-        if row.response.is_empty() {
+        if !row.response.is_empty() {
+            let stored: BatchResult =
+                serde_json::from_str(&row.response).map_err(ApiError::internal)?;
+            return Ok(Claim::Replay(stored));
+        }
+        // Still pending. A pending key older than STALE_PENDING belongs to a request that died
+        // (a 10,000-recipient batch takes seconds): take it over; the delete only succeeds for one
+        // retry, the others see the fresh claim.
+        let stale = Utc::now() - row.created_at > STALE_PENDING;
+        let removed = if stale {
+            idempotency_key::Entity::delete_many()
+                .filter(idempotency_key::Column::Id.eq(&row.id))
+                .filter(idempotency_key::Column::Response.eq(""))
+                .exec(state.db())
+                .await?
+                .rows_affected
+        } else {
+            0
+        };
+        if removed == 0 {
             return Err(ApiError::Conflict {
                 code: "idempotency_in_progress",
                 detail: "a request with this Idempotency-Key is still being processed".into(),
             });
         }
-        let stored: StoredBatch =
-            serde_json::from_str(&row.response).map_err(ApiError::internal)?;
-        return Ok(Claim::Replay(stored.into()));
+        tracing::warn!(key_row = %row.id, "took over a stale pending idempotency key");
     }
     let id = db::new_id();
     let inserted = idempotency_key::ActiveModel {
@@ -892,7 +921,7 @@ async fn release_key(state: &AppState, row_id: Option<&str>) {
 }
 
 async fn finish_key(state: &AppState, row_id: &str, result: &BatchResult) -> Result<(), ApiError> {
-    let stored = serde_json::to_string(&StoredBatch::from(result)).map_err(ApiError::internal)?;
+    let stored = serde_json::to_string(result).map_err(ApiError::internal)?;
     idempotency_key::Entity::update_many()
         .col_expr(
             idempotency_key::Column::Response,
@@ -902,70 +931,4 @@ async fn finish_key(state: &AppState, row_id: &str, result: &BatchResult) -> Res
         .exec(state.db())
         .await?;
     Ok(())
-}
-
-/// The stored form of a batch answer.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredBatch {
-    issued: u32,
-    failed: u32,
-    results: Vec<StoredItem>,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredItem {
-    index: u32,
-    id: Option<String>,
-    credential: Option<Value>,
-    jwt: Option<String>,
-    error: Option<Value>,
-}
-
-impl From<&BatchResult> for StoredBatch {
-    fn from(r: &BatchResult) -> Self {
-        StoredBatch {
-            issued: r.issued,
-            failed: r.failed,
-            results: r
-                .results
-                .iter()
-                .map(|i| StoredItem {
-                    index: i.index,
-                    id: i.id.clone(),
-                    credential: i.credential.clone(),
-                    jwt: i.jwt.clone(),
-                    error: i.error.as_ref().and_then(|p| serde_json::to_value(p).ok()),
-                })
-                .collect(),
-        }
-    }
-}
-
-impl From<StoredBatch> for BatchResult {
-    fn from(s: StoredBatch) -> Self {
-        BatchResult {
-            issued: s.issued,
-            failed: s.failed,
-            results: s
-                .results
-                .into_iter()
-                .map(|i| BatchItem {
-                    index: i.index,
-                    id: i.id,
-                    credential: i.credential,
-                    jwt: i.jwt,
-                    error: i.error.and_then(|v| {
-                        Some(Problem {
-                            problem_type: v.get("type")?.as_str()?.to_owned(),
-                            title: v.get("title")?.as_str()?.to_owned(),
-                            status: v.get("status")?.as_u64()? as u16,
-                            detail: v.get("detail").and_then(Value::as_str).map(str::to_owned),
-                            code: v.get("code")?.as_str()?.to_owned(),
-                            request_id: None,
-                        })
-                    }),
-                })
-                .collect(),
-        }
-    }
 }

@@ -395,12 +395,15 @@ async fn store(
     for (item, item_slots) in signed.into_iter().zip(slots) {
         match item {
             Ok((id, uri, credential, jws)) => {
-                let valid_until = credential
-                    .get("validUntil")
-                    .or_else(|| credential.get("expirationDate"))
-                    .and_then(Value::as_str)
-                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                    .map(|t| t.with_timezone(&Utc));
+                let date = |keys: [&str; 2]| {
+                    keys.iter()
+                        .find_map(|k| credential.get(*k))
+                        .and_then(Value::as_str)
+                        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                        .map(|t| t.with_timezone(&Utc))
+                };
+                let valid_from = date(["validFrom", "issuanceDate"]).unwrap_or(now);
+                let valid_until = date(["validUntil", "expirationDate"]);
                 let document = match &jws {
                     Some(jws) => jws.clone(),
                     None => credential.to_string(),
@@ -413,7 +416,7 @@ async fn store(
                     format: Set(format.as_str().to_owned()),
                     document: Set(document),
                     key_id: Set(key.key_id.clone()),
-                    valid_from: Set(now),
+                    valid_from: Set(valid_from),
                     valid_until: Set(valid_until),
                     created_at: Set(now),
                 });

@@ -244,14 +244,19 @@ pub struct IdentityObject {
     pub salt: String,
 }
 
+/// Whether `value` has the shape of an email address (one `@`, a dotted domain, no spaces).
+pub fn is_email(value: &str) -> bool {
+    value.len() <= 254
+        && !value.chars().any(char::is_whitespace)
+        && value
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'))
+}
+
 /// Normalizes an email address for hashing (trimmed, lower-case) after checking its shape.
 pub fn normalize_email(email: &str) -> Result<String, Invalid> {
     let e = email.trim().to_lowercase();
-    let ok = e.len() <= 254
-        && !e.chars().any(char::is_whitespace)
-        && e.split_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'));
-    if !ok {
+    if !is_email(&e) {
         return Err(invalid("recipient.email", "is not an email address"));
     }
     Ok(e)

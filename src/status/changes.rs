@@ -152,21 +152,27 @@ pub async fn set_status(
     Ok((changes, lists))
 }
 
-/// Current status of one credential: (purpose, value, reason) for each of its entries.
-pub async fn status_of(
+/// Revoked and suspended flags of many credentials in one pass (missing ids are neither).
+pub async fn flags_of(
     db: &impl sea_orm::ConnectionTrait,
-    credential_id: &str,
-) -> Result<Vec<(Purpose, bool, Option<String>, String, i32)>, StatusError> {
-    let rows = status_entry::Entity::find()
-        .filter(status_entry::Column::CredentialId.eq(credential_id))
-        .find_also_related(status_list::Entity)
-        .all(db)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(e, l)| {
-            let purpose = Purpose::parse(&l?.purpose)?;
-            Some((purpose, e.value == 1, e.reason, e.list_id, e.idx))
-        })
-        .collect())
+    credential_ids: &[String],
+) -> Result<HashMap<String, (bool, bool)>, StatusError> {
+    let mut flags: HashMap<String, (bool, bool)> = HashMap::new();
+    for chunk in credential_ids.chunks(500) {
+        let rows = status_entry::Entity::find()
+            .filter(status_entry::Column::CredentialId.is_in(chunk.iter().cloned()))
+            .filter(status_entry::Column::Value.eq(1))
+            .find_also_related(status_list::Entity)
+            .all(db)
+            .await?;
+        for (entry, list) in rows {
+            let entry_flags = flags.entry(entry.credential_id).or_default();
+            match list.and_then(|l| Purpose::parse(&l.purpose)) {
+                Some(Purpose::Revocation) => entry_flags.0 = true,
+                Some(Purpose::Suspension) => entry_flags.1 = true,
+                None => {}
+            }
+        }
+    }
+    Ok(flags)
 }

@@ -704,3 +704,46 @@ async fn baked_png_and_svg_round_trip() {
         Embedded::Jws(jwt["jwt"].as_str().unwrap().to_owned())
     );
 }
+
+#[tokio::test]
+async fn a_stale_pending_idempotency_key_is_taken_over() {
+    use sea_orm::{ActiveModelTrait, Set};
+    let app = TestApp::spawn().await;
+    let token = app.token("issuers:write credentials:issue").await;
+    let (_, achievement) = issuer_with_achievement(&app, &token).await;
+    let body = json!({"achievementId": achievement, "recipients": [{"id": "did:example:a"}], "proofFormat": "jwt"});
+    let send = || {
+        app.http
+            .post(app.url("/api/v1/credentials/batch"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "crashed-run")
+            .json(&body)
+            .send()
+    };
+    // First attempt claims the key; simulate a crash by leaving it pending.
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), 201);
+    let row = {
+        use sea_orm::EntityTrait;
+        oxbadge::db::idempotency_key::Entity::find()
+            .one(app.state.db())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let mut pending: oxbadge::db::idempotency_key::ActiveModel = row.into();
+    pending.response = Set(String::new());
+    pending.created_at = Set(chrono::Utc::now() - chrono::Duration::minutes(5));
+    let pending = pending.update(app.state.db()).await.unwrap();
+    // Recently pending: still in progress.
+    assert_problem(send().await.unwrap(), 409, "idempotency_in_progress").await;
+    // Pending for longer than a batch can take: a retry takes it over.
+    let mut stale: oxbadge::db::idempotency_key::ActiveModel = pending.into();
+    stale.created_at = Set(chrono::Utc::now() - chrono::Duration::minutes(30));
+    stale.update(app.state.db()).await.unwrap();
+    let retry = send().await.unwrap();
+    assert_eq!(retry.status(), 201);
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry["issued"], 1);
+    assert_eq!(send().await.unwrap().status(), 200, "now replayed");
+}
