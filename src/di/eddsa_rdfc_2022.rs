@@ -118,6 +118,12 @@ impl EddsaRdfc2022 {
         })
     }
 
+    /// Checks that `document` (its `proof` left out) is acceptable JSON-LD under the pinned
+    /// contexts in safe mode: every context known, every term and type defined.
+    pub fn check_contexts(&self, document: &Value) -> Result<(), DiError> {
+        self.canonical_document(document, self.profile).map(|_| ())
+    }
+
     fn canonical_document(&self, document: &Value, profile: Profile) -> Result<Canonical, DiError> {
         Ok(self.loader.canonicalize_with(
             document,
@@ -192,70 +198,93 @@ impl EddsaRdfc2022 {
     }
 
     /// Verifies the `eddsa-rdfc-2022` proof(s) of `signed` against `public_key`: succeeds when
-    /// one of them verifies. Proofs of other suites are ignored; chains are refused.
+    /// one of them verifies. Proofs of other suites are ignored.
     pub fn verify(&self, signed: &Value, public_key: &VerifyingKey) -> Result<(), DiError> {
-        let map = signed.as_object().ok_or(DiError::NotAnObject)?;
-        let proofs: &[Value] = match map.get("proof") {
-            None => return Err(DiError::MissingProof),
-            Some(Value::Array(items)) => items,
-            Some(single) => std::slice::from_ref(single),
-        };
-        let candidates: Vec<&Value> = proofs
-            .iter()
-            .filter(|p| {
-                p.get("type").and_then(Value::as_str) == Some(PROOF_TYPE)
-                    && p.get("cryptosuite").and_then(Value::as_str) == Some(CRYPTOSUITE)
-            })
+        let proofs = proofs_of(signed)?;
+        let candidates: Vec<usize> = (0..proofs.len())
+            .filter(|&i| Suite::of(&proofs[i]) == Some(Suite::EddsaRdfc2022))
             .collect();
         if candidates.is_empty() {
             return Err(DiError::UnsupportedProof);
         }
-        let context = map.get("@context").ok_or(DiError::MissingContext)?;
-        let document = self.canonical_document(signed, self.profile)?;
         let mut last_error = DiError::InvalidSignature;
-        for &proof in &candidates {
-            match self.verify_one(proof, context, &document, self.profile, public_key) {
+        for index in candidates {
+            match self.verify_proof(signed, index, public_key) {
                 Ok(()) => return Ok(()),
                 Err(e) => last_error = e,
-            }
-        }
-        // Credentials signed by stock `ssi` differ from the spec in typed booleans and numbers
-        // (e.g. OB `hashed: true`); accept them too, but only when that difference can matter.
-        if self.profile == Profile::Rdfc10 && matches!(last_error, DiError::InvalidSignature) {
-            let ssi_document = self.canonical_document(signed, Profile::SsiCompatible)?;
-            for &proof in &candidates {
-                if self
-                    .verify_one(
-                        proof,
-                        context,
-                        &ssi_document,
-                        Profile::SsiCompatible,
-                        public_key,
-                    )
-                    .is_ok()
-                {
-                    return Ok(());
-                }
             }
         }
         Err(last_error)
     }
 
-    fn verify_one(
+    /// Verifies proof number `index` of `signed` (an Ed25519 suite: see [`Suite`]) against
+    /// `public_key`. A proof naming `previousProof` is verified over the document secured by
+    /// those earlier proofs (a proof chain); the earlier proofs must be in the same proof set.
+    pub fn verify_proof(
+        &self,
+        signed: &Value,
+        index: usize,
+        public_key: &VerifyingKey,
+    ) -> Result<(), DiError> {
+        let map = signed.as_object().ok_or(DiError::NotAnObject)?;
+        let proofs = proofs_of(signed)?;
+        let proof = proofs.get(index).ok_or(DiError::MissingProof)?;
+        if Suite::of(proof).is_none() {
+            return Err(DiError::UnsupportedProof);
+        }
+        let context = map.get("@context").ok_or(DiError::MissingContext)?;
+        if proof.get("@context").is_some_and(|c| c != context) {
+            return Err(DiError::ContextMismatch);
+        }
+        let signature = decode_proof_value(proof.get("proofValue"))?;
+        let chained = chained_document(signed, proofs, proof)?;
+        let secured = chained.as_ref().unwrap_or(signed);
+        let canonical = |profile| match &chained {
+            None => self.canonical_document(secured, profile),
+            Some(doc) => Ok(self.loader.canonicalize_with(
+                doc,
+                TopLevel {
+                    context: None,
+                    skip: &[],
+                },
+                profile,
+            )?),
+        };
+        let document = canonical(self.profile)?;
+        match self.check(
+            proof,
+            context,
+            &document,
+            self.profile,
+            &signature,
+            public_key,
+        ) {
+            // Credentials signed by stock `ssi` differ from the spec in typed booleans and numbers
+            // (e.g. OB `hashed: true`); accept them too, but only when that difference can matter.
+            Err(DiError::InvalidSignature) if self.profile == Profile::Rdfc10 => {
+                let ssi_document = canonical(Profile::SsiCompatible)?;
+                self.check(
+                    proof,
+                    context,
+                    &ssi_document,
+                    Profile::SsiCompatible,
+                    &signature,
+                    public_key,
+                )
+            }
+            other => other,
+        }
+    }
+
+    fn check(
         &self,
         proof: &Value,
         context: &Value,
         document: &Canonical,
         profile: Profile,
+        signature: &Signature,
         public_key: &VerifyingKey,
     ) -> Result<(), DiError> {
-        if proof.get("previousProof").is_some() {
-            return Err(DiError::ProofChain);
-        }
-        if proof.get("@context").is_some_and(|c| c != context) {
-            return Err(DiError::ContextMismatch);
-        }
-        let signature = decode_proof_value(proof.get("proofValue"))?;
         let configuration = self.canonical_proof(proof, context, profile)?;
         if profile == Profile::SsiCompatible
             && !(document.profile_matters || configuration.profile_matters)
@@ -267,9 +296,99 @@ impl EddsaRdfc2022 {
         hash[..32].copy_from_slice(&Sha256::digest(configuration.nquads.as_bytes()));
         hash[32..].copy_from_slice(&Sha256::digest(document.nquads.as_bytes()));
         public_key
-            .verify_strict(&hash, &signature)
+            .verify_strict(&hash, signature)
             .map_err(|_| DiError::InvalidSignature)
     }
+}
+
+/// The Data Integrity suites this verifier accepts. All three sign SHA-256 of the RDFC-1.0
+/// canonical proof configuration ‖ SHA-256 of the canonical document with Ed25519, and encode
+/// the signature as multibase base58btc; they differ in how the proof names itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    /// `DataIntegrityProof` with `cryptosuite: "eddsa-rdfc-2022"` (what we sign).
+    EddsaRdfc2022,
+    /// `DataIntegrityProof` with `cryptosuite: "eddsa-2022"`, the draft name of the same suite.
+    Eddsa2022,
+    /// The legacy `Ed25519Signature2020` proof type.
+    Ed25519Signature2020,
+}
+
+impl Suite {
+    /// The suite of `proof`, when it is one of ours.
+    pub fn of(proof: &Value) -> Option<Self> {
+        let cryptosuite = proof.get("cryptosuite").and_then(Value::as_str);
+        match proof.get("type").and_then(Value::as_str)? {
+            PROOF_TYPE => match cryptosuite? {
+                CRYPTOSUITE => Some(Self::EddsaRdfc2022),
+                "eddsa-2022" => Some(Self::Eddsa2022),
+                _ => None,
+            },
+            "Ed25519Signature2020" => Some(Self::Ed25519Signature2020),
+            _ => None,
+        }
+    }
+
+    /// The name reports use: the cryptosuite, or the proof type for the legacy suite.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EddsaRdfc2022 => CRYPTOSUITE,
+            Self::Eddsa2022 => "eddsa-2022",
+            Self::Ed25519Signature2020 => "Ed25519Signature2020",
+        }
+    }
+}
+
+/// The proofs of `signed` (`proof` may be one object or a set).
+pub fn proofs_of(signed: &Value) -> Result<&[Value], DiError> {
+    let map = signed.as_object().ok_or(DiError::NotAnObject)?;
+    match map.get("proof") {
+        None => Err(DiError::MissingProof),
+        Some(Value::Array(items)) if items.is_empty() => Err(DiError::MissingProof),
+        Some(Value::Array(items)) => Ok(items),
+        Some(single) => Ok(std::slice::from_ref(single)),
+    }
+}
+
+/// For a proof with `previousProof`, the document it secures: the unsecured document with
+/// `proof` set to the proofs it names (VC Data Integrity 1.0, "Verify Proof Chain"). `None` for
+/// a proof without `previousProof`.
+fn chained_document(
+    signed: &Value,
+    proofs: &[Value],
+    proof: &Value,
+) -> Result<Option<Value>, DiError> {
+    let ids: Vec<&str> = match proof.get("previousProof") {
+        None => return Ok(None),
+        Some(Value::String(id)) => vec![id.as_str()],
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| DiError::ProofChain("previousProof must hold proof ids".into()))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(DiError::ProofChain(
+                "previousProof must be a proof id or a list of them".into(),
+            ));
+        }
+    };
+    let mut previous = Vec::with_capacity(ids.len());
+    for id in ids {
+        let found = proofs
+            .iter()
+            .find(|p| p.get("id").and_then(Value::as_str) == Some(id))
+            .ok_or_else(|| {
+                DiError::ProofChain(format!("previousProof {id} is not among the proofs"))
+            })?;
+        previous.push(found.clone());
+    }
+    let mut document = signed.clone();
+    if let Value::Object(map) = &mut document {
+        map.insert("proof".into(), Value::Array(previous));
+    }
+    Ok(Some(document))
 }
 
 fn decode_proof_value(value: Option<&Value>) -> Result<Signature, DiError> {

@@ -17,12 +17,13 @@ pub enum DiError {
     /// Verification of a document without `proof`: 422.
     #[error("the document has no proof")]
     MissingProof,
-    /// No proof uses `DataIntegrityProof` with `eddsa-rdfc-2022`: 422.
-    #[error("no eddsa-rdfc-2022 DataIntegrityProof among the proofs")]
+    /// The proof is not of a supported suite (eddsa-rdfc-2022, eddsa-2022,
+    /// Ed25519Signature2020): 422.
+    #[error("unsupported proof type or cryptosuite")]
     UnsupportedProof,
-    /// A proof chain (`previousProof`); not supported by this verifier yet: 422.
-    #[error("proof chains (previousProof) are not supported")]
-    ProofChain,
+    /// A proof chain (`previousProof`) names proofs that are not in the proof set: 422.
+    #[error("proof chain: {0}")]
+    ProofChain(String),
     /// The proof's own `@context` differs from the document's: 422.
     #[error("the proof's @context differs from the document's")]
     ContextMismatch,

@@ -5,8 +5,8 @@ mod eddsa_rdfc_2022;
 mod error;
 
 pub use eddsa_rdfc_2022::{
-    CanonicalForms, EddsaRdfc2022, ProofOptions, ProofPurpose, sign_eddsa_rdfc_2022,
-    verify_eddsa_rdfc_2022,
+    CanonicalForms, EddsaRdfc2022, ProofOptions, ProofPurpose, Suite, proofs_of,
+    sign_eddsa_rdfc_2022, verify_eddsa_rdfc_2022,
 };
 pub use error::DiError;
 
