@@ -30,6 +30,7 @@ use crate::{
     metrics::Metrics,
     oauth::{NewClient, OAuthError, ScopeSet, cache::TokenCache, tokens},
     status::lists::StatusListCache,
+    verify::{Verifier, fetch::FetchPolicy},
 };
 
 /// Failures that stop the service from starting. Each message says what to fix.
@@ -61,6 +62,9 @@ pub enum StartupError {
     /// TLS material could not be read or generated.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The verifier's outbound HTTP client could not be built.
+    #[error("outbound HTTP client: {0}")]
+    Outbound(String),
 }
 
 impl From<sea_orm::DbErr> for StartupError {
@@ -79,6 +83,16 @@ struct StateInner {
     token_cache: TokenCache,
     public_url: Url,
     auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    verify_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    verifier: Verifier,
+}
+
+/// The peer address of a request (the unspecified address when unknown).
+fn client_ip(req: &Request) -> IpAddr {
+    req.remote_addr()
+        .as_socket_addr()
+        .map(SocketAddr::ip)
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }
 
 /// Everything a request handler needs, passed in (no globals). Cheap to clone.
@@ -133,15 +147,27 @@ impl AppState {
 
     /// Per-address rate limit on authentication endpoints.
     pub fn check_auth_rate_limit(&self, req: &Request) -> Result<(), OAuthError> {
-        let ip = req
-            .remote_addr()
-            .as_socket_addr()
-            .map(SocketAddr::ip)
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let ip = client_ip(req);
         self.0.auth_limiter.check_key(&ip).map_err(|_| {
             tracing::warn!(%ip, "authentication rate limit exceeded");
             OAuthError::rate_limited()
         })
+    }
+
+    /// Per-address rate limit on verification; `Err` carries the seconds to wait.
+    pub fn check_verify_rate_limit(&self, req: &Request) -> Result<(), u64> {
+        let ip = client_ip(req);
+        self.0.verify_limiter.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            wait.as_secs().max(1)
+        })
+    }
+
+    /// The verifier (outbound client and caches).
+    pub fn verifier(&self) -> &Verifier {
+        &self.0.verifier
     }
 }
 
@@ -201,6 +227,22 @@ impl AppState {
         let burst =
             NonZeroU32::new(settings.auth_rate_limit_burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let auth_limiter = RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst));
+        let verify_limiter = RateLimiter::keyed(
+            Quota::per_minute(
+                NonZeroU32::new(settings.verify_rate_limit_per_minute).unwrap_or(NonZeroU32::MIN),
+            )
+            .allow_burst(
+                NonZeroU32::new(settings.verify_rate_limit_burst.max(1)).unwrap_or(NonZeroU32::MIN),
+            ),
+        );
+        let verifier = Verifier::new(FetchPolicy {
+            allow_http: settings.verify_fetch_allow_http,
+            allow_private: settings.verify_fetch_allow_private,
+            timeout: Duration::from_secs(settings.verify_fetch_timeout_secs),
+            max_bytes: settings.verify_fetch_max_bytes,
+            ..FetchPolicy::default()
+        })
+        .map_err(|e| StartupError::Outbound(e.to_string()))?;
         let state = AppState(Arc::new(StateInner {
             db,
             settings,
@@ -211,6 +253,8 @@ impl AppState {
             token_cache: TokenCache::default(),
             public_url,
             auth_limiter,
+            verify_limiter,
+            verifier,
         }));
         Ok((state, bootstrap_admin))
     }

@@ -102,6 +102,23 @@ pub struct Settings {
     /// `OXBADGE_STATUS_LIST_FILL_RATIO`: share of a list's 131,072 entries handed out before a new
     /// list is opened (lower keeps index guessing harder). Default 0.5.
     pub status_list_fill_ratio: f64,
+    /// `OXBADGE_VERIFY_REQUIRE_SCOPE`: put `POST /api/v1/verify` and the VC API verify endpoints
+    /// behind the `credentials:verify` scope. Default false (verifiers are third parties).
+    pub verify_require_scope: bool,
+    /// `OXBADGE_VERIFY_RATE_LIMIT_PER_MINUTE`: verifications per client IP per minute. Default 6000.
+    pub verify_rate_limit_per_minute: u32,
+    /// `OXBADGE_VERIFY_RATE_LIMIT_BURST`: verifications a client IP may make at once. Default 600.
+    pub verify_rate_limit_burst: u32,
+    /// `OXBADGE_VERIFY_FETCH_ALLOW_HTTP`: let the verifier fetch plain `http://` keys and status
+    /// lists. Default false (https only).
+    pub verify_fetch_allow_http: bool,
+    /// `OXBADGE_VERIFY_FETCH_ALLOW_PRIVATE`: let the verifier fetch from private, loopback and
+    /// link-local addresses. Default false.
+    pub verify_fetch_allow_private: bool,
+    /// `OXBADGE_VERIFY_FETCH_TIMEOUT_SECS`: timeout of one outbound fetch. Default 10.
+    pub verify_fetch_timeout_secs: u64,
+    /// `OXBADGE_VERIFY_FETCH_MAX_BYTES`: largest document the verifier downloads. Default 1 MiB.
+    pub verify_fetch_max_bytes: usize,
 }
 
 impl Default for Settings {
@@ -132,6 +149,13 @@ impl Default for Settings {
             status_shape: crate::ob::StatusShape::OneEdTech,
             status_list_ttl_secs: 300,
             status_list_fill_ratio: 0.5,
+            verify_require_scope: false,
+            verify_rate_limit_per_minute: 6000,
+            verify_rate_limit_burst: 600,
+            verify_fetch_allow_http: false,
+            verify_fetch_allow_private: false,
+            verify_fetch_timeout_secs: 10,
+            verify_fetch_max_bytes: 1024 * 1024,
         }
     }
 }
@@ -258,6 +282,18 @@ impl Settings {
         if self.key_rotation_check_secs == 0 {
             return Err(ConfigError::Invalid {
                 key: "key_rotation_check_secs",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.verify_rate_limit_per_minute == 0 {
+            return Err(ConfigError::Invalid {
+                key: "verify_rate_limit_per_minute",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.verify_fetch_timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "verify_fetch_timeout_secs",
                 reason: "must be at least 1".into(),
             });
         }

@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod ob;
 pub mod status;
 pub mod telemetry;
+pub mod verify;
 
 pub use app::{App, AppState};
 pub use config::Settings;

@@ -24,6 +24,13 @@ pub struct OperationLabels {
     pub operation: String,
 }
 
+/// Labels of the verification counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// The report's outcome (`verified`, `invalid`, ...).
+    pub outcome: &'static str,
+}
+
 /// All metrics of one running service.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -31,6 +38,8 @@ pub struct Metrics {
     pub http_requests: Family<RequestLabels, Counter>,
     /// `oxbadge_http_request_duration_seconds{operation}`.
     pub http_latency: Family<OperationLabels, Histogram>,
+    /// `oxbadge_verifications_total{outcome}`.
+    pub verifications: Family<OutcomeLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -63,10 +72,17 @@ impl Metrics {
             "HTTP request latency by operation",
             http_latency.clone(),
         );
+        let verifications = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "verifications",
+            "Verification reports by outcome",
+            verifications.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             http_requests,
             http_latency,
+            verifications,
         }
     }
 
@@ -84,6 +100,15 @@ impl Metrics {
                 operation: operation.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// Records one verification report.
+    pub fn record_verification(&self, outcome: crate::verify::report::Outcome) {
+        self.verifications
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            })
+            .inc();
     }
 
     /// Prometheus text exposition format.

@@ -65,6 +65,7 @@ pub mod scope {
         CredentialsIssue,
         CredentialsRead,
         CredentialsStatus,
+        CredentialsVerify,
         Admin,
     );
 }

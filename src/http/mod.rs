@@ -13,6 +13,7 @@ pub mod oauth;
 pub mod publication;
 pub mod status;
 pub mod vcapi;
+pub mod verify;
 
 use poem::{EndpointExt, IntoEndpoint, Response, Route, endpoint::BoxEndpoint};
 use poem_openapi::{OpenApiService, Tags};
@@ -42,6 +43,8 @@ pub enum ApiTags {
     /// W3C VC API.
     #[oai(rename = "VC API")]
     VcApi,
+    /// Verifying badges from any issuer.
+    Verify,
     /// The audit trail.
     Audit,
 }
@@ -57,6 +60,7 @@ pub type Apis = (
     credentials::CredentialsApi,
     status::StatusApi,
     vcapi::VcApi,
+    verify::VerifyApi,
     audit::AuditApi,
 );
 
@@ -73,6 +77,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             credentials::CredentialsApi,
             status::StatusApi,
             vcapi::VcApi,
+            verify::VerifyApi,
             audit::AuditApi,
         ),
         "oxbadge",

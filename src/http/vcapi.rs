@@ -1,5 +1,5 @@
-//! The W3C VC API endpoints VC tooling and conformance suites call: `POST /credentials/issue` and
-//! `POST /credentials/status`.
+//! The W3C VC API endpoints VC tooling and conformance suites call: `POST /credentials/issue`,
+//! `POST /credentials/status`, `POST /credentials/verify` and `POST /presentations/verify`.
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
@@ -18,6 +18,11 @@ use crate::{
     oauth::Scope,
     ob,
     status::{allocator::Purpose, changes},
+    verify::{
+        self,
+        input::{self, Source, Submitted},
+        report::{CheckStatus, Outcome, ProblemDetail, Report},
+    },
 };
 
 /// `POST /credentials/issue` request.
@@ -76,6 +81,122 @@ pub struct UpdateStatusResponse {
     pub credential_id: String,
     /// Status per purpose after the change.
     pub credential_status: Vec<Value>,
+}
+
+/// Verification options of the VC API.
+#[derive(Debug, Default, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct VerifyRequestOptions {
+    /// Checks the caller asks for (all checks always run; accepted for compatibility).
+    pub checks: Option<Vec<String>>,
+    /// A presentation's proof must carry this domain.
+    pub domain: Option<String>,
+    /// A presentation's proof must carry this challenge.
+    pub challenge: Option<String>,
+}
+
+/// `POST /credentials/verify` request.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct VerifyCredentialRequest {
+    /// The credential: a JSON object, or an `EnvelopedVerifiableCredential` whose `id` is a
+    /// `data:application/vc+jwt,…` URL. A credential sent as a JSON string is malformed (400).
+    pub verifiable_credential: Value,
+    /// Options.
+    pub options: Option<VerifyRequestOptions>,
+}
+
+/// `POST /presentations/verify` request.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct VerifyPresentationRequest {
+    /// The presentation (a JSON object).
+    pub verifiable_presentation: Value,
+    /// `domain` and `challenge` the presentation proof must carry.
+    pub options: Option<VerifyRequestOptions>,
+}
+
+/// The VC API verification result.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct VerificationResult {
+    /// `true` only when the outcome is `verified`.
+    pub verified: bool,
+    /// The oxbadge outcome (`verified`, `invalid`, `revoked`, ...).
+    pub outcome: Outcome,
+    /// The checks that passed.
+    pub checks: Vec<String>,
+    /// Deviations that did not change the outcome.
+    pub warnings: Vec<ProblemDetail>,
+    /// Why it did not verify (empty when verified).
+    pub problem_details: Vec<ProblemDetail>,
+    /// The full per-check report.
+    pub report: Report,
+}
+
+/// Verification answers: 200 only when verified.
+#[derive(ApiResponse)]
+pub enum VcVerifyResponse {
+    /// Verified.
+    #[oai(status = 200)]
+    Verified(Json<VerificationResult>),
+    /// Not verified (invalid, revoked, suspended, expired, not yet valid, or indeterminate).
+    #[oai(status = 422)]
+    NotVerified(Json<VerificationResult>),
+}
+
+fn collect_problems(report: &Report, status: CheckStatus, out: &mut Vec<ProblemDetail>) {
+    out.extend(
+        report
+            .checks
+            .iter()
+            .filter(|c| c.status == status)
+            .filter_map(|c| c.problem.clone()),
+    );
+    for nested in &report.credentials {
+        collect_problems(nested, status, out);
+    }
+}
+
+impl From<Report> for VcVerifyResponse {
+    fn from(report: Report) -> Self {
+        let checks = report
+            .checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::Passed)
+            .map(|c| c.check.clone())
+            .collect();
+        let mut problem_details = Vec::new();
+        if !report.verified {
+            for status in [CheckStatus::Failed, CheckStatus::Indeterminate] {
+                collect_problems(&report, status, &mut problem_details);
+            }
+        }
+        let mut warnings = Vec::new();
+        collect_problems(&report, CheckStatus::Warning, &mut warnings);
+        let result = VerificationResult {
+            verified: report.verified,
+            outcome: report.outcome,
+            checks,
+            warnings,
+            problem_details,
+            report,
+        };
+        if result.verified {
+            Self::Verified(Json(result))
+        } else {
+            Self::NotVerified(Json(result))
+        }
+    }
+}
+
+fn options_of(options: Option<VerifyRequestOptions>) -> verify::VerifyOptions {
+    let options = options.unwrap_or_default();
+    verify::VerifyOptions {
+        challenge: options.challenge,
+        domain: options.domain,
+        ..verify::VerifyOptions::default()
+    }
 }
 
 fn bad(detail: impl Into<String>) -> ApiError {
@@ -272,5 +393,101 @@ impl VcApi {
             credential_id: req.credential_id,
             credential_status: out,
         }))
+    }
+
+    /// Verify a credential (W3C VC API): 200 `{"verified": true, ...}` only when it verifies;
+    /// 422 with `problemDetails` when it is invalid, revoked, suspended, expired, not yet valid or
+    /// could not be checked; 400 for malformed input (a credential sent as a JSON string). Public
+    /// unless the `credentials:verify` scope is required by configuration.
+    #[oai(
+        path = "/credentials/verify",
+        method = "post",
+        operation_id = "vcApiVerifyCredential"
+    )]
+    async fn verify_credential(
+        &self,
+        req: &poem::Request,
+        state: Data<&AppState>,
+        body: Json<VerifyCredentialRequest>,
+    ) -> Result<VcVerifyResponse, ApiError> {
+        super::verify::admit(req, &state).await?;
+        let body = body.0;
+        let options = options_of(body.options);
+        let submitted = match body.verifiable_credential {
+            Value::Object(o)
+                if o.get("type").is_some_and(|t| {
+                    t == "EnvelopedVerifiableCredential"
+                        || t.as_array()
+                            .is_some_and(|a| a.iter().any(|x| x == "EnvelopedVerifiableCredential"))
+                }) =>
+            {
+                let jws = o
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .and_then(|id| id.strip_prefix("data:"))
+                    .and_then(|rest| rest.split_once(','))
+                    .map(|(_, data)| data.to_owned())
+                    .filter(|d| input::is_compact_jws(d))
+                    .ok_or_else(|| {
+                        bad("an EnvelopedVerifiableCredential needs a data: URL holding a VC-JWT")
+                    })?;
+                Submitted::Jwt(jws, Source::Jwt)
+            }
+            Value::Object(o) => Submitted::Json(Value::Object(o), Source::Json),
+            Value::String(_) => {
+                return Err(bad(
+                    "verifiableCredential must be a JSON object, not a string",
+                ));
+            }
+            _ => return Err(bad("verifiableCredential must be a JSON object")),
+        };
+        if let Submitted::Json(v, _) = &submitted
+            && v.get("type").is_some_and(|t| {
+                t == "VerifiablePresentation"
+                    || t.as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == "VerifiablePresentation"))
+            })
+        {
+            return Err(bad(
+                "this is a presentation: POST it to /presentations/verify",
+            ));
+        }
+        let report = verify::verify(&state, submitted, &options).await;
+        state.metrics().record_verification(report.outcome);
+        Ok(report.into())
+    }
+
+    /// Verify a presentation (W3C VC API): its proof (`proofPurpose: authentication`, with the
+    /// `domain` and `challenge` given in `options`) and every credential it carries. 200 only when
+    /// everything verifies; 422 with `problemDetails` otherwise; 400 for malformed input.
+    #[oai(
+        path = "/presentations/verify",
+        method = "post",
+        operation_id = "vcApiVerifyPresentation"
+    )]
+    async fn verify_presentation(
+        &self,
+        req: &poem::Request,
+        state: Data<&AppState>,
+        body: Json<VerifyPresentationRequest>,
+    ) -> Result<VcVerifyResponse, ApiError> {
+        super::verify::admit(req, &state).await?;
+        let body = body.0;
+        let Value::Object(vp) = body.verifiable_presentation else {
+            return Err(bad("verifiablePresentation must be a JSON object"));
+        };
+        let vp = Value::Object(vp);
+        let is_vp = vp.get("type").is_some_and(|t| {
+            t == "VerifiablePresentation"
+                || t.as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == "VerifiablePresentation"))
+        });
+        if !is_vp {
+            return Err(bad("type must include VerifiablePresentation"));
+        }
+        let options = options_of(body.options);
+        let report = verify::verify(&state, Submitted::Json(vp, Source::Json), &options).await;
+        state.metrics().record_verification(report.outcome);
+        Ok(report.into())
     }
 }

@@ -25,15 +25,12 @@ async fn published_keys(
         .await
 }
 
-/// The DID document of a did:web issuer: every published key as a `Multikey` verification method
-/// (controller = the issuer DID) referenced from `assertionMethod`. `None` for other id types.
-pub async fn did_document(
+/// The published keys of `issuer` as verification methods (controller = the issuer id): what its
+/// DID document lists, and what the verifier resolves our own issuers' keys from.
+pub async fn verification_methods(
     db: &impl ConnectionTrait,
     issuer: &issuer::Model,
-) -> Result<Option<Value>, DbErr> {
-    if issuer.id_type != IdType::DidWeb.as_str() {
-        return Ok(None);
-    }
+) -> Result<Vec<Value>, DbErr> {
     let keys = published_keys(db, &issuer.id).await?;
     let mut methods = Vec::with_capacity(keys.len());
     for key in &keys {
@@ -47,6 +44,19 @@ pub async fn did_document(
             &public,
         ));
     }
+    Ok(methods)
+}
+
+/// The DID document of a did:web issuer: every published key as a `Multikey` verification method
+/// (controller = the issuer DID) referenced from `assertionMethod`. `None` for other id types.
+pub async fn did_document(
+    db: &impl ConnectionTrait,
+    issuer: &issuer::Model,
+) -> Result<Option<Value>, DbErr> {
+    if issuer.id_type != IdType::DidWeb.as_str() {
+        return Ok(None);
+    }
+    let methods = verification_methods(db, issuer).await?;
     let ids: Vec<Value> = methods.iter().map(|m| m["id"].clone()).collect();
     Ok(Some(json!({
         "@context": ["https://www.w3.org/ns/did/v1", "https://w3id.org/security/multikey/v1"],

@@ -24,6 +24,9 @@ pub enum Scope {
     /// Revoke and suspend credentials.
     #[oai(rename = "credentials:status")]
     CredentialsStatus,
+    /// Verify credentials (only when the service is configured to require it).
+    #[oai(rename = "credentials:verify")]
+    CredentialsVerify,
     /// Administration: clients, audit trail.
     #[oai(rename = "admin")]
     Admin,
@@ -31,13 +34,14 @@ pub enum Scope {
 
 impl Scope {
     /// All service scopes, in a stable order.
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 8] = [
         Scope::IssuersRead,
         Scope::IssuersWrite,
         Scope::KeysManage,
         Scope::CredentialsIssue,
         Scope::CredentialsRead,
         Scope::CredentialsStatus,
+        Scope::CredentialsVerify,
         Scope::Admin,
     ];
 
@@ -50,6 +54,7 @@ impl Scope {
             Scope::CredentialsIssue => "credentials:issue",
             Scope::CredentialsRead => "credentials:read",
             Scope::CredentialsStatus => "credentials:status",
+            Scope::CredentialsVerify => "credentials:verify",
             Scope::Admin => "admin",
         }
     }

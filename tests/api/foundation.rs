@@ -190,7 +190,7 @@ async fn client_credentials_grant_basic_and_post() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(
         body["scope"],
-        "issuers:read issuers:write keys:manage credentials:issue credentials:read credentials:status admin"
+        "issuers:read issuers:write keys:manage credentials:issue credentials:read credentials:status credentials:verify admin"
     );
 }
 

@@ -3,8 +3,10 @@
 
 mod di_vectors;
 mod foundation;
+mod fuzz_corpus;
 mod issuance;
 mod keys;
 mod openapi;
 mod status;
 mod support;
+mod verify;

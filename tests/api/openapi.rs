@@ -19,6 +19,11 @@ const PUBLIC_OPERATIONS: &[&str] = &[
     "getPublicAchievement",
     "getStatusList",
     "getRevocationList",
+    // Verification is public by default (verify_require_scope puts it behind credentials:verify;
+    // tests/api/verify.rs checks that).
+    "verifyBadge",
+    "vcApiVerifyCredential",
+    "vcApiVerifyPresentation",
 ];
 
 const ALL_SCOPES: &[&str] = &[
@@ -28,6 +33,7 @@ const ALL_SCOPES: &[&str] = &[
     "credentials:issue",
     "credentials:read",
     "credentials:status",
+    "credentials:verify",
     "admin",
 ];
 

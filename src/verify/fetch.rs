@@ -1,0 +1,415 @@
+//! The one outbound HTTP client of the verifier: https only, no private, loopback or link-local
+//! addresses (checked on every resolution, so DNS rebinding and redirects cannot reach them),
+//! redirects re-checked, timeouts, a body size cap, and a small cache that honours
+//! `Cache-Control` and a status list's `ttl`.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt;
+use reqwest::{
+    Url,
+    dns::{Addrs, Name, Resolve, Resolving},
+    header::{ACCEPT, CACHE_CONTROL},
+    redirect,
+};
+use serde_json::Value;
+
+/// Outbound policy, from configuration.
+#[derive(Debug, Clone)]
+pub struct FetchPolicy {
+    /// Plain `http://` URLs may be fetched (off by default).
+    pub allow_http: bool,
+    /// Private, loopback, link-local and other non-global addresses may be fetched (off by default).
+    pub allow_private: bool,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Largest response body accepted.
+    pub max_bytes: usize,
+    /// Longest a response is cached, whatever its headers say.
+    pub max_cache: Duration,
+}
+
+impl Default for FetchPolicy {
+    fn default() -> Self {
+        Self {
+            allow_http: false,
+            allow_private: false,
+            timeout: Duration::from_secs(10),
+            max_bytes: 1024 * 1024,
+            max_cache: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Why a document could not be fetched. Each makes the dependent check `indeterminate`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    /// The URL is refused by policy (scheme or address).
+    #[error("refused to fetch {url}: {reason}")]
+    Refused { url: String, reason: String },
+    /// Network failure, timeout, or a non-success status.
+    #[error("could not fetch {url}: {reason}")]
+    Failed { url: String, reason: String },
+    /// The body is too large or not JSON.
+    #[error("{url} did not answer a usable JSON document: {reason}")]
+    Unusable { url: String, reason: String },
+}
+
+/// Whether `ip` is an address on the public internet. Everything else (private, loopback,
+/// link-local, CGNAT, documentation, multicast, unspecified, IPv4-mapped forms of those) is refused
+/// unless configured.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10 shared (CGNAT)
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24 protocol assignments
+                || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15 benchmarking
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 (embeds IPv4)
+                || s[0] == 0x2002) // 6to4 (embeds IPv4)
+        }
+    }
+}
+
+/// Resolves names and drops non-public addresses (unless allowed), so a name that resolves to
+/// 127.0.0.1 or 169.254.169.254 cannot be reached through DNS.
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| allow_private || is_public(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            let addrs: Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+struct Cached {
+    expires: Instant,
+    document: Arc<Value>,
+}
+
+const CACHE_ENTRIES: usize = 4096;
+
+/// The hardened client with its cache. Cheap to share behind an `Arc`.
+pub struct Fetcher {
+    client: reqwest::Client,
+    policy: FetchPolicy,
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fetcher {
+    /// A client enforcing `policy`.
+    pub fn new(policy: FetchPolicy) -> Result<Self, reqwest::Error> {
+        let check = policy.clone();
+        let redirects = redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 3 {
+                return attempt.error("too many redirects");
+            }
+            match url_allowed(attempt.url(), &check) {
+                Ok(()) => attempt.follow(),
+                Err(reason) => attempt.error(reason),
+            }
+        });
+        let client = reqwest::Client::builder()
+            .redirect(redirects)
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow_private: policy.allow_private,
+            }))
+            .timeout(policy.timeout)
+            .connect_timeout(policy.timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("oxbadge-verifier/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            client,
+            policy,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &FetchPolicy {
+        &self.policy
+    }
+
+    /// Fetches `url` (fragment dropped) as JSON, from the cache when fresh.
+    pub async fn json(&self, url: &str) -> Result<Arc<Value>, FetchError> {
+        let mut parsed = Url::parse(url).map_err(|e| FetchError::Refused {
+            url: url.to_owned(),
+            reason: format!("not a URL: {e}"),
+        })?;
+        parsed.set_fragment(None);
+        let key = parsed.to_string();
+        if let Some(hit) = self.cached(&key) {
+            return Ok(hit);
+        }
+        url_allowed(&parsed, &self.policy).map_err(|reason| FetchError::Refused {
+            url: key.clone(),
+            reason,
+        })?;
+        let failed = |reason: String| FetchError::Failed {
+            url: key.clone(),
+            reason,
+        };
+        let response = self
+            .client
+            .get(parsed)
+            .header(
+                ACCEPT,
+                "application/did+ld+json, application/did+json, application/vc+ld+json, \
+                 application/ld+json, application/json;q=0.9, */*;q=0.1",
+            )
+            .send()
+            .await
+            .map_err(|e| failed(describe(&e)))?;
+        if !response.status().is_success() {
+            return Err(failed(format!("HTTP {}", response.status().as_u16())));
+        }
+        let max_age = cache_lifetime(
+            response
+                .headers()
+                .get(CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok()),
+        );
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.policy.max_bytes as u64)
+        {
+            return Err(FetchError::Unusable {
+                url: key,
+                reason: format!("larger than {} bytes", self.policy.max_bytes),
+            });
+        }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| failed(describe(&e)))?;
+            if body.len() + chunk.len() > self.policy.max_bytes {
+                return Err(FetchError::Unusable {
+                    url: key,
+                    reason: format!("larger than {} bytes", self.policy.max_bytes),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let document: Value = serde_json::from_slice(&body).map_err(|e| FetchError::Unusable {
+            url: key.clone(),
+            reason: format!("not JSON: {e}"),
+        })?;
+        let document = Arc::new(document);
+        // A status list's `ttl` (milliseconds) bounds how long it may be reused.
+        let ttl = document
+            .pointer("/credentialSubject/ttl")
+            .and_then(Value::as_u64)
+            .map(Duration::from_millis);
+        let lifetime = match (max_age, ttl) {
+            (Some(a), Some(t)) => Some(a.min(t)),
+            (Some(a), None) => Some(a),
+            (None, Some(t)) => Some(t),
+            (None, None) => None,
+        }
+        .map(|d| d.min(self.policy.max_cache));
+        if let Some(lifetime) = lifetime.filter(|d| !d.is_zero()) {
+            self.store(key, lifetime, document.clone());
+        }
+        Ok(document)
+    }
+
+    fn cached(&self, key: &str) -> Option<Arc<Value>> {
+        let cache = self.cache.lock().ok()?;
+        cache
+            .get(key)
+            .filter(|c| c.expires > Instant::now())
+            .map(|c| c.document.clone())
+    }
+
+    fn store(&self, key: String, lifetime: Duration, document: Arc<Value>) {
+        let Ok(mut cache) = self.cache.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if cache.len() >= CACHE_ENTRIES {
+            cache.retain(|_, c| c.expires > now);
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            key,
+            Cached {
+                expires: now + lifetime,
+                document,
+            },
+        );
+    }
+}
+
+fn describe(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        "timed out".into()
+    } else if err.is_redirect() {
+        format!("redirect refused: {err}")
+    } else if err.is_connect() {
+        format!("connection failed: {err}")
+    } else {
+        err.to_string()
+    }
+}
+
+/// Whether policy lets `url` be fetched, judged on what the URL itself shows (scheme, IP-literal
+/// host); names are judged by the resolver.
+fn url_allowed(url: &Url, policy: &FetchPolicy) -> Result<(), String> {
+    match url.scheme() {
+        "https" => {}
+        "http" if policy.allow_http => {}
+        other => return Err(format!("scheme {other} is not allowed (https only)")),
+    }
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+        Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+        Some(url::Host::Domain(name)) => {
+            if !policy.allow_private
+                && (name.eq_ignore_ascii_case("localhost") || name.ends_with(".localhost"))
+            {
+                return Err("localhost is not allowed".into());
+            }
+            return Ok(());
+        }
+        None => return Err("the URL has no host".into()),
+    };
+    if policy.allow_private || is_public(ip) {
+        Ok(())
+    } else {
+        Err(format!("{ip} is not a public address"))
+    }
+}
+
+/// How long a response may be reused according to `Cache-Control` (`None`: no explicit lifetime;
+/// zero: must not be stored).
+fn cache_lifetime(header: Option<&str>) -> Option<Duration> {
+    let header = header?;
+    let mut max_age = None;
+    for directive in header.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" || lower == "private" {
+            return Some(Duration::ZERO);
+        }
+        if let Some(v) = lower.strip_prefix("max-age=") {
+            max_age = v
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
+        }
+    }
+    max_age
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_special_addresses_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a00:1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip} must not be public");
+        }
+        for ip in ["93.184.215.14", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip} is public");
+        }
+    }
+
+    #[test]
+    fn urls_are_checked_by_scheme_and_literal_address() {
+        let policy = FetchPolicy::default();
+        let check = |u: &str| url_allowed(&Url::parse(u).unwrap(), &policy);
+        assert!(check("https://example.org/did.json").is_ok());
+        assert!(check("http://example.org/did.json").is_err());
+        assert!(check("https://127.0.0.1/x").is_err());
+        assert!(check("https://10.0.0.1/x").is_err());
+        assert!(check("https://169.254.169.254/latest/meta-data").is_err());
+        assert!(check("https://[::1]/x").is_err());
+        assert!(check("https://localhost/x").is_err());
+        assert!(check("file:///etc/passwd").is_err());
+        let open = FetchPolicy {
+            allow_http: true,
+            allow_private: true,
+            ..FetchPolicy::default()
+        };
+        assert!(url_allowed(&Url::parse("http://127.0.0.1:8080/x").unwrap(), &open).is_ok());
+    }
+
+    #[test]
+    fn cache_control_lifetimes() {
+        assert_eq!(cache_lifetime(None), None);
+        assert_eq!(
+            cache_lifetime(Some("public, max-age=300")),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(cache_lifetime(Some("no-store")), Some(Duration::ZERO));
+        assert_eq!(
+            cache_lifetime(Some("max-age=60, no-cache")),
+            Some(Duration::ZERO)
+        );
+    }
+}
