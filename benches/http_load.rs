@@ -116,6 +116,8 @@ async fn main() {
         db_max_connections: 16,
         // Credentials carry their bitstring entries, so the list URL is at hand.
         status_shape: oxbadge::ob::StatusShape::BitstringBoth,
+        verify_rate_limit_per_minute: 1_000_000_000,
+        verify_rate_limit_burst: 1_000_000_000,
         ..Default::default()
     };
     let mut app = oxbadge::App::build(settings).await.unwrap();
@@ -210,6 +212,48 @@ async fn main() {
     )
     .await;
     rows.push(reads.row());
+
+    // Verification of our own credentials: keys and status from the database, no network.
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        batch["results"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .skip(5_000)
+                    .take(256)
+                    .map(|x| serde_json::to_vec(&x["credential"]).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    );
+    const VERIFIED: &[u8] = b"\"outcome\":\"verified\"";
+    let b = base.clone();
+    let mut verify = drive(
+        "POST /api/v1/verify (own credential, status from DB)",
+        clients,
+        secs,
+        move |http, i| {
+            let (b, bodies) = (b.clone(), bodies.clone());
+            async move {
+                let body = bodies[i % bodies.len().max(1)].clone();
+                match http
+                    .post(format!("{b}/api/v1/verify"))
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => r
+                        .bytes()
+                        .await
+                        .is_ok_and(|b| b.windows(VERIFIED.len()).any(|w| w == VERIFIED)),
+                    _ => false,
+                }
+            }
+        },
+    )
+    .await;
+    rows.push(verify.row());
 
     // Single revocations (durable, list version bumped, cache invalidated).
     let ids: Arc<Vec<String>> = Arc::new(

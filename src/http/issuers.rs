@@ -475,6 +475,7 @@ impl IssuersApi {
                 auth.client_id(),
             )
             .await?;
+        state.verifier().keys_changed();
         Ok(Json(key_resource(&issuer, key)))
     }
 }

@@ -11,7 +11,11 @@ pub mod resolve;
 mod status;
 mod structure;
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -48,10 +52,61 @@ pub struct VerifyOptions {
     pub domain: Option<String>,
 }
 
-/// The verifier's long-lived parts: the hardened outbound client and its cache.
+/// How long the keys of this service's own issuers are reused before the database is asked again:
+/// a key revoked on another instance stops verifying within this time (at once on this one).
+pub const OWN_KEYS_TTL: Duration = Duration::from_secs(1);
+
+/// A small map whose entries expire (bounded: it is emptied when full).
+#[derive(Debug)]
+pub struct TtlCache<V> {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Instant, V)>>,
+}
+
+const CACHE_ENTRIES: usize = 10_000;
+
+impl<V: Clone> TtlCache<V> {
+    /// Entries live `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A fresh entry.
+    pub fn get(&self, key: &str) -> Option<V> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Stores an entry.
+    pub fn insert(&self, key: String, value: V) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= CACHE_ENTRIES {
+                entries.clear();
+            }
+            entries.insert(key, (Instant::now(), value));
+        }
+    }
+
+    /// Drops every entry (after a local key change).
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}
+
+/// The verifier's long-lived parts: the hardened outbound client and its caches.
 #[derive(Debug)]
 pub struct Verifier {
     fetcher: Fetcher,
+    own_issuers: TtlCache<Option<Arc<resolve::OwnIssuer>>>,
+    own_lists: TtlCache<Arc<status::OwnList>>,
 }
 
 impl Verifier {
@@ -59,12 +114,30 @@ impl Verifier {
     pub fn new(policy: fetch::FetchPolicy) -> Result<Self, reqwest::Error> {
         Ok(Self {
             fetcher: Fetcher::new(policy)?,
+            own_issuers: TtlCache::new(OWN_KEYS_TTL),
+            // A list's purpose, owner and size never change.
+            own_lists: TtlCache::new(Duration::from_secs(24 * 3600)),
         })
     }
 
     /// The outbound client.
     pub fn fetcher(&self) -> &Fetcher {
         &self.fetcher
+    }
+
+    /// This service's issuers and their keys, by issuer id (`None`: not ours).
+    pub fn own_issuers(&self) -> &TtlCache<Option<Arc<resolve::OwnIssuer>>> {
+        &self.own_issuers
+    }
+
+    /// The fixed facts of this service's status lists, by list id.
+    pub(crate) fn own_lists(&self) -> &TtlCache<Arc<status::OwnList>> {
+        &self.own_lists
+    }
+
+    /// Forgets cached keys (a key of this service was rotated or revoked).
+    pub fn keys_changed(&self) {
+        self.own_issuers.clear();
     }
 }
 

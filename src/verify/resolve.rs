@@ -3,6 +3,8 @@
 //! this service's own issuers resolve from the database; `did:web`, key documents and controller
 //! documents are fetched through the hardened client.
 
+use std::sync::Arc;
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::VerifyingKey;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -430,58 +432,98 @@ fn method_in_document(
     })
 }
 
-/// A method of one of this service's issuers, straight from the database: `None` when `base` is
-/// not one of our issuer ids.
+/// The keys of one of this service's issuers, as the verifier needs them.
+#[derive(Debug)]
+pub struct OwnIssuer {
+    issuer_id: String,
+    /// Published (active and retired) methods: id and key.
+    methods: Vec<(String, PublicKey)>,
+    /// Ids of revoked methods.
+    revoked: Vec<String>,
+}
+
+async fn load_own_issuer(
+    state: &AppState,
+    base: &str,
+) -> Result<Option<Arc<OwnIssuer>>, sea_orm::DbErr> {
+    let db = state.db();
+    let Some(issuer) = issuer::Entity::find()
+        .filter(issuer::Column::IssuerId.eq(base))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let methods = documents::verification_methods(db, &issuer)
+        .await?
+        .iter()
+        .filter_map(|m| {
+            let id = m.get("id").and_then(Value::as_str)?.to_owned();
+            key_of_method(m).ok().map(|key| (id, key))
+        })
+        .collect();
+    let revoked = signing_key::Entity::find()
+        .filter(signing_key::Column::IssuerId.eq(issuer.id.as_str()))
+        .filter(signing_key::Column::State.eq(state::REVOKED))
+        .all(db)
+        .await?
+        .iter()
+        .map(|k| verification_method_id(&issuer, k))
+        .collect();
+    Ok(Some(Arc::new(OwnIssuer {
+        issuer_id: issuer.issuer_id,
+        methods,
+        revoked,
+    })))
+}
+
+/// A method of one of this service's issuers, from the database (through a cache of at most
+/// [`super::OWN_KEYS_TTL`]): `None` when `base` is not one of our issuer ids.
 async fn own_method(
     state: &AppState,
     base: &str,
     method_url: &str,
 ) -> Result<Option<Method>, ResolveError> {
-    let db = state.db();
-    let unavailable = |e: sea_orm::DbErr| {
-        tracing::error!(error = %e, "key lookup failed");
-        ResolveError::Unreachable(FetchError::Failed {
-            url: method_url.to_owned(),
-            reason: "the key store is unavailable".into(),
-        })
+    let cache = state.verifier().own_issuers();
+    let load = || async {
+        let loaded = load_own_issuer(state, base).await.map_err(|e| {
+            tracing::error!(error = %e, "key lookup failed");
+            ResolveError::Unreachable(FetchError::Failed {
+                url: method_url.to_owned(),
+                reason: "the key store is unavailable".into(),
+            })
+        })?;
+        cache.insert(base.to_owned(), loaded.clone());
+        Ok::<_, ResolveError>(loaded)
     };
-    let Some(issuer) = issuer::Entity::find()
-        .filter(issuer::Column::IssuerId.eq(base))
-        .one(db)
-        .await
-        .map_err(unavailable)?
-    else {
+    let mut own = match cache.get(base) {
+        Some(hit) => hit,
+        None => load().await?,
+    };
+    // A key made after the cache entry (a rotation on another instance) is looked up afresh.
+    if own.as_ref().is_some_and(|o| {
+        !o.methods.iter().any(|(id, _)| id == method_url)
+            && !o.revoked.iter().any(|id| id == method_url)
+    }) {
+        own = load().await?;
+    }
+    let Some(own) = own else {
         return Ok(None);
     };
-    let methods = documents::verification_methods(db, &issuer)
-        .await
-        .map_err(unavailable)?;
-    if let Some(found) = methods
-        .iter()
-        .find(|m| m.get("id").and_then(Value::as_str) == Some(method_url))
-    {
+    if let Some((_, key)) = own.methods.iter().find(|(id, _)| id == method_url) {
         return Ok(Some(Method {
             id: method_url.to_owned(),
-            controller: issuer.issuer_id.clone(),
-            key: key_of_method(found)?,
+            controller: own.issuer_id.clone(),
+            key: key.clone(),
             relationships: Some(vec!["assertionMethod".into(), "authentication".into()]),
         }));
     }
-    let revoked = signing_key::Entity::find()
-        .filter(signing_key::Column::IssuerId.eq(issuer.id.as_str()))
-        .filter(signing_key::Column::State.eq(state::REVOKED))
-        .all(db)
-        .await
-        .map_err(unavailable)?;
-    if revoked
-        .iter()
-        .any(|k| verification_method_id(&issuer, k) == method_url)
-    {
+    if own.revoked.iter().any(|id| id == method_url) {
         return Err(invalid(format!("{method_url} was revoked by its issuer")));
     }
     Err(invalid(format!(
         "{method_url} is not a key of issuer {}",
-        issuer.issuer_id
+        own.issuer_id
     )))
 }
 

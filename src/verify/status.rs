@@ -151,6 +151,43 @@ async fn bitstring_entry(
     }
 }
 
+/// What never changes about one of our lists.
+#[derive(Debug)]
+pub struct OwnList {
+    purpose: String,
+    owner: String,
+    size: usize,
+}
+
+async fn own_list(state: &AppState, list_id: &str) -> Result<Option<Arc<OwnList>>, sea_orm::DbErr> {
+    if let Some(hit) = state.verifier().own_lists().get(list_id) {
+        return Ok(Some(hit));
+    }
+    let db = state.db();
+    let Some(list) = status_list::Entity::find_by_id(list_id.to_owned())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Some(owner) = issuer::Entity::find_by_id(list.issuer_id.clone())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let facts = Arc::new(OwnList {
+        purpose: list.purpose,
+        owner: owner.issuer_id,
+        size: usize::try_from(list.size).unwrap_or(0),
+    });
+    state
+        .verifier()
+        .own_lists()
+        .insert(list_id.to_owned(), facts.clone());
+    Ok(Some(facts))
+}
+
 /// The bit of one of our own lists, read from the database.
 async fn own_bit(
     state: &AppState,
@@ -159,7 +196,6 @@ async fn own_bit(
     index: usize,
     purpose: &str,
 ) -> Result<u64, Check> {
-    let db = state.db();
     let unavailable = |e: sea_orm::DbErr| {
         tracing::error!(error = %e, "status lookup failed");
         unknown(
@@ -168,23 +204,16 @@ async fn own_bit(
             "the status store is unavailable",
         )
     };
-    let not_found = || {
-        unknown(
-            problem::STATUS_RETRIEVAL,
-            "Status list not found",
-            format!("this service has no status list {list_id}"),
-        )
-    };
-    let list = status_list::Entity::find_by_id(list_id.to_owned())
-        .one(db)
+    let list = own_list(state, list_id)
         .await
         .map_err(unavailable)?
-        .ok_or_else(not_found)?;
-    let owner = issuer::Entity::find_by_id(list.issuer_id.clone())
-        .one(db)
-        .await
-        .map_err(unavailable)?
-        .ok_or_else(not_found)?;
+        .ok_or_else(|| {
+            unknown(
+                problem::STATUS_RETRIEVAL,
+                "Status list not found",
+                format!("this service has no status list {list_id}"),
+            )
+        })?;
     if list.purpose != purpose {
         return Err(unknown(
             problem::STATUS_VERIFICATION,
@@ -192,14 +221,14 @@ async fn own_bit(
             format!("list {list_id} is a {} list, not {purpose}", list.purpose),
         ));
     }
-    if jwt::issuer_id(credential) != Some(owner.issuer_id.as_str()) {
+    if jwt::issuer_id(credential) != Some(list.owner.as_str()) {
         return Err(unknown(
             problem::STATUS_VERIFICATION,
             "Status list of another issuer",
-            format!("list {list_id} belongs to {}", owner.issuer_id),
+            format!("list {list_id} belongs to {}", list.owner),
         ));
     }
-    if index >= usize::try_from(list.size).unwrap_or(0) {
+    if index >= list.size {
         return Err(unknown(
             problem::STATUS_RANGE,
             "Index out of range",
@@ -208,7 +237,7 @@ async fn own_bit(
     }
     let idx = i32::try_from(index).unwrap_or(i32::MAX);
     let entry = status_entry::Entity::find_by_id((list_id.to_owned(), idx))
-        .one(db)
+        .one(state.db())
         .await
         .map_err(unavailable)?;
     Ok(entry.map_or(0, |e| u64::from(e.value != 0)))

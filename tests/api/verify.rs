@@ -805,3 +805,74 @@ async fn verification_is_rate_limited_and_can_require_a_scope() {
     let resp = send(Some(app.token("credentials:verify").await)).await;
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn rotation_keeps_old_credentials_verifying_and_key_revocation_ends_them() {
+    let app = TestApp::spawn().await;
+    let token = app
+        .token("issuers:write issuers:read credentials:issue keys:manage")
+        .await;
+    let (issuer, achievement) = issuer_with_achievement(&app, &token).await;
+    let id = issuer["id"].as_str().unwrap();
+    let old = issue(
+        &app,
+        &token,
+        json!({"achievementId": achievement, "recipient": {"id": "did:example:1"}}),
+    )
+    .await;
+    assert_eq!(
+        verify_json(&app, &old["credential"]).await["outcome"],
+        "verified"
+    );
+    let resp = app
+        .http
+        .post(app.url(&format!("/api/v1/issuers/{id}/keys/rotate")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    // Signed by the new key right after the rotation, and the old one still verifies.
+    let new = issue(
+        &app,
+        &token,
+        json!({"achievementId": achievement, "recipient": {"id": "did:example:2"}}),
+    )
+    .await;
+    assert_eq!(
+        verify_json(&app, &new["credential"]).await["outcome"],
+        "verified"
+    );
+    assert_eq!(
+        verify_json(&app, &old["credential"]).await["outcome"],
+        "verified"
+    );
+    let old_key = old["credential"]["proof"]["verificationMethod"]
+        .as_str()
+        .unwrap()
+        .rsplit('#')
+        .next()
+        .unwrap()
+        .to_owned();
+    let resp = app
+        .http
+        .post(app.url(&format!("/api/v1/issuers/{id}/keys/{old_key}/revoke")))
+        .bearer_auth(&token)
+        .json(&json!({"reason": "compromised"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let report = verify_json(&app, &old["credential"]).await;
+    assert_eq!(report["outcome"], "invalid", "{report:#}");
+    assert!(
+        check(&report, "proof")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("revoked")
+    );
+    assert_eq!(
+        verify_json(&app, &new["credential"]).await["outcome"],
+        "verified"
+    );
+}
