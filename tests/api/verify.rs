@@ -876,3 +876,103 @@ async fn rotation_keeps_old_credentials_verifying_and_key_revocation_ends_them()
         "verified"
     );
 }
+
+/// Serves `document` as JSON on a loopback port, to every request; returns its base URL.
+async fn serve_json(document: Value) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let body = document.to_string();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncache-control: max-age=60\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    base
+}
+
+fn jwt_payload(vc: &Value, issuer: &str) -> Value {
+    let mut payload = vc.clone();
+    payload["iss"] = json!(issuer);
+    payload["jti"] = vc["id"].clone();
+    payload["nbf"] = json!(1_704_067_200);
+    payload["sub"] = vc["credentialSubject"]["id"].clone();
+    payload
+}
+
+fn signing_input(header: &Value, payload: &Value) -> String {
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(payload.to_string())
+    )
+}
+
+#[tokio::test]
+async fn es256_and_rs256_jwts_verify_with_resolved_keys() {
+    use p256::ecdsa::signature::Signer as _;
+    // ES256 with a did:key (P-256, zDn…) issuer: resolved offline.
+    let app = TestApp::spawn_with(|s| {
+        s.verify_fetch_allow_http = true;
+        s.verify_fetch_allow_private = true;
+    })
+    .await;
+    let p256_key = p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap();
+    let point = p256_key.verifying_key().to_encoded_point(true);
+    let mut multikey = vec![0x80, 0x24];
+    multikey.extend_from_slice(point.as_bytes());
+    let mb = format!("z{}", bs58::encode(multikey).into_string());
+    assert!(mb.starts_with("zDn"));
+    let did = format!("did:key:{mb}");
+    let vc = ob_credential(&did, "did:example:learner");
+    let header = json!({"alg": "ES256", "kid": format!("{did}#{mb}"), "typ": "JWT"});
+    let input = signing_input(&header, &jwt_payload(&vc, &did));
+    let sig: p256::ecdsa::Signature = p256_key.sign(input.as_bytes());
+    let jws = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()));
+    let report = verify_raw(&app, "text/plain", jws.clone().into_bytes()).await;
+    assert_eq!(report["outcome"], "verified", "{report:#}");
+    // The same signature claimed as EdDSA does not verify.
+    let mut parts: Vec<String> = jws.split('.').map(str::to_owned).collect();
+    parts[0] =
+        URL_SAFE_NO_PAD.encode(json!({"alg": "EdDSA", "kid": format!("{did}#{mb}")}).to_string());
+    let report = verify_raw(&app, "text/plain", parts.join(".").into_bytes()).await;
+    assert_eq!(report["outcome"], "invalid");
+
+    // RS256 with the key published as a JWK document at an https-style URL (served on loopback,
+    // which this app is configured to allow).
+    use rsa::PublicKeyParts;
+    let mut rng = rand::thread_rng();
+    let rsa_key = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+    let public = rsa_key.to_public_key();
+    let jwk = json!({
+        "kty": "RSA",
+        "n": URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
+        "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
+    });
+    let base = serve_json(jwk).await;
+    let issuer = format!("{base}/keys/rsa");
+    let vc = ob_credential(&issuer, "did:example:learner");
+    let header = json!({"alg": "RS256", "kid": issuer, "typ": "JWT"});
+    let input = signing_input(&header, &jwt_payload(&vc, &issuer));
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(input.as_bytes());
+    let sig = rsa_key
+        .sign(
+            rsa::PaddingScheme::new_pkcs1v15_sign(Some(rsa::Hash::SHA2_256)),
+            &digest,
+        )
+        .unwrap();
+    let jws = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig));
+    let report = verify_raw(&app, "text/plain", jws.into_bytes()).await;
+    assert_eq!(report["outcome"], "verified", "{report:#}");
+    assert_eq!(check(&report, "key_controller")["status"], "passed");
+}
