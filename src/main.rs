@@ -125,11 +125,15 @@ enum KeysCommand {
         #[arg(long)]
         issuer: Option<String>,
     },
-    /// Rotate an issuer's signing key now.
+    /// Rotate an issuer's signing key of one algorithm now (creates the first P-256 key of an
+    /// issuer that has none).
     Rotate {
         /// Issuer id (CUID).
         #[arg(long)]
         issuer: String,
+        /// `Ed25519` (Data Integrity and EdDSA JWTs) or `P-256` (ES256 JWTs).
+        #[arg(long, default_value = "Ed25519")]
+        algorithm: String,
     },
     /// Re-encrypt every private key under the active KEK (after adding a new KEK and making it
     /// active); the old KEK can be removed afterwards.
@@ -285,13 +289,14 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> anyhow::Result<()> {
                 Some(id) => vec![issuers::find_issuer(&conn, &id).await?],
                 None => issuers::list_issuers(&conn, u64::MAX >> 1, 0).await?.0,
             };
-            println!("issuer\tkey\tstate\tkek\tcreated\tpublic key");
+            println!("issuer\tkey\talgorithm\tstate\tkek\tcreated\tpublic key");
             for issuer in list {
                 for key in KeyStore::list_keys(&conn, &issuer.id).await? {
                     println!(
-                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                         issuer.id,
                         key.id,
+                        key.algorithm,
                         key.state,
                         key.kek_id,
                         key.created_at.to_rfc3339(),
@@ -300,10 +305,13 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        KeysCommand::Rotate { issuer } => {
+        KeysCommand::Rotate { issuer, algorithm } => {
+            let algorithm: oxbadge::keys::store::KeyAlgorithm = algorithm
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--algorithm: {e}"))?;
             store.verify_keks(&conn).await?;
             let issuer = issuers::find_issuer(&conn, &issuer).await?;
-            let outcome = store.rotate(&conn, &issuer, "cli", None).await?;
+            let outcome = store.rotate(&conn, &issuer, algorithm, "cli", None).await?;
             println!("{outcome:?}");
         }
         KeysCommand::Rewrap => {
