@@ -99,6 +99,10 @@ struct IssueArgs {
     /// `data-integrity` (default) or `jwt`.
     #[arg(long, default_value = "data-integrity")]
     format: String,
+    /// With `--format jwt`: `EdDSA` (default) or `ES256` (the issuer's P-256 key, created on
+    /// first use).
+    #[arg(long)]
+    jwt_algorithm: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -360,10 +364,19 @@ async fn issue_csv(settings: Settings, args: IssueArgs) -> anyhow::Result<()> {
         ob::{self, Recipient},
     };
     use std::io::Write;
-    let format = match args.format.as_str() {
-        "data-integrity" => ProofFormat::DataIntegrity,
-        "jwt" => ProofFormat::Jwt,
-        other => anyhow::bail!("--format {other}: use data-integrity or jwt"),
+    let jwt_algorithm = args
+        .jwt_algorithm
+        .as_deref()
+        .map(|a| a.parse::<issue::JwtAlgorithm>())
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--jwt-algorithm: {e}"))?;
+    let format = match (args.format.as_str(), jwt_algorithm) {
+        ("jwt", algorithm) => ProofFormat::Jwt(algorithm.unwrap_or_default()),
+        ("data-integrity", None) => ProofFormat::DataIntegrity,
+        ("data-integrity", Some(_)) => {
+            anyhow::bail!("--jwt-algorithm applies only to --format jwt")
+        }
+        (other, _) => anyhow::bail!("--format {other}: use data-integrity or jwt"),
     };
     let state = cli_state(settings).await?;
     let mut reader = csv::ReaderBuilder::new()
@@ -547,7 +560,7 @@ async fn seed_demo(settings: Settings) -> anyhow::Result<()> {
         &state,
         &rust.id,
         vec![award(Recipient::Id("did:example:learner-42".into()))],
-        ProofFormat::Jwt,
+        ProofFormat::Jwt(issue::JwtAlgorithm::EdDsa),
         "cli",
     )
     .await?
