@@ -14,18 +14,19 @@ use poem::{
     Request, Server,
     listener::{Acceptor, BoxAcceptor, Listener, RustlsCertificate, RustlsConfig, TcpListener},
 };
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use url::Url;
 
 use crate::{
     config::Settings,
-    db::{self, DbSetupError, issuer},
+    db::{self, DbSetupError, issuer, signing_key},
     di::EddsaRdfc2022,
     http,
     jsonld::ContextLoader,
     keys::{
+        identity::IdType,
         ring::{KekConfigError, KekSource, load_kek_ring},
-        store::{KeyError, KeyStore, RotationOutcome},
+        store::{KeyAlgorithm, KeyError, KeyStore, RotationOutcome, state as key_state},
     },
     metrics::Metrics,
     oauth::{NewClient, OAuthError, ScopeSet, cache::TokenCache, tokens},
@@ -403,35 +404,50 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; finishing in-flight requests");
 }
 
-/// Rotates every issuer's active key older than `key_max_age_days`. Safe to run on every instance at
-/// once: a rotation that another instance already did is a no-op.
+/// Rotates every active key (of any issuer and algorithm) older than `key_max_age_days`; returns
+/// how many keys were rotated. Safe to run on every instance at once: a rotation that another
+/// instance already did is a no-op.
 pub async fn rotate_aged_keys(state: &AppState) -> usize {
     let days = state.settings().key_max_age_days;
     if days == 0 {
         return 0;
     }
     let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
-    let issuers = match issuer::Entity::find().all(state.db()).await {
-        Ok(list) => list,
+    // Only the aged keys are visited, so an idle check costs one read, not a write per issuer.
+    let aged = match signing_key::Entity::find()
+        .find_also_related(issuer::Entity)
+        .filter(signing_key::Column::State.eq(key_state::ACTIVE))
+        .filter(signing_key::Column::CreatedAt.lt(cutoff))
+        .all(state.db())
+        .await
+    {
+        Ok(rows) => rows,
         Err(err) => {
-            tracing::warn!(error = %err, "key-age check could not list issuers");
+            tracing::warn!(error = %err, "key-age check could not list active keys");
             return 0;
         }
     };
     let mut rotated = 0;
-    for issuer in issuers.iter().filter(|i| i.id_type != "did:key") {
+    for (key, issuer) in aged {
+        let Some(issuer) = issuer.filter(|i| i.id_type != IdType::DidKey.as_str()) else {
+            continue;
+        };
+        let Ok(algorithm) = key.algorithm.parse::<KeyAlgorithm>() else {
+            tracing::warn!(key = %key.id, algorithm = %key.algorithm, "active key of an unknown algorithm; not rotated");
+            continue;
+        };
         match state
             .keys()
-            .rotate(state.db(), issuer, "system", Some(cutoff))
+            .rotate(state.db(), &issuer, algorithm, "system", Some(cutoff))
             .await
         {
             Ok(RotationOutcome::Rotated { old, new }) => {
                 rotated += 1;
-                tracing::info!(issuer = %issuer.id, ?old, %new, "rotated a signing key past its maximum age");
+                tracing::info!(issuer = %issuer.id, %algorithm, ?old, %new, "rotated a signing key past its maximum age");
             }
             Ok(RotationOutcome::Unchanged) => {}
             Err(err) => {
-                tracing::warn!(issuer = %issuer.id, error = %err, "age-based rotation failed")
+                tracing::warn!(issuer = %issuer.id, %algorithm, error = %err, "age-based rotation failed")
             }
         }
     }

@@ -99,6 +99,10 @@ struct IssueArgs {
     /// `data-integrity` (default) or `jwt`.
     #[arg(long, default_value = "data-integrity")]
     format: String,
+    /// With `--format jwt`: `EdDSA` (default) or `ES256` (the issuer's P-256 key, created on
+    /// first use).
+    #[arg(long)]
+    jwt_algorithm: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -125,11 +129,15 @@ enum KeysCommand {
         #[arg(long)]
         issuer: Option<String>,
     },
-    /// Rotate an issuer's signing key now.
+    /// Rotate an issuer's signing key of one algorithm now (creates the first P-256 key of an
+    /// issuer that has none).
     Rotate {
         /// Issuer id (CUID).
         #[arg(long)]
         issuer: String,
+        /// `Ed25519` (Data Integrity and EdDSA JWTs) or `P-256` (ES256 JWTs).
+        #[arg(long, default_value = "Ed25519")]
+        algorithm: String,
     },
     /// Re-encrypt every private key under the active KEK (after adding a new KEK and making it
     /// active); the old KEK can be removed afterwards.
@@ -285,13 +293,14 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> anyhow::Result<()> {
                 Some(id) => vec![issuers::find_issuer(&conn, &id).await?],
                 None => issuers::list_issuers(&conn, u64::MAX >> 1, 0).await?.0,
             };
-            println!("issuer\tkey\tstate\tkek\tcreated\tpublic key");
+            println!("issuer\tkey\talgorithm\tstate\tkek\tcreated\tpublic key");
             for issuer in list {
                 for key in KeyStore::list_keys(&conn, &issuer.id).await? {
                     println!(
-                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                         issuer.id,
                         key.id,
+                        key.algorithm,
                         key.state,
                         key.kek_id,
                         key.created_at.to_rfc3339(),
@@ -300,10 +309,13 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        KeysCommand::Rotate { issuer } => {
+        KeysCommand::Rotate { issuer, algorithm } => {
+            let algorithm: oxbadge::keys::store::KeyAlgorithm = algorithm
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--algorithm: {e}"))?;
             store.verify_keks(&conn).await?;
             let issuer = issuers::find_issuer(&conn, &issuer).await?;
-            let outcome = store.rotate(&conn, &issuer, "cli", None).await?;
+            let outcome = store.rotate(&conn, &issuer, algorithm, "cli", None).await?;
             println!("{outcome:?}");
         }
         KeysCommand::Rewrap => {
@@ -352,10 +364,19 @@ async fn issue_csv(settings: Settings, args: IssueArgs) -> anyhow::Result<()> {
         ob::{self, Recipient},
     };
     use std::io::Write;
-    let format = match args.format.as_str() {
-        "data-integrity" => ProofFormat::DataIntegrity,
-        "jwt" => ProofFormat::Jwt,
-        other => anyhow::bail!("--format {other}: use data-integrity or jwt"),
+    let jwt_algorithm = args
+        .jwt_algorithm
+        .as_deref()
+        .map(|a| a.parse::<issue::JwtAlgorithm>())
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--jwt-algorithm: {e}"))?;
+    let format = match (args.format.as_str(), jwt_algorithm) {
+        ("jwt", algorithm) => ProofFormat::Jwt(algorithm.unwrap_or_default()),
+        ("data-integrity", None) => ProofFormat::DataIntegrity,
+        ("data-integrity", Some(_)) => {
+            anyhow::bail!("--jwt-algorithm applies only to --format jwt")
+        }
+        (other, _) => anyhow::bail!("--format {other}: use data-integrity or jwt"),
     };
     let state = cli_state(settings).await?;
     let mut reader = csv::ReaderBuilder::new()
@@ -539,7 +560,7 @@ async fn seed_demo(settings: Settings) -> anyhow::Result<()> {
         &state,
         &rust.id,
         vec![award(Recipient::Id("did:example:learner-42".into()))],
-        ProofFormat::Jwt,
+        ProofFormat::Jwt(issue::JwtAlgorithm::EdDsa),
         "cli",
     )
     .await?

@@ -14,7 +14,7 @@ pub struct Model {
     pub algorithm: String,
     /// `active`, `retired` or `revoked`.
     pub state: String,
-    /// Public key, multibase (`z6Mk…` for Ed25519).
+    /// Public key, multibase Multikey (`z6Mk…` for Ed25519, `zDn…` compressed point for P-256).
     pub public_key: String,
     /// Id of the KEK the private key is encrypted under.
     pub kek_id: String,

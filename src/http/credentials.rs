@@ -23,7 +23,7 @@ use crate::{
     app::AppState,
     db::{self, credential, idempotency_key},
     error::{ApiError, Problem},
-    issue::{self, Award, IssueError, Issued, ProofFormat},
+    issue::{self, Award, IssueError, Issued, JwtAlgorithm, ProofFormat},
     oauth::Scope,
     ob::{self, Recipient},
     status::{
@@ -110,6 +110,9 @@ pub struct IssueRequest {
     pub valid_until: Option<DateTime<Utc>>,
     /// `data-integrity` (default) or `jwt`.
     pub proof_format: Option<String>,
+    /// With `proofFormat: jwt`: `EdDSA` (default, the issuer's Ed25519 key) or `ES256` (the
+    /// issuer's P-256 key, created on first use; the algorithm the 1EdTech validator accepts).
+    pub jwt_algorithm: Option<String>,
 }
 
 /// One recipient of a batch.
@@ -142,6 +145,9 @@ pub struct BatchRequest {
     pub valid_until: Option<DateTime<Utc>>,
     /// `data-integrity` (default) or `jwt`.
     pub proof_format: Option<String>,
+    /// With `proofFormat: jwt`: `EdDSA` (default, the issuer's Ed25519 key) or `ES256` (the
+    /// issuer's P-256 key, created on first use; the algorithm the 1EdTech validator accepts).
+    pub jwt_algorithm: Option<String>,
 }
 
 /// An issued credential.
@@ -309,11 +315,24 @@ fn unprocessable(detail: impl Into<String>) -> ApiError {
     }
 }
 
-fn parse_format(value: Option<&str>) -> Result<ProofFormat, ApiError> {
-    match value {
-        None | Some("data-integrity") => Ok(ProofFormat::DataIntegrity),
-        Some("jwt") => Ok(ProofFormat::Jwt),
-        Some(other) => Err(unprocessable(format!(
+fn parse_format(
+    proof_format: Option<&str>,
+    jwt_algorithm: Option<&str>,
+) -> Result<ProofFormat, ApiError> {
+    let algorithm = jwt_algorithm
+        .map(|a| {
+            a.parse::<JwtAlgorithm>()
+                .map_err(|e| unprocessable(format!("jwtAlgorithm: {e}")))
+        })
+        .transpose()?;
+    match (proof_format, algorithm) {
+        (Some("jwt"), algorithm) => Ok(ProofFormat::Jwt(algorithm.unwrap_or_default())),
+        (None | Some("data-integrity"), None) => Ok(ProofFormat::DataIntegrity),
+        // An explicit choice that would be ignored is refused rather than silently dropped.
+        (None | Some("data-integrity"), Some(a)) => Err(unprocessable(format!(
+            "jwtAlgorithm `{a}` applies only to proofFormat `jwt`"
+        ))),
+        (Some(other), _) => Err(unprocessable(format!(
             "proofFormat `{other}`: use data-integrity or jwt"
         ))),
     }
@@ -495,8 +514,9 @@ pub struct CredentialsApi;
 #[OpenApi(tag = "ApiTags::Credentials")]
 impl CredentialsApi {
     /// Issue one Open Badges 3.0 credential: signed (Data Integrity `eddsa-rdfc-2022` by default, or
-    /// VC-JWT) with the issuer's active key, given its status entries, and stored durably before
-    /// this answers 201.
+    /// VC-JWT with EdDSA or ES256) with the issuer's active key of that algorithm, given its status
+    /// entries, and stored durably before this answers 201. The first ES256 credential of an issuer
+    /// creates its P-256 key.
     #[oai(
         path = "/api/v1/credentials",
         method = "post",
@@ -509,7 +529,7 @@ impl CredentialsApi {
         body: Json<IssueRequest>,
     ) -> Result<IssueResponse, ApiError> {
         let req = body.0;
-        let format = parse_format(req.proof_format.as_deref())?;
+        let format = parse_format(req.proof_format.as_deref(), req.jwt_algorithm.as_deref())?;
         let award = award(
             req.recipient.email,
             req.recipient.id,
@@ -556,14 +576,16 @@ impl CredentialsApi {
                 issue::MAX_BATCH
             )));
         }
-        let format = parse_format(req.proof_format.as_deref())?;
-        let request_hash = hex::encode(Sha256::digest(
-            format!(
-                "{}|{:?}|{:?}|{:?}",
-                req.achievement_id, req.recipients, req.valid_until, req.proof_format
-            )
-            .as_bytes(),
-        ));
+        let format = parse_format(req.proof_format.as_deref(), req.jwt_algorithm.as_deref())?;
+        let mut fingerprint = format!(
+            "{}|{:?}|{:?}|{:?}",
+            req.achievement_id, req.recipients, req.valid_until, req.proof_format
+        );
+        // Appended only when given, so keys stored before `jwtAlgorithm` existed still replay.
+        if let Some(algorithm) = &req.jwt_algorithm {
+            fingerprint.push_str(&format!("|{algorithm:?}"));
+        }
+        let request_hash = hex::encode(Sha256::digest(fingerprint.as_bytes()));
         let idem = match idempotency_key.0 {
             Some(key) if key.is_empty() || key.len() > 200 => {
                 return Err(unprocessable("Idempotency-Key must be 1-200 characters"));

@@ -21,7 +21,7 @@ use crate::{
     issuers::{self, IssuerError, NewIssuer, ProfileFields, ProfileUpdate},
     keys::{
         identity::{IdType, verification_method_id},
-        store::{KeyError, KeyStore, RotationOutcome},
+        store::{KeyAlgorithm, KeyError, KeyStore, RotationOutcome},
     },
     oauth::Scope,
 };
@@ -58,6 +58,10 @@ impl From<KeyError> for ApiError {
             },
             KeyError::NoActiveKey(_) => ApiError::Conflict {
                 code: "no_active_key",
+                detail: err.to_string(),
+            },
+            KeyError::AlgorithmNotSupported { .. } => ApiError::Conflict {
+                code: "algorithm_not_supported",
                 detail: err.to_string(),
             },
             KeyError::Contention(_) => ApiError::Unavailable,
@@ -151,11 +155,11 @@ pub struct IssuerPage {
 pub struct KeyResource {
     /// Key id (CUID, never reused).
     pub id: String,
-    /// `Ed25519`.
+    /// `Ed25519` or `P-256`.
     pub algorithm: String,
     /// `active`, `retired` or `revoked`.
     pub state: String,
-    /// Public key, multibase (`z6Mk…`).
+    /// Public key, multibase Multikey (`z6Mk…` for Ed25519, `zDn…` for P-256).
     pub public_key_multibase: String,
     /// The verification-method id proofs use.
     pub verification_method: String,
@@ -415,8 +419,10 @@ impl IssuersApi {
         ))
     }
 
-    /// Rotate the issuer's signing key: the active key is retired (it stays published so that
-    /// credentials it signed keep verifying) and a new key becomes active. 409 for did:key issuers.
+    /// Rotate the issuer's signing key of one algorithm (Ed25519 unless `algorithm` says
+    /// otherwise): the active key is retired (it stays published so that credentials it signed keep
+    /// verifying) and a new key becomes active. An issuer without a P-256 key gets its first one.
+    /// 409 for did:key issuers.
     #[oai(
         path = "/api/v1/issuers/:id/keys/rotate",
         method = "post",
@@ -428,11 +434,24 @@ impl IssuersApi {
         state: Data<&AppState>,
         /// Issuer id (CUID).
         id: Path<String>,
+        /// `Ed25519` (default; Data Integrity and EdDSA JWTs) or `P-256` (ES256 JWTs).
+        algorithm: Query<Option<String>>,
     ) -> Result<Json<RotationResult>, ApiError> {
+        let algorithm = match algorithm.0.as_deref() {
+            None => KeyAlgorithm::Ed25519,
+            Some(a) => a
+                .parse()
+                .map_err(
+                    |e: crate::keys::store::UnknownAlgorithm| ApiError::Unprocessable {
+                        code: "invalid_request",
+                        detail: format!("algorithm: {e}"),
+                    },
+                )?,
+        };
         let issuer = issuers::find_issuer(state.db(), &id.0).await?;
         let outcome = state
             .keys()
-            .rotate(state.db(), &issuer, auth.client_id(), None)
+            .rotate(state.db(), &issuer, algorithm, auth.client_id(), None)
             .await?;
         let RotationOutcome::Rotated { old, new } = outcome else {
             return Err(ApiError::Unavailable);
@@ -448,7 +467,8 @@ impl IssuersApi {
     }
 
     /// Revoke a key (compromise). It is no longer published as valid. Revoking the active key
-    /// activates a new one at once. Revocation is final (409 when already revoked).
+    /// activates a new one of the same algorithm at once. Revocation is final (409 when already
+    /// revoked).
     #[oai(
         path = "/api/v1/issuers/:id/keys/:key_id/revoke",
         method = "post",

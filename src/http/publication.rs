@@ -67,8 +67,9 @@ pub struct PublicationApi;
 
 #[OpenApi(tag = "ApiTags::Publication")]
 impl PublicationApi {
-    /// The did:web DID document of an issuer: every non-revoked key as a Multikey verification
-    /// method under `assertionMethod`, so credentials signed before a rotation keep verifying.
+    /// The did:web DID document of an issuer: every non-revoked key as a verification method under
+    /// `assertionMethod` (Ed25519 as `Multikey`, P-256 as `JsonWebKey2020` with `publicKeyJwk`), so
+    /// credentials signed before a rotation keep verifying.
     #[oai(
         path = "/issuers/:id/did.json",
         method = "get",
@@ -147,7 +148,8 @@ impl PublicationApi {
         ))
     }
 
-    /// Public JWKs of every issuer's published keys, `kid` = verification-method id.
+    /// Public JWKs of every issuer's published keys (Ed25519 as OKP/EdDSA, P-256 as EC/ES256),
+    /// `kid` = verification-method id.
     #[oai(
         path = "/.well-known/jwks.json",
         method = "get",

@@ -13,7 +13,7 @@ use crate::{
     app::AppState,
     db::{self, achievement, audit_event, credential, issuer},
     di::{ProofOptions, ProofPurpose},
-    keys::store::{ActiveSigningKey, KeyError},
+    keys::store::{ActiveP256Key, ActiveSigningKey, KeyError},
     ob::{
         self, CredentialProfile, Evidence, IdentityObject, Invalid, Recipient, ResultEntry,
         StatusShape,
@@ -27,21 +27,39 @@ use crate::{
 /// Largest batch.
 pub const MAX_BATCH: usize = 10_000;
 
+pub use jwt::JwtAlgorithm;
+
 /// Proof formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProofFormat {
     /// Embedded `DataIntegrityProof` / `eddsa-rdfc-2022`.
     DataIntegrity,
-    /// VC-JWT (OB 3.0 §8.2), EdDSA.
-    Jwt,
+    /// VC-JWT (OB 3.0 §8.2) signed with this algorithm.
+    Jwt(JwtAlgorithm),
 }
 
 impl ProofFormat {
-    /// Stored and API name.
+    /// Stored and API name (the JWT algorithm is in the JWT's header).
     pub fn as_str(self) -> &'static str {
         match self {
             ProofFormat::DataIntegrity => "data-integrity",
-            ProofFormat::Jwt => "jwt",
+            ProofFormat::Jwt(_) => "jwt",
+        }
+    }
+}
+
+/// The key an issuance signs with: Ed25519 for Data Integrity and EdDSA, P-256 for ES256.
+#[derive(Debug, Clone)]
+enum IssuingKey {
+    Ed25519(ActiveSigningKey),
+    P256(ActiveP256Key),
+}
+
+impl IssuingKey {
+    fn key_id(&self) -> &str {
+        match self {
+            IssuingKey::Ed25519(k) => &k.key_id,
+            IssuingKey::P256(k) => &k.key_id,
         }
     }
 }
@@ -214,18 +232,23 @@ fn build(state: &AppState, t: &Template, award: &Award, uri: &str, slots: &[Slot
 /// Signs one built credential (CPU only; callers run it off the reactor).
 fn sign(
     state: &AppState,
-    key: &ActiveSigningKey,
+    key: &IssuingKey,
     format: ProofFormat,
     credential: Value,
     created: DateTime<Utc>,
 ) -> Result<(Value, Option<String>), IssueError> {
-    match format {
-        ProofFormat::Jwt => {
+    match (format, key) {
+        (ProofFormat::Jwt(JwtAlgorithm::EdDsa), IssuingKey::Ed25519(key)) => {
             let jws = jwt::sign_eddsa(&credential, &key.verification_method, &key.signing_key)
                 .map_err(|e| IssueError::Unsignable(e.to_string()))?;
             Ok((credential, Some(jws)))
         }
-        ProofFormat::DataIntegrity => {
+        (ProofFormat::Jwt(JwtAlgorithm::Es256), IssuingKey::P256(key)) => {
+            let jws = jwt::sign_es256(&credential, &key.verification_method, &key.signing_key)
+                .map_err(|e| IssueError::Unsignable(e.to_string()))?;
+            Ok((credential, Some(jws)))
+        }
+        (ProofFormat::DataIntegrity, IssuingKey::Ed25519(key)) => {
             let signed = state
                 .signer()
                 .sign(
@@ -240,6 +263,10 @@ fn sign(
                 .map_err(|e| IssueError::Unsignable(e.to_string()))?;
             Ok((signed, None))
         }
+        // `issue` selects the key from the format, so this cannot happen.
+        (format, _) => Err(IssueError::Unsignable(format!(
+            "the selected key cannot sign proof format {format:?}"
+        ))),
     }
 }
 
@@ -269,7 +296,14 @@ pub async fn issue(
         .ok_or(IssueError::NotFound("issuer"))?;
     let definition: ob::AchievementDefinition = serde_json::from_str(&achievement.document)
         .map_err(|e| IssueError::Unsignable(format!("stored achievement: {e}")))?;
-    let key = state.keys().active_signing_key(db, &issuer).await?;
+    let key = match format {
+        ProofFormat::Jwt(JwtAlgorithm::Es256) => {
+            IssuingKey::P256(state.keys().active_p256_key(db, &issuer, actor).await?)
+        }
+        ProofFormat::Jwt(JwtAlgorithm::EdDsa) | ProofFormat::DataIntegrity => {
+            IssuingKey::Ed25519(state.keys().active_signing_key(db, &issuer).await?)
+        }
+    };
     let settings = state.settings();
     let valid_from = Utc::now();
     let valid_from =
@@ -325,7 +359,7 @@ type Signed = Result<(String, String, Value, Option<String>), IssueError>;
 /// (results in request order).
 async fn sign_all(
     state: &AppState,
-    key: &ActiveSigningKey,
+    key: &IssuingKey,
     t: &Template,
     awards: &[Award],
     slots: &[Vec<Slot>],
@@ -382,7 +416,7 @@ async fn store(
     state: &AppState,
     issuer: &issuer::Model,
     achievement: &achievement::Model,
-    key: &ActiveSigningKey,
+    key: &IssuingKey,
     format: ProofFormat,
     signed: Vec<Signed>,
     slots: &[Vec<Slot>],
@@ -415,7 +449,7 @@ async fn store(
                     achievement_id: Set(Some(achievement.id.clone())),
                     format: Set(format.as_str().to_owned()),
                     document: Set(document),
-                    key_id: Set(key.key_id.clone()),
+                    key_id: Set(key.key_id().to_owned()),
                     valid_from: Set(valid_from),
                     valid_until: Set(valid_until),
                     created_at: Set(now),
@@ -457,7 +491,7 @@ async fn store(
         "credential.issued",
         "credential",
         if count == 1 { &first } else { &achievement.id },
-        json!({"count": count, "achievement": achievement.id, "issuer": issuer.id, "format": format.as_str()}),
+        json!({"count": count, "achievement": achievement.id, "issuer": issuer.id, "format": format.as_str(), "key": key.key_id()}),
     )
     .await?;
     txn.commit().await?;

@@ -1,5 +1,6 @@
 //! Public documents built from the key store: an issuer's did:web DID document and the JWKS of all
-//! issuers. Every non-revoked key is listed, so credentials signed by retired keys keep verifying.
+//! issuers. Every non-revoked key of every algorithm is listed, so credentials signed by retired
+//! keys keep verifying.
 
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
@@ -25,8 +26,9 @@ async fn published_keys(
         .await
 }
 
-/// The published keys of `issuer` as verification methods (controller = the issuer id): what its
-/// DID document lists, and what the verifier resolves our own issuers' keys from.
+/// The published keys of `issuer` as verification methods (controller = the issuer id): Ed25519
+/// keys as `Multikey`, P-256 keys as JWK methods with `publicKeyJwk` (what ES256 JWT verifiers
+/// read). What its DID document lists, and what the verifier resolves our own issuers' keys from.
 pub async fn verification_methods(
     db: &impl ConnectionTrait,
     issuer: &issuer::Model,
@@ -34,21 +36,19 @@ pub async fn verification_methods(
     let keys = published_keys(db, &issuer.id).await?;
     let mut methods = Vec::with_capacity(keys.len());
     for key in &keys {
-        let Ok(public) = publish::parse_ed25519_multibase(&key.public_key) else {
+        let Ok(public) = publish::PublicKey::from_multibase(&key.public_key) else {
             tracing::error!(key = %key.id, "stored public key does not parse; not published");
             continue;
         };
-        methods.push(publish::multikey_verification_method(
-            &verification_method_id(issuer, key),
-            &issuer.issuer_id,
-            &public,
-        ));
+        methods.push(
+            public.verification_method(&verification_method_id(issuer, key), &issuer.issuer_id),
+        );
     }
     Ok(methods)
 }
 
-/// The DID document of a did:web issuer: every published key as a `Multikey` verification method
-/// (controller = the issuer DID) referenced from `assertionMethod`. `None` for other id types.
+/// The DID document of a did:web issuer: every published key as a verification method (controller
+/// = the issuer DID) referenced from `assertionMethod`. `None` for other id types.
 pub async fn did_document(
     db: &impl ConnectionTrait,
     issuer: &issuer::Model,
@@ -58,8 +58,15 @@ pub async fn did_document(
     }
     let methods = verification_methods(db, issuer).await?;
     let ids: Vec<Value> = methods.iter().map(|m| m["id"].clone()).collect();
+    let mut context = vec![
+        json!("https://www.w3.org/ns/did/v1"),
+        json!("https://w3id.org/security/multikey/v1"),
+    ];
+    if methods.iter().any(|m| m.get("publicKeyJwk").is_some()) {
+        context.push(json!(publish::JWK_METHOD_CONTEXT));
+    }
     Ok(Some(json!({
-        "@context": ["https://www.w3.org/ns/did/v1", "https://w3id.org/security/multikey/v1"],
+        "@context": context,
         "id": issuer.issuer_id,
         "verificationMethod": methods,
         "assertionMethod": ids,
@@ -78,14 +85,11 @@ pub async fn jwks(db: &impl ConnectionTrait) -> Result<Value, DbErr> {
     let mut keys = Vec::with_capacity(rows.len());
     for (key, issuer) in rows {
         let (Some(issuer), Ok(public)) =
-            (issuer, publish::parse_ed25519_multibase(&key.public_key))
+            (issuer, publish::PublicKey::from_multibase(&key.public_key))
         else {
             continue;
         };
-        keys.push(publish::ed25519_public_jwk(
-            &public,
-            &verification_method_id(&issuer, &key),
-        ));
+        keys.push(public.jwk(&verification_method_id(&issuer, &key)));
     }
     Ok(json!({ "keys": keys }))
 }

@@ -2,6 +2,7 @@
 //! OXBADGE_TEST_DATABASE_URL is set).
 
 mod di_vectors;
+mod es256;
 mod foundation;
 mod fuzz_corpus;
 mod issuance;

@@ -976,3 +976,27 @@ async fn es256_and_rs256_jwts_verify_with_resolved_keys() {
     assert_eq!(report["outcome"], "verified", "{report:#}");
     assert_eq!(check(&report, "key_controller")["status"], "passed");
 }
+
+#[tokio::test]
+async fn our_es256_jwts_verify_from_the_database() {
+    let app = TestApp::spawn().await;
+    let token = app
+        .token("issuers:write credentials:issue credentials:read")
+        .await;
+    let (_, achievement) = issuer_with_achievement(&app, &token).await;
+    let body = issue(
+        &app,
+        &token,
+        json!({"achievementId": achievement, "recipient": {"id": "did:example:es"}, "proofFormat": "jwt", "jwtAlgorithm": "ES256"}),
+    )
+    .await;
+    let jwt = body["jwt"].as_str().unwrap();
+    let report = verify_raw(&app, "text/plain", jwt.as_bytes().to_vec()).await;
+    assert_eq!(report["outcome"], "verified", "{report:#}");
+    assert!(
+        check(&report, "proof")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Es256")
+    );
+}
