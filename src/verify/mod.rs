@@ -757,7 +757,7 @@ async fn finish(
         report.checks.push(check);
     }
     if depth < MAX_DEPTH {
-        let (check, endorsements) = endorsements(state, credential, options, depth).await;
+        let (check, endorsements) = endorsements(state, credential, depth).await;
         report.checks.push(check);
         report.endorsements = endorsements;
     }
@@ -907,12 +907,9 @@ fn endorsements_of(credential: &Value) -> Vec<Submitted> {
     found
 }
 
-async fn endorsements(
-    state: &AppState,
-    credential: &Value,
-    options: &VerifyOptions,
-    depth: u8,
-) -> (Check, Vec<Report>) {
+/// Endorsements are checked without the caller's recipient or presentation options: those are
+/// about the endorsed credential, not its endorsers.
+async fn endorsements(state: &AppState, credential: &Value, depth: u8) -> (Check, Vec<Report>) {
     const NAME: &str = "endorsements";
     let found = endorsements_of(credential);
     if found.is_empty() {
@@ -920,7 +917,6 @@ async fn endorsements(
     }
     let total = found.len();
     let plain = VerifyOptions::default();
-    let _ = options;
     let mut reports = Vec::new();
     for item in found.into_iter().take(MAX_ENDORSEMENTS) {
         reports.push(match item {
