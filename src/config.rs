@@ -102,6 +102,12 @@ pub struct Settings {
     /// `OXBADGE_STATUS_LIST_FILL_RATIO`: share of a list's 131,072 entries handed out before a new
     /// list is opened (lower keeps index guessing harder). Default 0.5.
     pub status_list_fill_ratio: f64,
+    /// `OXBADGE_CACHE_REVALIDATE_MS`: longest time this instance serves a status list, or an
+    /// achievement with its issuer and active key, from memory without re-checking the database.
+    /// Changes made through this instance, and on PostgreSQL changes announced by other instances
+    /// (LISTEN/NOTIFY), take effect at once; this bounds what nothing announced (another process on
+    /// the same SQLite file, a lost notification connection). Default 1000.
+    pub cache_revalidate_ms: u64,
 }
 
 impl Default for Settings {
@@ -132,6 +138,7 @@ impl Default for Settings {
             status_shape: crate::ob::StatusShape::OneEdTech,
             status_list_ttl_secs: 300,
             status_list_fill_ratio: 0.5,
+            cache_revalidate_ms: 1000,
         }
     }
 }
