@@ -2,7 +2,10 @@
 //! keep-alive clients in the same process. Bounded in time and count; prints a Markdown table.
 //!
 //! Run: `cargo bench --bench http_load` (environment: `LOAD_SECS`, default 10; `LOAD_CLIENTS`,
-//! default 32).
+//! default 32; `OXBADGE_LOG`, when set, installs the service's JSON log subscriber with that filter
+//! (e.g. `info` to include the per-request access log; send stderr to a file); `LOAD_HOLD_SECS`,
+//! when set, keeps the server up that long afterwards and prints a status-list URL, so an external
+//! load generator such as `wrk` can be pointed at it).
 
 use std::{
     sync::{
@@ -106,6 +109,13 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(32);
+    if let Ok(filter) = std::env::var("OXBADGE_LOG") {
+        oxbadge::telemetry::init(oxbadge::config::LogFormat::Json, &filter);
+    }
+    let hold_secs: u64 = std::env::var("LOAD_HOLD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let dir = tempfile::tempdir().unwrap();
     let settings = oxbadge::Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -296,4 +306,8 @@ async fn main() {
     println!(
         "\nbatch of 10,000 (eddsa-rdfc-2022, email recipients): {issued} issued in {batch_secs:.2} s"
     );
+    if hold_secs > 0 {
+        println!("\nserving {status_url} for {hold_secs} s");
+        tokio::time::sleep(Duration::from_secs(hold_secs)).await;
+    }
 }

@@ -21,7 +21,8 @@ use crate::{
     config::Settings,
     db::{self, DbSetupError, issuer, signing_key},
     di::EddsaRdfc2022,
-    http,
+    http, invalidation,
+    issue::{ContextCache, IssuanceQueue},
     jsonld::ContextLoader,
     keys::{
         identity::IdType,
@@ -30,7 +31,7 @@ use crate::{
     },
     metrics::Metrics,
     oauth::{NewClient, OAuthError, ScopeSet, cache::TokenCache, tokens},
-    status::lists::StatusListCache,
+    status::{allocator::InFlight, changes::StatusQueue, lists::StatusListCache},
     verify::{Verifier, fetch::FetchPolicy},
 };
 
@@ -81,6 +82,10 @@ struct StateInner {
     keys: KeyStore,
     signer: EddsaRdfc2022,
     status_cache: StatusListCache,
+    issuance_contexts: ContextCache,
+    issuance_queue: IssuanceQueue,
+    status_queue: StatusQueue,
+    in_flight_slots: Arc<InFlight>,
     token_cache: TokenCache,
     public_url: Url,
     auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
@@ -124,6 +129,26 @@ impl AppState {
     /// Signed status lists.
     pub fn status_cache(&self) -> &StatusListCache {
         &self.0.status_cache
+    }
+
+    /// Issuance contexts (achievement, issuer, active key) by achievement.
+    pub fn issuance_contexts(&self) -> &ContextCache {
+        &self.0.issuance_contexts
+    }
+
+    /// The queue of single issuances in front of the group-commit writer.
+    pub fn issuance_queue(&self) -> &IssuanceQueue {
+        &self.0.issuance_queue
+    }
+
+    /// The queue of single status changes in front of the group-commit writer.
+    pub fn status_queue(&self) -> &StatusQueue {
+        &self.0.status_queue
+    }
+
+    /// Status indexes this process picked and has not committed yet.
+    pub fn in_flight_slots(&self) -> &Arc<InFlight> {
+        &self.0.in_flight_slots
     }
 
     /// Recently resolved bearer tokens.
@@ -227,6 +252,7 @@ impl AppState {
             NonZeroU32::new(settings.auth_rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
         let burst =
             NonZeroU32::new(settings.auth_rate_limit_burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let revalidate = Duration::from_millis(settings.cache_revalidate_ms);
         let auth_limiter = RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst));
         let verify_limiter = RateLimiter::keyed(
             Quota::per_minute(
@@ -250,7 +276,11 @@ impl AppState {
             metrics: Metrics::new(),
             keys,
             signer: EddsaRdfc2022::new(Arc::new(ContextLoader::new())),
-            status_cache: StatusListCache::default(),
+            status_cache: StatusListCache::new(revalidate),
+            issuance_contexts: ContextCache::new(revalidate),
+            issuance_queue: IssuanceQueue::default(),
+            status_queue: StatusQueue::default(),
+            in_flight_slots: Arc::new(InFlight::default()),
             token_cache: TokenCache::default(),
             public_url,
             auth_limiter,
@@ -368,10 +398,24 @@ impl App {
         let state = self.state.clone();
         let endpoint = http::routes(self.state.clone());
         let rotation = tokio::spawn(rotation_loop(state.clone()));
+        let mut background = vec![rotation];
+        // Group-commit writers: single issuances and single status changes.
+        if let Some(rx) = state.issuance_queue().take_receiver() {
+            background.push(tokio::spawn(crate::issue::queue::run(state.clone(), rx)));
+        }
+        if let Some(rx) = state.status_queue().take_receiver() {
+            background.push(tokio::spawn(crate::status::changes::run(state.clone(), rx)));
+        }
+        // Subscribed before serving, so no announcement after the first request is missed.
+        if let Some(listener) = invalidation::subscribe(&state).await {
+            background.push(tokio::spawn(invalidation::listen(state.clone(), listener)));
+        }
         let result = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(endpoint, shutdown, Some(timeout))
             .await;
-        rotation.abort();
+        for task in background {
+            task.abort();
+        }
         if let Err(err) = state.db().close_by_ref().await {
             tracing::warn!(error = %err, "closing the database pool");
         }
@@ -443,6 +487,7 @@ pub async fn rotate_aged_keys(state: &AppState) -> usize {
         {
             Ok(RotationOutcome::Rotated { old, new }) => {
                 rotated += 1;
+                invalidation::changed(state, invalidation::Change::Issuer(issuer.id.clone())).await;
                 tracing::info!(issuer = %issuer.id, %algorithm, ?old, %new, "rotated a signing key past its maximum age");
             }
             Ok(RotationOutcome::Unchanged) => {}

@@ -119,6 +119,12 @@ pub struct Settings {
     pub verify_fetch_timeout_secs: u64,
     /// `OXBADGE_VERIFY_FETCH_MAX_BYTES`: largest document the verifier downloads. Default 1 MiB.
     pub verify_fetch_max_bytes: usize,
+    /// `OXBADGE_CACHE_REVALIDATE_MS`: longest time this instance serves a status list, or an
+    /// achievement with its issuer and active key, from memory without re-checking the database.
+    /// Changes made through this instance, and on PostgreSQL changes announced by other instances
+    /// (LISTEN/NOTIFY), take effect at once; this bounds what nothing announced (another process on
+    /// the same SQLite file, a lost notification connection). Default 1000.
+    pub cache_revalidate_ms: u64,
 }
 
 impl Default for Settings {
@@ -156,6 +162,7 @@ impl Default for Settings {
             verify_fetch_allow_private: false,
             verify_fetch_timeout_secs: 10,
             verify_fetch_max_bytes: 1024 * 1024,
+            cache_revalidate_ms: 1000,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod db;
 pub mod di;
 pub mod error;
 pub mod http;
+pub mod invalidation;
 pub mod issue;
 pub mod issuers;
 pub mod jsonld;

@@ -316,6 +316,16 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> anyhow::Result<()> {
             store.verify_keks(&conn).await?;
             let issuer = issuers::find_issuer(&conn, &issuer).await?;
             let outcome = store.rotate(&conn, &issuer, algorithm, "cli", None).await?;
+            // Running servers on PostgreSQL drop their cached key at once (others within
+            // cache_revalidate_ms).
+            if let Err(err) = oxbadge::invalidation::announce(
+                &conn,
+                &oxbadge::invalidation::Change::Issuer(issuer.id.clone()),
+            )
+            .await
+            {
+                tracing::warn!(error = %err, "could not announce the rotation");
+            }
             println!("{outcome:?}");
         }
         KeysCommand::Rewrap => {

@@ -47,3 +47,38 @@ pub async fn record(
     tracing::info!(actor, action, target_type, target_id, %details, "audit");
     Ok(())
 }
+
+/// One event for [`record_many`].
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub actor: String,
+    pub action: &'static str,
+    pub target_type: &'static str,
+    pub target_id: String,
+    pub details: serde_json::Value,
+}
+
+/// Records many audit events with one statement per 500 (inside the caller's transaction) and
+/// logs each.
+pub async fn record_many(db: &impl ConnectionTrait, events: Vec<NewEvent>) -> Result<(), DbErr> {
+    let now = Utc::now();
+    let mut rows = Vec::with_capacity(events.len());
+    for e in events {
+        tracing::info!(actor = %e.actor, action = e.action, target_type = e.target_type, target_id = %e.target_id, details = %e.details, "audit");
+        rows.push(ActiveModel {
+            id: Set(super::new_id()),
+            occurred_at: Set(now),
+            actor: Set(e.actor),
+            action: Set(e.action.to_owned()),
+            target_type: Set(e.target_type.to_owned()),
+            target_id: Set(e.target_id),
+            details: Set(e.details.to_string()),
+        });
+    }
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(500).collect();
+        Entity::insert_many(chunk).exec(db).await?;
+    }
+    Ok(())
+}

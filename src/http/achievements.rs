@@ -32,7 +32,7 @@ impl From<IssueError> for ApiError {
                 detail,
             },
             IssueError::Key(k) => k.into(),
-            IssueError::Contention => ApiError::Unavailable,
+            IssueError::Contention | IssueError::Unavailable => ApiError::Unavailable,
             IssueError::Db(db) => db.into(),
         }
     }

@@ -538,17 +538,10 @@ impl CredentialsApi {
             req.valid_until,
         )
         .map_err(|e| unprocessable(e.to_string()))?;
-        let mut results = issue::issue(
-            &state,
-            &req.achievement_id,
-            vec![award],
-            format,
-            auth.client_id(),
-        )
-        .await?;
-        let one = results
-            .pop()
-            .ok_or_else(|| ApiError::internal(std::io::Error::other("no result")))??;
+        // Grouped with concurrent issuances into one transaction; answers after the commit.
+        let one =
+            issue::queue::issue_one(&state, req.achievement_id, award, format, auth.client_id())
+                .await?;
         Ok(IssueResponse::Created(Json(issued(one))))
     }
 
@@ -800,22 +793,18 @@ impl CredentialsApi {
         body: Json<StatusRequest>,
     ) -> Result<Json<StatusResult>, ApiError> {
         let purpose = parse_purpose(&body.purpose)?;
-        let (changes, lists) = changes::set_status(
-            state.db(),
-            std::slice::from_ref(&id.0),
+        let body = body.0;
+        // Grouped with concurrent single changes into one transaction; answers after the commit.
+        let change = changes::change_one(
+            &state,
+            id.0,
             purpose,
             body.status,
-            body.reason.as_deref(),
+            body.reason,
             auth.client_id(),
         )
         .await?;
-        for list in &lists {
-            state.status_cache().invalidate(list);
-        }
-        let change = changes
-            .first()
-            .ok_or(ApiError::NotFound { what: "credential" })?;
-        Ok(Json(status_result(change)))
+        Ok(Json(status_result(&change)))
     }
 
     /// Change the status of up to 10,000 credentials atomically (all or nothing); each affected

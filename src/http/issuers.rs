@@ -18,6 +18,7 @@ use crate::{
     app::AppState,
     db::{issuer, signing_key},
     error::ApiError,
+    invalidation::{self, Change},
     issuers::{self, IssuerError, NewIssuer, ProfileFields, ProfileUpdate},
     keys::{
         identity::{IdType, verification_method_id},
@@ -395,6 +396,8 @@ impl IssuersApi {
     ) -> Result<Json<IssuerResource>, ApiError> {
         let update = ProfileUpdate::try_from(body.0)?;
         let issuer = issuers::update_issuer(state.db(), &id.0, update, auth.client_id()).await?;
+        // Credentials embed the issuer's profile: drop cached issuance contexts everywhere.
+        invalidation::changed(&state, Change::Issuer(issuer.id.clone())).await;
         Ok(Json(issuer_resource(&state, issuer)))
     }
 
@@ -456,6 +459,7 @@ impl IssuersApi {
         let RotationOutcome::Rotated { old, new } = outcome else {
             return Err(ApiError::Unavailable);
         };
+        invalidation::changed(&state, Change::Issuer(issuer.id.clone())).await;
         let key = signing_key::Entity::find_by_id(new)
             .one(state.db())
             .await?
@@ -495,7 +499,8 @@ impl IssuersApi {
                 auth.client_id(),
             )
             .await?;
-        state.verifier().keys_changed();
+        // New credentials and status lists must not be signed with the revoked key.
+        invalidation::changed(&state, Change::Issuer(issuer.id.clone())).await;
         Ok(Json(key_resource(&issuer, key)))
     }
 }

@@ -4,6 +4,9 @@
 
 pub mod bake;
 pub mod jwt;
+pub mod queue;
+
+use std::{collections::HashMap, sync::Arc};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::{ActiveModelTrait, DbErr, EntityTrait, Set};
@@ -13,6 +16,7 @@ use crate::{
     app::AppState,
     db::{self, achievement, audit_event, credential, issuer},
     di::{ProofOptions, ProofPurpose},
+    invalidation::{self, Change},
     keys::store::{ActiveP256Key, ActiveSigningKey, KeyError},
     ob::{
         self, CredentialProfile, Evidence, IdentityObject, Invalid, Recipient, ResultEntry,
@@ -23,6 +27,8 @@ use crate::{
         lists,
     },
 };
+
+pub use queue::IssuanceQueue;
 
 /// Largest batch.
 pub const MAX_BATCH: usize = 10_000;
@@ -105,6 +111,9 @@ pub enum IssueError {
     /// 503: kept losing status-index races; retry.
     #[error("concurrent issuance contention; retry")]
     Contention,
+    /// 503: the issuance writer is not running (the server is shutting down).
+    #[error("issuance is not available")]
+    Unavailable,
     /// Database failure.
     #[error(transparent)]
     Db(#[from] DbErr),
@@ -155,15 +164,39 @@ pub fn achievement_url(state: &AppState, achievement_id: &str) -> String {
     )
 }
 
-/// Everything shared by the credentials of one issuance.
-struct Template {
-    profile: CredentialProfile,
-    shape: StatusShape,
+/// What an issuance needs to know about an achievement: its rows, the issuer's active signing key,
+/// and the recipient-independent parts of the credential. Cached per achievement (see
+/// [`ContextCache`]).
+#[derive(Debug)]
+pub struct Context {
+    issuer: issuer::Model,
+    achievement: achievement::Model,
+    key: ActiveSigningKey,
     issuer_profile: Value,
-    achievement: Value,
+    achievement_doc: Value,
     name: String,
     revocation_list: String,
+}
+
+/// Everything shared by the credentials of one issuance.
+struct Template<'a> {
+    ctx: &'a Context,
+    profile: CredentialProfile,
+    shape: StatusShape,
     valid_from: DateTime<Utc>,
+}
+
+impl<'a> Template<'a> {
+    /// Issued now (to the second).
+    fn now(state: &AppState, ctx: &'a Context) -> Self {
+        let now = Utc::now();
+        Self {
+            ctx,
+            profile: state.settings().credential_profile,
+            shape: state.settings().status_shape,
+            valid_from: DateTime::<Utc>::from_timestamp(now.timestamp(), 0).unwrap_or(now),
+        }
+    }
 }
 
 fn status_entry(state: &AppState, slot: &Slot) -> Value {
@@ -185,7 +218,7 @@ fn build(state: &AppState, t: &Template, award: &Award, uri: &str, slots: &[Slot
     let subject = ob::credential_subject(
         &award.recipient,
         identity.as_ref(),
-        &t.achievement,
+        &t.ctx.achievement_doc,
         &award.results,
     );
     let mut context = match t.profile {
@@ -200,8 +233,8 @@ fn build(state: &AppState, t: &Template, award: &Award, uri: &str, slots: &[Slot
         "@context": context,
         "id": uri,
         "type": ["VerifiableCredential", "OpenBadgeCredential"],
-        "issuer": t.issuer_profile,
-        "name": t.name,
+        "issuer": t.ctx.issuer_profile,
+        "name": t.ctx.name,
         "credentialSubject": subject,
         "credentialSchema": [{"id": ob::OB_SCHEMA_ID, "type": "1EdTechJsonSchemaValidator2019"}],
     });
@@ -219,7 +252,7 @@ fn build(state: &AppState, t: &Template, award: &Award, uri: &str, slots: &[Slot
     let revocation = slots.iter().find(|s| s.purpose == Purpose::Revocation);
     vc["credentialStatus"] = match (t.shape, revocation) {
         (StatusShape::OneEdTech, _) | (_, None) => {
-            json!({"id": t.revocation_list, "type": "1EdTechRevocationList"})
+            json!({"id": t.ctx.revocation_list, "type": "1EdTechRevocationList"})
         }
         (StatusShape::Bitstring, Some(r)) => status_entry(state, r),
         (StatusShape::BitstringBoth, _) => {
@@ -263,11 +296,175 @@ fn sign(
                 .map_err(|e| IssueError::Unsignable(e.to_string()))?;
             Ok((signed, None))
         }
-        // `issue` selects the key from the format, so this cannot happen.
+        // `prepare_part` selects the key from the format, so this cannot happen.
         (format, _) => Err(IssueError::Unsignable(format!(
             "the selected key cannot sign proof format {format:?}"
         ))),
     }
+}
+
+/// Loads what an issuance of `achievement_id` needs (no cache).
+async fn load_context(state: &AppState, achievement_id: &str) -> Result<Context, IssueError> {
+    let db = state.db();
+    let achievement = achievement::Entity::find_by_id(achievement_id.to_owned())
+        .one(db)
+        .await?
+        .ok_or(IssueError::NotFound("achievement"))?;
+    let issuer = issuer::Entity::find_by_id(achievement.issuer_id.clone())
+        .one(db)
+        .await?
+        .ok_or(IssueError::NotFound("issuer"))?;
+    let definition: ob::AchievementDefinition = serde_json::from_str(&achievement.document)
+        .map_err(|e| IssueError::Unsignable(format!("stored achievement: {e}")))?;
+    let key = state.keys().active_signing_key(db, &issuer).await?;
+    Ok(Context {
+        issuer_profile: issuer_profile(&issuer),
+        achievement_doc: definition.to_achievement(&achievement_url(state, &achievement.id)),
+        name: definition.name.clone(),
+        revocation_list: lists::revocation_list_url(state, &issuer.id),
+        issuer,
+        achievement,
+        key,
+    })
+}
+
+/// Issuance contexts by achievement id. An entry is used for at most the revalidation interval;
+/// a change to the achievement, its issuer or the issuer's keys made through this instance (or
+/// announced by another one over PostgreSQL NOTIFY) evicts it at once. Like the status-list cache,
+/// a load that started before an eviction is not cached.
+pub struct ContextCache {
+    entries: std::sync::RwLock<HashMap<String, CachedContext>>,
+    generation: std::sync::atomic::AtomicU64,
+    max_age: std::time::Duration,
+}
+
+struct CachedContext {
+    context: Arc<Context>,
+    loaded: std::time::Instant,
+}
+
+impl ContextCache {
+    /// A cache whose entries live at most `max_age`.
+    pub fn new(max_age: std::time::Duration) -> Self {
+        Self {
+            entries: std::sync::RwLock::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            max_age,
+        }
+    }
+
+    /// Drops the contexts of every achievement of `issuer_id` (profile or key changed).
+    pub fn invalidate_issuer(&self, issuer_id: &str) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut map) = self.entries.write() {
+            map.retain(|_, c| c.context.issuer.id != issuer_id);
+        }
+    }
+
+    /// Drops the context of one achievement (its definition changed).
+    pub fn invalidate_achievement(&self, achievement_id: &str) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut map) = self.entries.write() {
+            map.remove(achievement_id);
+        }
+    }
+
+    /// Drops everything (announcements may have been missed).
+    pub fn invalidate_all(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut map) = self.entries.write() {
+            map.clear();
+        }
+    }
+}
+
+/// The issuance context of `achievement_id`, from the cache when it is young enough.
+pub async fn context(state: &AppState, achievement_id: &str) -> Result<Arc<Context>, IssueError> {
+    let cache = state.issuance_contexts();
+    if let Ok(map) = cache.entries.read()
+        && let Some(hit) = map.get(achievement_id)
+        && hit.loaded.elapsed() < cache.max_age
+    {
+        return Ok(hit.context.clone());
+    }
+    let generation = cache.generation.load(std::sync::atomic::Ordering::SeqCst);
+    let context = Arc::new(load_context(state, achievement_id).await?);
+    if let Ok(mut map) = cache.entries.write()
+        && cache.generation.load(std::sync::atomic::Ordering::SeqCst) == generation
+    {
+        map.insert(
+            achievement_id.to_owned(),
+            CachedContext {
+                context: context.clone(),
+                loaded: std::time::Instant::now(),
+            },
+        );
+    }
+    Ok(context)
+}
+
+/// Credentials of one achievement, format and actor, picked and signed, ready to store.
+struct Part {
+    ctx: Arc<Context>,
+    format: ProofFormat,
+    key: IssuingKey,
+    actor: String,
+    slots: Vec<Vec<Slot>>,
+    signed: Vec<Signed>,
+    /// Holds the picked indexes in this process until the part is stored or abandoned.
+    held: allocator::Held,
+}
+
+/// Picks status indexes for `awards` and signs their credentials.
+async fn prepare_part(
+    state: &AppState,
+    ctx: Arc<Context>,
+    awards: &[Award],
+    format: ProofFormat,
+    actor: &str,
+) -> Result<Part, IssueError> {
+    let (slots, held) = allocator::pick_slots(
+        state.db(),
+        state.in_flight_slots(),
+        &ctx.issuer.id,
+        &Purpose::ALL,
+        awards.len(),
+        state.settings().status_list_fill_ratio,
+    )
+    .await?;
+    let key = match format {
+        ProofFormat::Jwt(JwtAlgorithm::Es256) => IssuingKey::P256(
+            state
+                .keys()
+                .active_p256_key(state.db(), &ctx.issuer, actor)
+                .await?,
+        ),
+        ProofFormat::Jwt(JwtAlgorithm::EdDsa) | ProofFormat::DataIntegrity => {
+            IssuingKey::Ed25519(ctx.key.clone())
+        }
+    };
+    let template = Template::now(state, &ctx);
+    let signed = sign_all(state, &template, &key, awards, &slots, format).await;
+    Ok(Part {
+        ctx,
+        format,
+        key,
+        actor: actor.to_owned(),
+        slots,
+        signed,
+        held,
+    })
+}
+
+/// Short random pause before retrying a lost race.
+async fn backoff() {
+    tokio::time::sleep(std::time::Duration::from_millis(
+        2 + u64::from(rand::random::<u8>() % 16),
+    ))
+    .await;
 }
 
 /// Issues one credential per award for `achievement_id`, all in one transaction: every credential
@@ -285,67 +482,14 @@ pub async fn issue(
             reason: format!("between 1 and {MAX_BATCH} per request"),
         }));
     }
-    let db = state.db();
-    let achievement = achievement::Entity::find_by_id(achievement_id.to_owned())
-        .one(db)
-        .await?
-        .ok_or(IssueError::NotFound("achievement"))?;
-    let issuer = issuer::Entity::find_by_id(achievement.issuer_id.clone())
-        .one(db)
-        .await?
-        .ok_or(IssueError::NotFound("issuer"))?;
-    let definition: ob::AchievementDefinition = serde_json::from_str(&achievement.document)
-        .map_err(|e| IssueError::Unsignable(format!("stored achievement: {e}")))?;
-    let key = match format {
-        ProofFormat::Jwt(JwtAlgorithm::Es256) => {
-            IssuingKey::P256(state.keys().active_p256_key(db, &issuer, actor).await?)
-        }
-        ProofFormat::Jwt(JwtAlgorithm::EdDsa) | ProofFormat::DataIntegrity => {
-            IssuingKey::Ed25519(state.keys().active_signing_key(db, &issuer).await?)
-        }
-    };
-    let settings = state.settings();
-    let valid_from = Utc::now();
-    let valid_from =
-        DateTime::<Utc>::from_timestamp(valid_from.timestamp(), 0).unwrap_or(valid_from);
-    let template = Template {
-        profile: settings.credential_profile,
-        shape: settings.status_shape,
-        issuer_profile: issuer_profile(&issuer),
-        achievement: definition.to_achievement(&achievement_url(state, &achievement.id)),
-        name: definition.name.clone(),
-        revocation_list: lists::revocation_list_url(state, &issuer.id),
-        valid_from,
-    };
+    let ctx = context(state, achievement_id).await?;
     for attempt in 0..5 {
-        let slots = allocator::pick_slots(
-            db,
-            &issuer.id,
-            &Purpose::ALL,
-            awards.len(),
-            settings.status_list_fill_ratio,
-        )
-        .await?;
-        let signed = sign_all(state, &key, &template, &awards, &slots, format, valid_from).await;
-        match store(
-            state,
-            &issuer,
-            &achievement,
-            &key,
-            format,
-            signed,
-            &slots,
-            actor,
-        )
-        .await
-        {
-            Ok(results) => return Ok(results),
+        let part = prepare_part(state, ctx.clone(), &awards, format, actor).await?;
+        match store(state, vec![part]).await {
+            Ok(mut results) => return Ok(results.pop().unwrap_or_default()),
             Err(IssueError::Db(err)) if db::is_retryable(&err) => {
                 tracing::debug!(attempt, error = %err, "lost a concurrent race; picking again");
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    2 + u64::from(rand::random::<u8>() % 16),
-                ))
-                .await;
+                backoff().await;
             }
             Err(other) => return Err(other),
         }
@@ -359,13 +503,13 @@ type Signed = Result<(String, String, Value, Option<String>), IssueError>;
 /// (results in request order).
 async fn sign_all(
     state: &AppState,
+    t: &Template<'_>,
     key: &IssuingKey,
-    t: &Template,
     awards: &[Award],
     slots: &[Vec<Slot>],
     format: ProofFormat,
-    created: DateTime<Utc>,
 ) -> Vec<Signed> {
+    let created = t.valid_from;
     let built: Vec<(String, String, Value)> = awards
         .iter()
         .zip(slots)
@@ -411,91 +555,113 @@ async fn sign_all(
     out
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Stores the signed credentials of every part, with their status entries and one audit event per
+/// part, in ONE transaction. Results are per part, per award, in order.
 async fn store(
     state: &AppState,
-    issuer: &issuer::Model,
-    achievement: &achievement::Model,
-    key: &IssuingKey,
-    format: ProofFormat,
-    signed: Vec<Signed>,
-    slots: &[Vec<Slot>],
-    actor: &str,
-) -> Result<Vec<Result<Issued, IssueError>>, IssueError> {
+    parts: Vec<Part>,
+) -> Result<Vec<Vec<Result<Issued, IssueError>>>, IssueError> {
     let now = Utc::now();
     let mut rows = Vec::new();
-    let mut reservations: Vec<(String, &[Slot])> = Vec::new();
-    let mut results = Vec::with_capacity(signed.len());
-    for (item, item_slots) in signed.into_iter().zip(slots) {
-        match item {
-            Ok((id, uri, credential, jws)) => {
-                let date = |keys: [&str; 2]| {
-                    keys.iter()
-                        .find_map(|k| credential.get(*k))
-                        .and_then(Value::as_str)
-                        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                        .map(|t| t.with_timezone(&Utc))
-                };
-                let valid_from = date(["validFrom", "issuanceDate"]).unwrap_or(now);
-                let valid_until = date(["validUntil", "expirationDate"]);
-                let document = match &jws {
-                    Some(jws) => jws.clone(),
-                    None => credential.to_string(),
-                };
-                rows.push(credential::ActiveModel {
-                    id: Set(id.clone()),
-                    credential_uri: Set(uri.clone()),
-                    issuer_id: Set(issuer.id.clone()),
-                    achievement_id: Set(Some(achievement.id.clone())),
-                    format: Set(format.as_str().to_owned()),
-                    document: Set(document),
-                    key_id: Set(key.key_id().to_owned()),
-                    valid_from: Set(valid_from),
-                    valid_until: Set(valid_until),
-                    created_at: Set(now),
-                });
-                reservations.push((id.clone(), item_slots.as_slice()));
-                results.push(Ok(Issued {
-                    id,
-                    credential_uri: uri,
-                    format,
-                    credential,
-                    jwt: jws,
-                }));
+    let mut reservations: Vec<(String, Vec<Slot>)> = Vec::new();
+    let mut audits = Vec::with_capacity(parts.len());
+    let mut all_results = Vec::with_capacity(parts.len());
+    // The picked indexes stay held until the transaction is over.
+    let mut held = Vec::with_capacity(parts.len());
+    for part in parts {
+        held.push(part.held);
+        let mut results = Vec::with_capacity(part.signed.len());
+        let mut ids = Vec::new();
+        for (item, item_slots) in part.signed.into_iter().zip(part.slots) {
+            match item {
+                Ok((id, uri, credential, jws)) => {
+                    let date = |keys: [&str; 2]| {
+                        keys.iter()
+                            .find_map(|k| credential.get(*k))
+                            .and_then(Value::as_str)
+                            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                            .map(|t| t.with_timezone(&Utc))
+                    };
+                    let valid_from = date(["validFrom", "issuanceDate"]).unwrap_or(now);
+                    let valid_until = date(["validUntil", "expirationDate"]);
+                    let document = match &jws {
+                        Some(jws) => jws.clone(),
+                        None => credential.to_string(),
+                    };
+                    rows.push(credential::ActiveModel {
+                        id: Set(id.clone()),
+                        credential_uri: Set(uri.clone()),
+                        issuer_id: Set(part.ctx.issuer.id.clone()),
+                        achievement_id: Set(Some(part.ctx.achievement.id.clone())),
+                        format: Set(part.format.as_str().to_owned()),
+                        document: Set(document),
+                        key_id: Set(part.key.key_id().to_owned()),
+                        valid_from: Set(valid_from),
+                        valid_until: Set(valid_until),
+                        created_at: Set(now),
+                    });
+                    reservations.push((id.clone(), item_slots));
+                    ids.push(id.clone());
+                    results.push(Ok(Issued {
+                        id,
+                        credential_uri: uri,
+                        format: part.format,
+                        credential,
+                        jwt: jws,
+                    }));
+                }
+                Err(e) => results.push(Err(e)),
             }
-            Err(e) => results.push(Err(e)),
         }
+        if !ids.is_empty() {
+            audits.push((
+                part.ctx,
+                part.format,
+                part.key.key_id().to_owned(),
+                part.actor,
+                ids,
+            ));
+        }
+        all_results.push(results);
     }
     if rows.is_empty() {
-        return Ok(results);
+        return Ok(all_results);
     }
     let txn = db::begin_write(state.db()).await?;
     let refs: Vec<(&str, &[Slot])> = reservations
         .iter()
-        .map(|(id, s)| (id.as_str(), *s))
+        .map(|(id, s)| (id.as_str(), s.as_slice()))
         .collect();
     allocator::reserve(&txn, &refs).await?;
-    let count = rows.len();
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<_> = rows.by_ref().take(200).collect();
         credential::Entity::insert_many(chunk).exec(&txn).await?;
     }
-    let first = results
-        .iter()
-        .find_map(|r| r.as_ref().ok().map(|i| i.id.clone()))
-        .unwrap_or_default();
-    audit_event::record(
-        &txn,
-        actor,
-        "credential.issued",
-        "credential",
-        if count == 1 { &first } else { &achievement.id },
-        json!({"count": count, "achievement": achievement.id, "issuer": issuer.id, "format": format.as_str(), "key": key.key_id()}),
-    )
-    .await?;
+    for (ctx, format, key_id, actor, ids) in audits {
+        let count = ids.len();
+        let mut details = json!({"count": count, "achievement": ctx.achievement.id, "issuer": ctx.issuer.id, "format": format.as_str(), "key": key_id});
+        // Grouped single issuances stay traceable one by one; a large batch records its count.
+        if (2..=queue::MAX_GROUP).contains(&count) {
+            details["credentials"] = json!(ids);
+        }
+        audit_event::record(
+            &txn,
+            &actor,
+            "credential.issued",
+            "credential",
+            if count == 1 {
+                &ids[0]
+            } else {
+                &ctx.achievement.id
+            },
+            details,
+        )
+        .await?;
+    }
     txn.commit().await?;
-    Ok(results)
+    drop(held);
+    Ok(all_results)
 }
 
 /// Stores a new achievement definition for an issuer.
@@ -566,7 +732,10 @@ pub async fn update_achievement(
         json!({}),
     )
     .await?;
+    let change = Change::Achievement(achievement_id.to_owned());
+    invalidation::announce(&txn, &change).await?;
     txn.commit().await?;
+    invalidation::evict(state, &change);
     Ok(updated)
 }
 

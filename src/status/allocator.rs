@@ -4,8 +4,13 @@
 //! Correct under concurrency on SQLite and PostgreSQL with any number of instances: an index is
 //! only taken by inserting its (list, index) primary key in the transaction that stores the
 //! credential, and at most one list per issuer and purpose is open (a partial unique index).
+//! Within one process, indexes picked but not yet committed are held in memory ([`InFlight`]), so
+//! that pipelined and concurrent issuances of one instance never pick the same index twice.
 
-use std::collections::HashSet;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
 
 use chrono::Utc;
 use rand::Rng;
@@ -56,6 +61,62 @@ pub struct Slot {
     pub purpose: Purpose,
     pub list_id: String,
     pub index: i32,
+}
+
+/// Indexes this process picked and has not yet committed or abandoned, by list.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    held: Mutex<HashMap<String, HashSet<i32>>>,
+}
+
+impl InFlight {
+    /// Holds `index` of `list_id` unless it is already held.
+    fn try_hold(&self, list_id: &str, index: i32) -> bool {
+        let Ok(mut held) = self.held.lock() else {
+            return false;
+        };
+        match held.get_mut(list_id) {
+            Some(set) => set.insert(index),
+            None => {
+                held.insert(list_id.to_owned(), HashSet::from([index]));
+                true
+            }
+        }
+    }
+
+    fn count(&self, list_id: &str) -> usize {
+        self.held
+            .lock()
+            .map(|h| h.get(list_id).map_or(0, HashSet::len))
+            .unwrap_or(0)
+    }
+
+    fn release(&self, slots: &[(String, i32)]) {
+        if let Ok(mut held) = self.held.lock() {
+            for (list_id, index) in slots {
+                if let Some(set) = held.get_mut(list_id) {
+                    set.remove(index);
+                    if set.is_empty() {
+                        held.remove(list_id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Picked indexes held in [`InFlight`] until this guard drops (after the commit, or when the
+/// attempt is abandoned).
+#[derive(Debug)]
+pub struct Held {
+    owner: Arc<InFlight>,
+    slots: Vec<(String, i32)>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.owner.release(&self.slots);
+    }
 }
 
 /// The open list of `issuer_id` for `purpose`, opening one when there is none.
@@ -128,21 +189,29 @@ async fn taken_among(
 }
 
 /// Picks `count` random free indexes per purpose for an issuer (not yet reserved: they are taken
-/// by [`reserve`] in the credential's transaction). Lists past `fill_ratio` are closed first.
+/// by [`reserve`] in the credential's transaction, and held in `in_flight` until the returned guard
+/// drops). Lists past `fill_ratio` are closed first.
 pub async fn pick_slots(
     db: &DatabaseConnection,
+    in_flight: &Arc<InFlight>,
     issuer_id: &str,
     purposes: &[Purpose],
     count: usize,
     fill_ratio: f64,
-) -> Result<Vec<Vec<Slot>>, DbErr> {
+) -> Result<(Vec<Vec<Slot>>, Held), DbErr> {
     let mut per_credential: Vec<Vec<Slot>> = vec![Vec::with_capacity(purposes.len()); count];
+    let mut held = Held {
+        owner: in_flight.clone(),
+        slots: Vec::with_capacity(count * purposes.len()),
+    };
     for &purpose in purposes {
         let mut assigned = 0;
         while assigned < count {
             let list = open_list(db, issuer_id, purpose).await?;
             let limit = ((f64::from(list.size) * fill_ratio) as i32).clamp(1, list.size);
-            let room = usize::try_from(limit - list.allocated).unwrap_or(0);
+            let room = usize::try_from(limit - list.allocated)
+                .unwrap_or(0)
+                .saturating_sub(in_flight.count(&list.id));
             if room == 0 {
                 close_list(db, &list.id).await?;
                 continue;
@@ -173,10 +242,11 @@ pub async fn pick_slots(
                         let candidate = candidates
                             .next()
                             .unwrap_or_else(|| rng.gen_range(0..list.size));
-                        if used.insert(candidate) {
+                        if used.insert(candidate) && in_flight.try_hold(&list.id, candidate) {
                             break candidate;
                         }
                     };
+                    held.slots.push((list.id.clone(), index));
                     slots.push(Slot {
                         purpose,
                         list_id: list.id.clone(),
@@ -191,7 +261,7 @@ pub async fn pick_slots(
             }
         }
     }
-    Ok(per_credential)
+    Ok((per_credential, held))
 }
 
 async fn close_list(db: &impl ConnectionTrait, list_id: &str) -> Result<(), DbErr> {

@@ -1,17 +1,27 @@
 //! Changing credential status: revocation (final) and suspension (reversible), one credential or
 //! thousands at once. Every change is durable before the answer, bumps each affected list's version
-//! exactly once, and is recorded in the audit trail.
+//! exactly once per transaction, is announced to other instances, and is recorded in the audit
+//! trail.
+//!
+//! Single changes go through a group-commit writer ([`change_one`], [`run`]): the changes waiting
+//! at one moment are applied in ONE transaction, in arrival order, each with its own result (an
+//! unknown credential or an attempt to undo a revocation fails only that change).
 
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, ExprTrait, QueryFilter, QuerySelect,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait, QueryFilter, QuerySelect,
     sea_query::Expr,
 };
+use tokio::sync::{mpsc, oneshot};
 
 use super::{allocator::Purpose, lists::StatusError};
-use crate::db::{self, audit_event, credential, status_entry, status_list};
+use crate::{
+    app::AppState,
+    db::{self, audit_event, credential, status_entry, status_list},
+    invalidation::{self, Change},
+};
 
 /// Largest number of credentials one request may change.
 pub const MAX_BULK: usize = 10_000;
@@ -114,6 +124,7 @@ pub async fn set_status(
             .filter(status_list::Column::Id.eq(*list_id))
             .exec(&txn)
             .await?;
+        invalidation::announce(&txn, &Change::StatusList((*list_id).to_owned())).await?;
     }
     if !to_change.is_empty() {
         let action = match (purpose, status) {
@@ -150,6 +161,254 @@ pub async fn set_status(
         })
         .collect();
     Ok((changes, lists))
+}
+
+/// Most single changes applied in one transaction.
+const MAX_GROUP: usize = 512;
+
+type Reply = oneshot::Sender<Result<StatusChange, StatusError>>;
+
+/// One queued single status change.
+pub struct Request {
+    credential_id: String,
+    purpose: Purpose,
+    status: bool,
+    reason: Option<String>,
+    actor: String,
+    reply: Reply,
+}
+
+/// The queue in front of the status writer (started by [`crate::App::run_until`]).
+pub struct StatusQueue {
+    tx: mpsc::Sender<Request>,
+    rx: std::sync::Mutex<Option<mpsc::Receiver<Request>>>,
+}
+
+impl Default for StatusQueue {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(4096);
+        Self {
+            tx,
+            rx: std::sync::Mutex::new(Some(rx)),
+        }
+    }
+}
+
+impl StatusQueue {
+    /// The receiving end, once (for the writer task).
+    pub fn take_receiver(&self) -> Option<mpsc::Receiver<Request>> {
+        self.rx.lock().ok()?.take()
+    }
+}
+
+/// Sets `purpose` to `status` for one credential through the writer. Answers once the change is
+/// committed and this instance's copy of the list is evicted, so the next read shows it.
+pub async fn change_one(
+    state: &AppState,
+    credential_id: String,
+    purpose: Purpose,
+    status: bool,
+    reason: Option<String>,
+    actor: &str,
+) -> Result<StatusChange, StatusError> {
+    let (reply, answer) = oneshot::channel();
+    // The writer is gone only while shutting down: answer 503 like an unreachable database.
+    let unavailable = || {
+        StatusError::Db(DbErr::ConnectionAcquire(
+            sea_orm::ConnAcquireErr::ConnectionClosed,
+        ))
+    };
+    state
+        .status_queue()
+        .tx
+        .send(Request {
+            credential_id,
+            purpose,
+            status,
+            reason,
+            actor: actor.to_owned(),
+            reply,
+        })
+        .await
+        .map_err(|_| unavailable())?;
+    answer.await.map_err(|_| unavailable())?
+}
+
+/// The writer: applies whatever changes are waiting in one transaction, until every sender is gone.
+pub async fn run(state: AppState, mut rx: mpsc::Receiver<Request>) {
+    let mut buf = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut buf, MAX_GROUP).await > 0 {
+        let group = std::mem::replace(&mut buf, Vec::with_capacity(MAX_GROUP));
+        apply_group(&state, group).await;
+    }
+}
+
+async fn apply_group(state: &AppState, group: Vec<Request>) {
+    let mut last = DbErr::Custom("status changes kept losing races".into());
+    for attempt in 0..5 {
+        match try_apply(state.db(), &group).await {
+            Ok((outcomes, lists)) => {
+                for list in lists {
+                    state.status_cache().invalidate(&list);
+                }
+                for (request, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = request.reply.send(outcome);
+                }
+                return;
+            }
+            Err(err) if db::is_retryable(&err) => {
+                tracing::debug!(attempt, error = %err, "grouped status change lost a race; retrying");
+                last = err;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    2 + u64::from(rand::random::<u8>() % 16),
+                ))
+                .await;
+            }
+            Err(err) => {
+                last = err;
+                break;
+            }
+        }
+    }
+    for request in group {
+        let _ = request.reply.send(Err(StatusError::Db(last.clone())));
+    }
+}
+
+/// An entry as the group has left it so far.
+struct EntryState {
+    value: i16,
+    reason: Option<String>,
+    updated_at: DateTime<Utc>,
+    dirty: bool,
+}
+
+/// The per-request outcomes of a group and the lists it changed; an `Err` means nothing was stored.
+type GroupOutcome = (Vec<Result<StatusChange, StatusError>>, BTreeSet<String>);
+
+async fn try_apply(db: &DatabaseConnection, group: &[Request]) -> Result<GroupOutcome, DbErr> {
+    let txn = db::begin_write(db).await?;
+    let ids: BTreeSet<&str> = group.iter().map(|r| r.credential_id.as_str()).collect();
+    let mut entries: HashMap<(String, Purpose), status_entry::Model> = HashMap::new();
+    let ids: Vec<String> = ids.into_iter().map(str::to_owned).collect();
+    for chunk in ids.chunks(500) {
+        let rows = status_entry::Entity::find()
+            .filter(status_entry::Column::CredentialId.is_in(chunk.iter().cloned()))
+            .find_also_related(status_list::Entity)
+            .all(&txn)
+            .await?;
+        for (entry, list) in rows {
+            if let Some(purpose) = list.and_then(|l| Purpose::parse(&l.purpose)) {
+                entries.insert((entry.credential_id.clone(), purpose), entry);
+            }
+        }
+    }
+    let now = Utc::now();
+    // The value, reason and time of every entry touched so far, so that later changes of the same
+    // group see earlier ones.
+    let mut current: HashMap<(String, i32), EntryState> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(group.len());
+    let mut audits = Vec::new();
+    let mut lists = BTreeSet::new();
+    for r in group {
+        let Some(entry) = entries.get(&(r.credential_id.clone(), r.purpose)) else {
+            let exists = credential::Entity::find_by_id(r.credential_id.clone())
+                .select_only()
+                .column(credential::Column::Id)
+                .into_tuple::<String>()
+                .one(&txn)
+                .await?
+                .is_some();
+            outcomes.push(Err(if exists {
+                StatusError::Invalid(format!(
+                    "credential {} has no {} entry",
+                    r.credential_id,
+                    r.purpose.as_str()
+                ))
+            } else {
+                StatusError::NotFound("credential")
+            }));
+            continue;
+        };
+        let now_state = current
+            .entry((entry.list_id.clone(), entry.idx))
+            .or_insert_with(|| EntryState {
+                value: entry.value,
+                reason: entry.reason.clone(),
+                updated_at: entry.updated_at,
+                dirty: false,
+            });
+        if r.purpose == Purpose::Revocation && !r.status && now_state.value == 1 {
+            outcomes.push(Err(StatusError::RevocationIsFinal(r.credential_id.clone())));
+            continue;
+        }
+        let wanted = i16::from(r.status);
+        let changed = now_state.value != wanted;
+        if changed {
+            *now_state = EntryState {
+                value: wanted,
+                reason: r.reason.clone(),
+                updated_at: now,
+                dirty: true,
+            };
+            lists.insert(entry.list_id.clone());
+            audits.push(audit_event::NewEvent {
+                actor: r.actor.clone(),
+                action: match (r.purpose, r.status) {
+                    (Purpose::Revocation, _) => "credential.revoked",
+                    (Purpose::Suspension, true) => "credential.suspended",
+                    (Purpose::Suspension, false) => "credential.unsuspended",
+                },
+                target_type: "credential",
+                target_id: r.credential_id.clone(),
+                details: serde_json::json!({"reason": r.reason}),
+            });
+        }
+        outcomes.push(Ok(StatusChange {
+            credential_id: r.credential_id.clone(),
+            purpose: r.purpose,
+            status: r.status,
+            changed,
+            updated_at: now_state.updated_at,
+        }));
+    }
+    // Entries whose value changed, written in as few statements as there are distinct
+    // (list, value, reason) combinations.
+    let mut writes: HashMap<(&str, i16, Option<&str>), Vec<i32>> = HashMap::new();
+    for ((list_id, idx), e) in current.iter().filter(|(_, e)| e.dirty) {
+        writes
+            .entry((list_id.as_str(), e.value, e.reason.as_deref()))
+            .or_default()
+            .push(*idx);
+    }
+    for ((list_id, value, reason), idxs) in writes {
+        status_entry::Entity::update_many()
+            .col_expr(status_entry::Column::Value, Expr::value(value))
+            .col_expr(
+                status_entry::Column::Reason,
+                Expr::value(reason.map(str::to_owned)),
+            )
+            .col_expr(status_entry::Column::UpdatedAt, Expr::value(now))
+            .filter(status_entry::Column::ListId.eq(list_id))
+            .filter(status_entry::Column::Idx.is_in(idxs))
+            .exec(&txn)
+            .await?;
+    }
+    for list_id in &lists {
+        status_list::Entity::update_many()
+            .col_expr(
+                status_list::Column::Version,
+                Expr::col(status_list::Column::Version).add(1),
+            )
+            .col_expr(status_list::Column::UpdatedAt, Expr::value(now))
+            .filter(status_list::Column::Id.eq(list_id))
+            .exec(&txn)
+            .await?;
+        invalidation::announce(&txn, &Change::StatusList(list_id.clone())).await?;
+    }
+    audit_event::record_many(&txn, audits).await?;
+    txn.commit().await?;
+    Ok((outcomes, lists))
 }
 
 /// Revoked and suspended flags of many credentials in one pass (missing ids are neither).

@@ -5,6 +5,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, RwLock},
+    time::Instant,
 };
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -45,6 +46,8 @@ pub enum StatusError {
 /// A signed list ready to serve.
 #[derive(Debug)]
 pub struct SignedList {
+    /// The issuer (CUID) whose key signed it.
+    pub issuer_id: String,
     /// The list version it reflects.
     pub version: i64,
     /// The signed credential, serialized once.
@@ -57,27 +60,97 @@ pub struct SignedList {
     pub max_age: i64,
 }
 
-/// Signed lists by list id.
-#[derive(Default)]
+/// Signed lists by list id, served without touching the database.
+///
+/// An entry is trusted for `revalidate` after it was built or last checked against the list's
+/// version in the database; a change made through this instance (or announced by another one over
+/// PostgreSQL NOTIFY) evicts it at once. Each list has a generation that every eviction bumps: a
+/// rebuild that started before an eviction is not cached, so it cannot put back a list that
+/// predates the change.
 pub struct StatusListCache {
-    entries: RwLock<HashMap<String, Arc<SignedList>>>,
+    entries: RwLock<HashMap<String, CacheSlot>>,
+    revalidate: std::time::Duration,
 }
 
-impl StatusListCache {
-    fn get(&self, list_id: &str) -> Option<Arc<SignedList>> {
-        self.entries.read().ok()?.get(list_id).cloned()
-    }
+#[derive(Default)]
+struct CacheSlot {
+    generation: u64,
+    list: Option<(Arc<SignedList>, Instant)>,
+}
 
-    fn put(&self, list_id: &str, list: Arc<SignedList>) {
-        if let Ok(mut map) = self.entries.write() {
-            map.insert(list_id.to_owned(), list);
+/// What the cache knows about a list: its generation and, when present, the list and whether it
+/// was checked within the revalidation interval.
+type Lookup = (u64, Option<(Arc<SignedList>, bool)>);
+
+impl StatusListCache {
+    /// A cache that re-checks an entry's version after `revalidate`.
+    pub fn new(revalidate: std::time::Duration) -> Self {
+        Self {
+            entries: RwLock::new(HashMap::new()),
+            revalidate,
         }
     }
 
-    /// Drops a list after a change on this instance.
+    fn lookup(&self, list_id: &str) -> Lookup {
+        let Ok(map) = self.entries.read() else {
+            return (u64::MAX, None);
+        };
+        match map.get(list_id) {
+            Some(slot) => (
+                slot.generation,
+                slot.list
+                    .as_ref()
+                    .map(|(list, checked)| (list.clone(), checked.elapsed() < self.revalidate)),
+            ),
+            None => (0, None),
+        }
+    }
+
+    /// Stores `list` (or marks the present one as checked) unless the list was evicted since
+    /// `generation` was read.
+    fn put(&self, list_id: &str, generation: u64, list: Arc<SignedList>) {
+        if let Ok(mut map) = self.entries.write() {
+            let slot = map.entry(list_id.to_owned()).or_default();
+            if slot.generation == generation {
+                slot.list = Some((list, Instant::now()));
+            }
+        }
+    }
+
+    /// Drops a list after a change (on this instance, or announced by another one).
     pub fn invalidate(&self, list_id: &str) {
         if let Ok(mut map) = self.entries.write() {
-            map.remove(list_id);
+            let slot = map.entry(list_id.to_owned()).or_default();
+            slot.generation += 1;
+            slot.list = None;
+        }
+    }
+
+    /// Drops the lists of an issuer (its keys changed: they must be signed again).
+    pub fn invalidate_issuer(&self, issuer_id: &str) {
+        if let Ok(mut map) = self.entries.write() {
+            for slot in map.values_mut() {
+                // Every generation moves, so that no rebuild under way can store a list signed
+                // with the old key; only this issuer's lists are dropped.
+                slot.generation += 1;
+                if slot
+                    .list
+                    .as_ref()
+                    .is_some_and(|(l, _)| l.issuer_id == issuer_id)
+                {
+                    slot.list = None;
+                }
+            }
+        }
+    }
+
+    /// Drops every list (the notification connection was lost, so changes may have been missed).
+    pub fn invalidate_all(&self) {
+        if let Ok(mut map) = self.entries.write() {
+            for slot in map.values_mut() {
+                slot.generation += 1;
+                slot.list = None;
+            }
         }
     }
 }
@@ -98,20 +171,34 @@ pub fn revocation_list_url(state: &AppState, issuer_cuid: &str) -> String {
     )
 }
 
-/// The current signed list: from the cache when its version is current and it is still valid,
-/// else rebuilt from the entries and signed with the issuer's active key.
+/// The current signed list: from memory while it is fresh (see [`StatusListCache`]) and still
+/// valid, else rebuilt from the entries and signed with the issuer's active key.
 pub async fn signed_list(state: &AppState, list_id: &str) -> Result<Arc<SignedList>, StatusError> {
+    let now = Utc::now();
+    // The generation is read before the database: a change committed after this point bumps it,
+    // so what is read below is only cached when no change came in between.
+    let (generation, cached) = state.status_cache().lookup(list_id);
+    if let Some((hit, fresh)) = cached
+        && hit.valid_until > now + Duration::seconds(5)
+    {
+        if fresh {
+            return Ok(hit);
+        }
+        let version: Option<i64> = status_list::Entity::find_by_id(list_id.to_owned())
+            .select_only()
+            .column(status_list::Column::Version)
+            .into_tuple()
+            .one(state.db())
+            .await?;
+        if version == Some(hit.version) {
+            state.status_cache().put(list_id, generation, hit.clone());
+            return Ok(hit);
+        }
+    }
     let list = status_list::Entity::find_by_id(list_id.to_owned())
         .one(state.db())
         .await?
         .ok_or(StatusError::NotFound("status list"))?;
-    let now = Utc::now();
-    if let Some(hit) = state.status_cache().get(list_id)
-        && hit.version == list.version
-        && hit.valid_until > now + Duration::seconds(5)
-    {
-        return Ok(hit);
-    }
     let issuer = issuer::Entity::find_by_id(list.issuer_id.clone())
         .one(state.db())
         .await?
@@ -169,13 +256,14 @@ pub async fn signed_list(state: &AppState, list_id: &str) -> Result<Arc<SignedLi
         hex::encode(&Sha256::digest(body.as_bytes())[..16])
     );
     let fresh = Arc::new(SignedList {
+        issuer_id: list.issuer_id.clone(),
         version: list.version,
         body,
         etag,
         valid_until,
         max_age: ttl_secs,
     });
-    state.status_cache().put(list_id, fresh.clone());
+    state.status_cache().put(list_id, generation, fresh.clone());
     Ok(fresh)
 }
 

@@ -53,7 +53,8 @@ pub struct VerifyOptions {
 }
 
 /// How long the keys of this service's own issuers are reused before the database is asked again:
-/// a key revoked on another instance stops verifying within this time (at once on this one).
+/// a key revoked on another instance stops verifying within this time (at once on this one, and on
+/// PostgreSQL as soon as the instance's NOTIFY arrives).
 pub const OWN_KEYS_TTL: Duration = Duration::from_secs(1);
 
 /// A small map whose entries expire (bounded: it is emptied when full).

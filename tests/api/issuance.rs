@@ -747,3 +747,83 @@ async fn a_stale_pending_idempotency_key_is_taken_over() {
     assert_eq!(retry["issued"], 1);
     assert_eq!(send().await.unwrap().status(), 200, "now replayed");
 }
+
+#[tokio::test]
+async fn concurrent_single_issuances_keep_their_own_results() {
+    // Concurrent single issuances are stored in shared transactions (group commit); each request
+    // must still get its own answer, and a failing one must not take the others down.
+    let app = TestApp::spawn().await;
+    let token = app
+        .token("issuers:write credentials:issue credentials:read")
+        .await;
+    let (_, achievement) = issuer_with_achievement(&app, &token).await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let (http, url, token) = (
+            app.http.clone(),
+            app.url("/api/v1/credentials"),
+            token.clone(),
+        );
+        // One request names an achievement that does not exist.
+        let achievement = if i == 17 {
+            "no-such-achievement".to_owned()
+        } else {
+            achievement.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let resp = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"achievementId": achievement, "recipient": {"email": format!("learner{i}@example.edu")}}))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap();
+            (i, status, body)
+        }));
+    }
+    let mut issued = Vec::new();
+    for task in tasks {
+        let (i, status, body) = task.await.unwrap();
+        if i == 17 {
+            assert_eq!(status, 404, "{body}");
+            assert_eq!(body["code"], "not_found", "{body}");
+        } else {
+            assert_eq!(status, 201, "{body}");
+            issued.push(body);
+        }
+    }
+    assert_eq!(issued.len(), 49);
+    let ids: HashSet<&str> = issued.iter().map(|b| b["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 49, "every request got its own credential");
+    for body in &issued {
+        let resp = app
+            .http
+            .get(app.url(&format!(
+                "/api/v1/credentials/{}",
+                body["id"].as_str().unwrap()
+            )))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let stored: Value = resp.json().await.unwrap();
+        assert_eq!(
+            stored["credential"], body["credential"],
+            "what was answered is stored"
+        );
+    }
+    let page: Value = app
+        .http
+        .get(app.url("/api/v1/credentials?limit=1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["total"], 49, "nothing else was stored");
+}

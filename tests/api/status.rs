@@ -473,3 +473,185 @@ async fn vc_api_status_update_by_credential_id() {
         .unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+fn entry_of<'a>(credential: &'a Value, purpose: &str) -> (&'a str, usize) {
+    let entry = credential["credentialStatus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["statusPurpose"] == purpose)
+        .unwrap();
+    (
+        entry["statusListCredential"].as_str().unwrap(),
+        entry["statusListIndex"].as_str().unwrap().parse().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn concurrent_status_changes_each_show_in_the_next_list_read() {
+    // Concurrent single changes share transactions (group commit): each is answered on its own,
+    // and every acknowledged change is in the very next read of the list.
+    let app = TestApp::spawn_with(both).await;
+    let token = app
+        .token("issuers:write credentials:issue credentials:status")
+        .await;
+    let (_, achievement) = issuer_with_achievement(&app, &token).await;
+    let recipients: Vec<Value> = (0..20)
+        .map(|i| json!({"email": format!("s{i}@example.edu")}))
+        .collect();
+    let batch: Value = app
+        .http
+        .post(app.url("/api/v1/credentials/batch"))
+        .bearer_auth(&token)
+        .json(&json!({"achievementId": achievement, "recipients": recipients}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items: Vec<(String, Value)> = batch["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                r["credential"].clone(),
+            )
+        })
+        .collect();
+    let (r_url, _) = entry_of(&items[0].1, "revocation");
+    let (_, before) = get_list(&app, r_url).await;
+    for (_, credential) in &items {
+        let (_, index) = entry_of(credential, "revocation");
+        assert!(!bit(
+            before["credentialSubject"]["encodedList"].as_str().unwrap(),
+            index
+        ));
+    }
+
+    let mut tasks = Vec::new();
+    for (n, (id, _)) in items.iter().enumerate().take(19) {
+        let (http, token) = (app.http.clone(), token.clone());
+        // One of them names a credential that does not exist.
+        let id = if n == 7 {
+            "no-such-credential".to_owned()
+        } else {
+            id.clone()
+        };
+        let url = app.url(&format!("/api/v1/credentials/{id}/status"));
+        tasks.push(tokio::spawn(async move {
+            let resp = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"purpose": "revocation", "status": true, "reason": format!("r{n}")}))
+                .send()
+                .await
+                .unwrap();
+            (
+                n,
+                resp.status().as_u16(),
+                resp.json::<Value>().await.unwrap(),
+            )
+        }));
+    }
+    for task in tasks {
+        let (n, status, body) = task.await.unwrap();
+        if n == 7 {
+            assert_eq!(status, 404, "{body}");
+        } else {
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["changed"], true);
+            assert_eq!(body["credentialId"], items[n].0.as_str());
+        }
+    }
+    let (_, after) = get_list(&app, r_url).await;
+    let encoded = after["credentialSubject"]["encodedList"].as_str().unwrap();
+    for (n, (_, credential)) in items.iter().enumerate() {
+        let (_, index) = entry_of(credential, "revocation");
+        assert_eq!(bit(encoded, index), n < 19 && n != 7, "credential {n}");
+    }
+
+    // Suspend and lift, reading the list right after each answer.
+    let (s_url, s_index) = entry_of(&items[19].1, "suspension");
+    for round in 0..3 {
+        for suspended in [true, false] {
+            let resp = set_status(
+                &app,
+                &token,
+                &items[19].0,
+                json!({"purpose": "suspension", "status": suspended}),
+            )
+            .await;
+            assert_eq!(resp.status(), 200, "round {round}");
+            let (_, list) = get_list(&app, s_url).await;
+            assert_eq!(
+                bit(
+                    list["credentialSubject"]["encodedList"].as_str().unwrap(),
+                    s_index
+                ),
+                suspended,
+                "round {round}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_through_one_instance_shows_on_another() {
+    // On PostgreSQL the second instance would keep its cached list for ten minutes: only the
+    // NOTIFY of the first can make the change visible in time. On a shared SQLite file the
+    // fallback re-validation (here 200 ms) does.
+    let postgres = std::env::var("OXBADGE_TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty());
+    let first = TestApp::spawn_with(both).await;
+    let token = first
+        .token("issuers:write credentials:issue credentials:status")
+        .await;
+    let (_, achievement) = issuer_with_achievement(&first, &token).await;
+    let issued = issue(
+        &first,
+        &token,
+        json!({"achievementId": achievement, "recipient": {"email": "two@example.com"}}),
+    )
+    .await;
+    let mut settings = test_settings(first.db());
+    both(&mut settings);
+    settings.kek = first.state.settings().kek.clone();
+    settings.cache_revalidate_ms = if postgres { 600_000 } else { 200 };
+    let second =
+        TestApp::spawn_on_existing(crate::support::TestDb::shared(first.db()), settings).await;
+
+    let (url, index) = entry_of(&issued["credential"], "revocation");
+    for _ in 0..2 {
+        let (_, list) = get_list(&second, url).await;
+        assert!(!bit(
+            list["credentialSubject"]["encodedList"].as_str().unwrap(),
+            index
+        ));
+    }
+    let resp = set_status(
+        &first,
+        &token,
+        issued["id"].as_str().unwrap(),
+        json!({"purpose": "revocation", "status": true}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    // Poll (not a speed assertion): the change must arrive well before this deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, list) = get_list(&second, url).await;
+        if bit(
+            list["credentialSubject"]["encodedList"].as_str().unwrap(),
+            index,
+        ) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revocation never reached the second instance"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

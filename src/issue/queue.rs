@@ -1,0 +1,256 @@
+//! Group commit of single issuances: concurrent `POST /api/v1/credentials` requests queue for one
+//! writer task, which takes whatever is waiting (up to [`MAX_GROUP`]), picks status indexes and
+//! signs for all of them, stores them in ONE transaction through the same [`super::store`] the
+//! batch endpoint uses, and answers each request only after the commit. While one group commits,
+//! the next one is picked and signed, so signing overlaps with the commit.
+//!
+//! Each request keeps its own result: an unknown achievement or an unsignable credential fails that
+//! request only. A database failure of the shared transaction answers every request of the group
+//! with that failure (nothing of the group was stored).
+
+use std::{collections::HashMap, sync::Arc};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::keys::store::KeyError;
+
+use super::{Award, Context, IssueError, Issued, Part, ProofFormat, context, prepare_part, store};
+use crate::{app::AppState, db};
+
+/// Most requests stored in one transaction.
+pub const MAX_GROUP: usize = 256;
+
+/// Requests waiting for the writer beyond this make senders wait (back-pressure).
+const QUEUE_DEPTH: usize = 4096;
+
+type Reply = oneshot::Sender<Result<Issued, IssueError>>;
+
+/// One queued single issuance.
+pub struct Request {
+    achievement_id: String,
+    award: Award,
+    format: ProofFormat,
+    actor: String,
+    reply: Reply,
+}
+
+/// The queue in front of the issuance writer. The writer runs while the server runs
+/// ([`crate::App::run_until`] starts it with [`IssuanceQueue::take_receiver`] and [`run`]).
+pub struct IssuanceQueue {
+    tx: mpsc::Sender<Request>,
+    rx: std::sync::Mutex<Option<mpsc::Receiver<Request>>>,
+}
+
+impl Default for IssuanceQueue {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        Self {
+            tx,
+            rx: std::sync::Mutex::new(Some(rx)),
+        }
+    }
+}
+
+impl IssuanceQueue {
+    /// The receiving end, once (for the writer task).
+    pub fn take_receiver(&self) -> Option<mpsc::Receiver<Request>> {
+        self.rx.lock().ok()?.take()
+    }
+}
+
+/// Issues one credential through the writer: answers once it is signed and committed.
+pub async fn issue_one(
+    state: &AppState,
+    achievement_id: String,
+    award: Award,
+    format: ProofFormat,
+    actor: &str,
+) -> Result<Issued, IssueError> {
+    let (reply, answer) = oneshot::channel();
+    state
+        .issuance_queue()
+        .tx
+        .send(Request {
+            achievement_id,
+            award,
+            format,
+            actor: actor.to_owned(),
+            reply,
+        })
+        .await
+        .map_err(|_| IssueError::Unavailable)?;
+    answer.await.map_err(|_| IssueError::Unavailable)?
+}
+
+/// Requests of one achievement, format and actor within a group.
+struct Pending {
+    achievement_id: String,
+    format: ProofFormat,
+    actor: String,
+    awards: Vec<Award>,
+    replies: Vec<Reply>,
+}
+
+/// A group whose contexts are resolved, one entry per (achievement, format, actor).
+struct Group {
+    pending: Vec<(Arc<Context>, Pending)>,
+}
+
+/// The writer: runs until every sender is gone (or the task is aborted at shutdown).
+pub async fn run(state: AppState, mut rx: mpsc::Receiver<Request>) {
+    let mut committing: Option<tokio::task::JoinHandle<()>> = None;
+    let mut buf = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut buf, MAX_GROUP).await > 0 {
+        let requests = std::mem::replace(&mut buf, Vec::with_capacity(MAX_GROUP));
+        let group = resolve(&state, requests).await;
+        let parts = prepare(&state, &group).await;
+        // One commit at a time: the next group was signed while the previous one committed.
+        if let Some(previous) = committing.take()
+            && let Err(err) = previous.await
+        {
+            tracing::error!(error = %err, "issuance commit task failed");
+        }
+        let state = state.clone();
+        committing = Some(tokio::spawn(commit(state, group, parts)));
+    }
+    if let Some(previous) = committing
+        && let Err(err) = previous.await
+    {
+        tracing::error!(error = %err, "issuance commit task failed");
+    }
+}
+
+/// Splits requests by (achievement, format, actor), keeping arrival order within each, and
+/// resolves each achievement's context; requests whose context fails are answered here.
+async fn resolve(state: &AppState, requests: Vec<Request>) -> Group {
+    let mut order: Vec<Pending> = Vec::new();
+    let mut index: HashMap<(String, &'static str, String), usize> = HashMap::new();
+    for r in requests {
+        let key = (r.achievement_id.clone(), r.format.as_str(), r.actor.clone());
+        let i = *index.entry(key).or_insert_with(|| {
+            order.push(Pending {
+                achievement_id: r.achievement_id.clone(),
+                format: r.format,
+                actor: r.actor.clone(),
+                awards: Vec::new(),
+                replies: Vec::new(),
+            });
+            order.len() - 1
+        });
+        if let Some(p) = order.get_mut(i) {
+            p.awards.push(r.award);
+            p.replies.push(r.reply);
+        }
+    }
+    let mut pending = Vec::with_capacity(order.len());
+    for p in order {
+        match context(state, &p.achievement_id).await {
+            Ok(ctx) => pending.push((ctx, p)),
+            Err(first) => {
+                // Errors are not Clone: each further request gets its own answer from a fresh
+                // look-up (a look-up that now succeeds means a transient failure: retry).
+                let mut replies = p.replies.into_iter();
+                if let Some(reply) = replies.next() {
+                    let _ = reply.send(Err(first));
+                }
+                for reply in replies {
+                    let err = context(state, &p.achievement_id)
+                        .await
+                        .err()
+                        .unwrap_or(IssueError::Contention);
+                    let _ = reply.send(Err(err));
+                }
+            }
+        }
+    }
+    Group { pending }
+}
+
+/// Picks indexes and signs for every part of the group.
+async fn prepare(state: &AppState, group: &Group) -> Vec<Result<Part, IssueError>> {
+    let mut parts = Vec::with_capacity(group.pending.len());
+    for (ctx, p) in &group.pending {
+        parts.push(prepare_part(state, ctx.clone(), &p.awards, p.format, &p.actor).await);
+    }
+    parts
+}
+
+/// Stores the group in one transaction (retrying lost races with fresh picks) and answers.
+async fn commit(state: AppState, group: Group, mut parts: Vec<Result<Part, IssueError>>) {
+    let mut pending = group.pending;
+    for attempt in 0..5 {
+        // Parts that could not be prepared (database failure while picking) are answered now.
+        let mut ready = Vec::with_capacity(parts.len());
+        let mut waiting = Vec::with_capacity(parts.len());
+        for ((ctx, p), part) in pending.into_iter().zip(parts) {
+            match part {
+                Ok(part) => {
+                    ready.push(part);
+                    waiting.push((ctx, p));
+                }
+                Err(err) => answer_all(p.replies, &err),
+            }
+        }
+        pending = waiting;
+        if ready.is_empty() {
+            return;
+        }
+        match store(&state, ready).await {
+            Ok(results) => {
+                for ((_, p), results) in pending.into_iter().zip(results) {
+                    for (reply, result) in p.replies.into_iter().zip(results) {
+                        let _ = reply.send(result);
+                    }
+                }
+                return;
+            }
+            Err(IssueError::Db(err)) if db::is_retryable(&err) => {
+                tracing::debug!(attempt, error = %err, "grouped issuance lost a race; picking again");
+                super::backoff().await;
+                let group = Group { pending };
+                parts = prepare(&state, &group).await;
+                pending = group.pending;
+            }
+            Err(err) => {
+                for (_, p) in pending {
+                    answer_all(p.replies, &err);
+                }
+                return;
+            }
+        }
+    }
+    for (_, p) in pending {
+        for reply in p.replies {
+            let _ = reply.send(Err(IssueError::Contention));
+        }
+    }
+}
+
+/// Answers every request of a part with the same failure.
+fn answer_all(replies: Vec<Reply>, err: &IssueError) {
+    for reply in replies {
+        let _ = reply.send(Err(replicate(err)));
+    }
+}
+
+/// A copy of a group-wide failure for each request of the group. Only database failures and lost
+/// races happen group-wide; anything else is reported as a database failure with its text.
+fn replicate(err: &IssueError) -> IssueError {
+    match err {
+        IssueError::Db(db) => IssueError::Db(db.clone()),
+        IssueError::Contention => IssueError::Contention,
+        IssueError::Unavailable => IssueError::Unavailable,
+        IssueError::NotFound(what) => IssueError::NotFound(what),
+        IssueError::Unsignable(why) => IssueError::Unsignable(why.clone()),
+        IssueError::Key(KeyError::NoActiveKey(issuer)) => {
+            IssueError::Key(KeyError::NoActiveKey(issuer.clone()))
+        }
+        IssueError::Key(KeyError::AlgorithmNotSupported { issuer, algorithm }) => {
+            IssueError::Key(KeyError::AlgorithmNotSupported {
+                issuer: issuer.clone(),
+                algorithm: *algorithm,
+            })
+        }
+        other => IssueError::Db(sea_orm::DbErr::Custom(other.to_string())),
+    }
+}
