@@ -2,7 +2,7 @@
 //! contexts use, with processed contexts memoized so each is processed once per process.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
@@ -92,6 +92,11 @@ pub(crate) struct ActiveContext {
     pub(crate) previous: Option<Arc<ActiveContext>>,
     /// Memo: (local context id, is type-scoped) -> result of processing it on top of `self`.
     derived: RwLock<HashMap<(u64, bool), Arc<ActiveContext>>>,
+    /// Whether this context is itself held by a memo (the loader's, or a memoized parent's), and
+    /// so lives as long as the loader. Only such contexts memoize derivations: a derived context of
+    /// a type-scoped context points back at its parent (`previous`), so a per-document context
+    /// that memoized its derivations would form a reference cycle and never be freed.
+    memoized: AtomicBool,
 }
 
 impl ActiveContext {
@@ -101,7 +106,17 @@ impl ActiveContext {
             vocab: self.vocab.clone(),
             previous: self.previous.clone(),
             derived: RwLock::default(),
+            memoized: AtomicBool::new(false),
         }
+    }
+
+    /// Marks this context as held by a memo for the loader's lifetime.
+    pub(crate) fn mark_memoized(&self) {
+        self.memoized.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_memoized(&self) -> bool {
+        self.memoized.load(Ordering::Relaxed)
     }
 
     pub(crate) fn term(&self, name: &str) -> Option<&Arc<TermDefinition>> {
@@ -117,7 +132,8 @@ impl ActiveContext {
         loader: &ContextLoader,
     ) -> Result<Arc<Self>, JsonLdError> {
         let key = (local.id, type_scoped);
-        if local.pinned
+        let memoize = local.pinned && self.is_memoized();
+        if memoize
             && let Ok(memo) = self.derived.read()
             && let Some(found) = memo.get(&key)
         {
@@ -134,10 +150,11 @@ impl ActiveContext {
             loader,
             &mut Vec::new(),
         )?);
-        if local.pinned
+        if memoize
             && let Ok(mut memo) = self.derived.write()
             && memo.len() < MAX_DERIVED
         {
+            processed.mark_memoized();
             memo.insert(key, processed.clone());
         }
         Ok(processed)

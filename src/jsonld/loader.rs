@@ -125,7 +125,11 @@ impl ContextLoader {
                     )
                 })
                 .collect(),
-            empty: Arc::new(ActiveContext::default()),
+            empty: {
+                let empty = ActiveContext::default();
+                empty.mark_memoized();
+                Arc::new(empty)
+            },
             top_level: RwLock::new(HashMap::new()),
         }
     }
@@ -204,6 +208,7 @@ impl ContextLoader {
             && let Ok(mut memo) = self.top_level.write()
             && memo.len() < MAX_TOP_LEVEL
         {
+            processed.mark_memoized();
             memo.insert(key, processed.clone());
         }
         Ok(processed)
@@ -276,4 +281,29 @@ fn dedup(quads: &mut Vec<Quad>) {
     }
     let mut seen = std::collections::HashSet::with_capacity(quads.len());
     quads.retain(|q| seen.insert(q.clone()));
+}
+
+#[cfg(test)]
+mod memo_tests {
+    use super::*;
+
+    /// Only contexts held by a memo memoize their derivations; a per-document context that did
+    /// would be kept alive by its derived contexts' `previous` links (a leak per verification,
+    /// found by fuzzing).
+    #[test]
+    fn per_document_contexts_are_not_memoized() {
+        let loader = ContextLoader::new();
+        let empty = loader.empty_context();
+        let inline = loader
+            .process_embedded(
+                &empty,
+                &serde_json::json!({"@vocab": "https://example.org/#"}),
+            )
+            .unwrap();
+        assert!(!inline.is_memoized());
+        let listed = loader
+            .process_embedded(&empty, &serde_json::json!([CREDENTIALS_V2]))
+            .unwrap();
+        assert!(listed.is_memoized());
+    }
 }
