@@ -280,10 +280,13 @@ pub fn extract_svg(svg: &str) -> Result<Embedded, BakeError> {
             .replace("&amp;", "&");
         return Ok(Embedded::Jws(jws));
     }
-    let body_end = rest
+    // The body starts after the opening tag; the closing tag is searched for only there (found
+    // by fuzzing: a closing tag inside the opening one made the slice run backwards).
+    let after_tag = &rest[tag_end + 1..];
+    let body_end = after_tag
         .find("</openbadges:credential>")
         .ok_or_else(|| BakeError::Svg("unterminated credential element".into()))?;
-    let body = &rest[tag_end + 1..body_end];
+    let body = &after_tag[..body_end];
     let mut text = String::new();
     let mut remaining = body;
     while let Some(start) = remaining.find("<![CDATA[") {
@@ -385,6 +388,14 @@ pub fn decode_data_uri(uri: &str) -> Option<(String, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closing_tag_inside_the_opening_tag_is_an_error_not_a_panic() {
+        let svg = "<svg><openbadges:credential x=\"</openbadges:credential>\">";
+        assert!(extract_svg(svg).is_err());
+        let svg = "<svg><openbadges:credential </openbadges:credential>";
+        assert!(extract_svg(svg).is_err());
+    }
 
     #[test]
     fn png_round_trip_replaces_an_earlier_credential() {
