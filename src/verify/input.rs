@@ -23,6 +23,12 @@ pub enum Source {
 }
 
 impl Source {
+    /// Whether the credential had to be decoded (from a JWT or an image): reports then echo it,
+    /// since the caller does not have it as JSON.
+    pub fn decoded(self) -> bool {
+        matches!(self, Self::Jwt | Self::Png | Self::Svg)
+    }
+
     /// The name used in reports.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -198,7 +198,7 @@ pub fn verify_json<'a>(
         report.issuer = jwt::issuer_id(&value).map(str::to_owned);
         if let Some(check) = parse_check(&value) {
             report.checks.push(check);
-            report.credential = Some((*value).clone());
+            report.credential = source.decoded().then(|| (*value).clone());
             report.conclude(Findings::default());
             return report;
         }
@@ -218,7 +218,7 @@ pub fn verify_json<'a>(
             .checks
             .push(controller_check(&value, controller.as_deref(), authentic));
         finish(state, &value, &mut report, authentic, options, depth).await;
-        report.credential = Some((*value).clone());
+        report.credential = source.decoded().then(|| (*value).clone());
         report
     })
 }

@@ -83,9 +83,11 @@ pub struct Check {
     pub status: CheckStatus,
     /// A human-readable account of what was checked or found.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub detail: Option<String>,
     /// The problem found, when the check did not pass.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub problem: Option<ProblemDetail>,
 }
 
@@ -106,9 +108,11 @@ pub struct Report {
     pub source: String,
     /// The credential's `id`, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub credential_id: Option<String>,
     /// The issuer id (or the presentation's holder).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub issuer: Option<String>,
     /// One entry per check, in the order they ran.
     pub checks: Vec<Check>,
@@ -118,8 +122,9 @@ pub struct Report {
     /// Reports of the credentials a presentation carries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub credentials: Vec<Report>,
-    /// The credential as verified (decoded from a JWT or image when it came that way).
+    /// The credential as verified, when it had to be decoded (it came as a JWT or a baked image).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub credential: Option<Value>,
 }
 

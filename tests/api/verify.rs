@@ -446,6 +446,14 @@ async fn one_edtech_status_and_baked_images_round_trip() {
     let report = verify_raw(&app, "image/png", png.clone()).await;
     assert_eq!(report["source"], "png");
     assert_eq!(report["outcome"], "verified", "{report:#}");
+    // Decoded from the image, the credential is echoed; sent as JSON, it is not.
+    assert_eq!(report["credential"]["id"], di["credential"]["id"]);
+    assert!(
+        verify_json(&app, &di["credential"])
+            .await
+            .get("credential")
+            .is_none()
+    );
     assert_eq!(check(&report, "status")["status"], "passed");
     let svg = app
         .http
