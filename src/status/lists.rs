@@ -67,9 +67,15 @@ pub struct SignedList {
 /// PostgreSQL NOTIFY) evicts it at once. Each list has a generation that every eviction bumps: a
 /// rebuild that started before an eviction is not cached, so it cannot put back a list that
 /// predates the change.
+///
+/// Rebuilds and revalidations are single-flight per list: when a list is missing or due for its
+/// version check, one request does the work while the others wait for it and then read the result
+/// (without this, every concurrent reader of a just-changed list re-read its entries and re-signed
+/// it, and a busy list stalled its readers for up to a second after a burst of changes).
 pub struct StatusListCache {
     entries: RwLock<HashMap<String, CacheSlot>>,
     revalidate: std::time::Duration,
+    builders: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Default)]
@@ -88,6 +94,24 @@ impl StatusListCache {
         Self {
             entries: RwLock::new(HashMap::new()),
             revalidate,
+            builders: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The list's fresh entry, if any (no database involved).
+    fn fresh(&self, list_id: &str, now: DateTime<Utc>) -> Option<Arc<SignedList>> {
+        match self.lookup(list_id) {
+            (_, Some((hit, true))) if hit.valid_until > now + Duration::seconds(5) => Some(hit),
+            _ => None,
+        }
+    }
+
+    /// The gate that makes rebuilding `list_id` single-flight.
+    fn builder(&self, list_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.builders.lock() {
+            Ok(mut map) => map.entry(list_id.to_owned()).or_default().clone(),
+            // A poisoned map only loses the single-flight property.
+            Err(_) => Arc::default(),
         }
     }
 
@@ -174,6 +198,22 @@ pub fn revocation_list_url(state: &AppState, issuer_cuid: &str) -> String {
 /// The current signed list: from memory while it is fresh (see [`StatusListCache`]) and still
 /// valid, else rebuilt from the entries and signed with the issuer's active key.
 pub async fn signed_list(state: &AppState, list_id: &str) -> Result<Arc<SignedList>, StatusError> {
+    if let Some(hit) = state.status_cache().fresh(list_id, Utc::now()) {
+        return Ok(hit);
+    }
+    // One rebuild (or version check) per list at a time; whoever waited here usually finds the
+    // list fresh once it gets the gate.
+    let gate = state.status_cache().builder(list_id);
+    let _one_at_a_time = gate.lock().await;
+    rebuild_if_needed(state, list_id).await
+}
+
+/// [`signed_list`] behind the list's gate: the cached list when fresh or when its version is
+/// unchanged, else a new one built from the entries and signed.
+async fn rebuild_if_needed(
+    state: &AppState,
+    list_id: &str,
+) -> Result<Arc<SignedList>, StatusError> {
     let now = Utc::now();
     // The generation is read before the database: a change committed after this point bumps it,
     // so what is read below is only cached when no change came in between.

@@ -566,7 +566,32 @@ async fn concurrent_status_changes_each_show_in_the_next_list_read() {
             assert_eq!(body["credentialId"], items[n].0.as_str());
         }
     }
-    let (_, after) = get_list(&app, r_url).await;
+    // Many readers of the just-changed list at once: one rebuilds it while the others wait for
+    // that rebuild (single flight); every one of them gets the same, new list.
+    let readers: Vec<_> = (0..16)
+        .map(|_| {
+            let (http, url) = (app.http.clone(), r_url.to_owned());
+            tokio::spawn(async move {
+                let resp = http.get(url).send().await.unwrap();
+                assert_eq!(resp.status(), 200);
+                let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+                (etag, resp.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut etags = HashSet::new();
+    for reader in readers {
+        let (etag, list) = reader.await.unwrap();
+        let encoded = list["credentialSubject"]["encodedList"].as_str().unwrap();
+        for (n, (_, credential)) in items.iter().enumerate() {
+            let (_, index) = entry_of(credential, "revocation");
+            assert_eq!(bit(encoded, index), n < 19 && n != 7, "credential {n}");
+        }
+        etags.insert(etag);
+    }
+    assert_eq!(etags.len(), 1, "concurrent readers saw different lists");
+    let (etag, after) = get_list(&app, r_url).await;
+    assert!(etags.contains(&etag));
     let encoded = after["credentialSubject"]["encodedList"].as_str().unwrap();
     for (n, (_, credential)) in items.iter().enumerate() {
         let (_, index) = entry_of(credential, "revocation");
