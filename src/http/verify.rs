@@ -101,8 +101,7 @@ pub enum VerifyResponse {
 
 fn bad_input(err: &InputError) -> ApiError {
     match err {
-        InputError::MediaType(_) => ApiError::Unprocessable {
-            code: "unsupported_media_type",
+        InputError::MediaType(_) => ApiError::UnsupportedMediaType {
             detail: err.to_string(),
         },
         _ => ApiError::BadRequest {

@@ -499,6 +499,22 @@ async fn one_edtech_status_and_baked_images_round_trip() {
         .await
         .unwrap();
     assert_problem(resp, 400, "unreadable_credential").await;
+    // A media type the verifier does not read is a 415, and so is an untyped binary upload
+    // that is no PNG.
+    for (content_type, body) in [
+        ("image/gif", b"GIF89a\x01\x00".to_vec()),
+        ("application/octet-stream", vec![0xff, 0xfe, 0x00, 0x01]),
+    ] {
+        let resp = app
+            .http
+            .post(app.url("/api/v1/verify"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(resp, 415, "unsupported_media_type").await;
+    }
 
     // Revoked through the API: the 1EdTech revocation list entry reads revoked.
     let resp = app
