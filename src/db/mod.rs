@@ -64,7 +64,11 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             opts.map_sqlx_sqlite_opts(|o| {
                 o.create_if_missing(true)
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    // FULL: every commit is on disk before it returns, so an acknowledged
+                    // credential or status change survives a power loss or OS crash too (in
+                    // WAL mode NORMAL only survives a crash of the process). Group commit pays
+                    // one WAL fsync per group, not per request.
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(30))
             });

@@ -620,3 +620,40 @@ async fn graceful_stop_closes_cleanly() {
         "listener closed"
     );
 }
+
+#[tokio::test]
+async fn sqlite_commits_are_on_disk_before_they_are_acknowledged() {
+    // WAL with synchronous=FULL: a commit (a credential issued, a status change) survives a power
+    // loss, not only a crash of the process. PostgreSQL's default (synchronous_commit=on) does.
+    let app = TestApp::spawn().await;
+    let db = app.state.db();
+    use sea_orm::ConnectionTrait;
+    let backend = db.get_database_backend();
+    if backend != sea_orm::DbBackend::Sqlite {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                backend,
+                "SHOW synchronous_commit",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get_by_index::<String>(0).unwrap(), "on");
+        return;
+    }
+    for (pragma, expected) in [("synchronous", "2"), ("journal_mode", "wal")] {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                backend,
+                format!("SELECT CAST(\"{pragma}\" AS TEXT) FROM pragma_{pragma}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            row.try_get_by_index::<String>(0).unwrap(),
+            expected,
+            "{pragma}"
+        );
+    }
+}
