@@ -12,7 +12,10 @@ use std::{
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use poem::{
     Request, Server,
-    listener::{Acceptor, BoxAcceptor, Listener, RustlsCertificate, RustlsConfig, TcpListener},
+    listener::{
+        Acceptor, AcceptorExt, BoxAcceptor, IntoTlsConfigStream, Listener, RustlsCertificate,
+        RustlsConfig, TcpListener,
+    },
 };
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use url::Url;
@@ -324,6 +327,51 @@ fn load_tls(settings: &Settings) -> Result<Option<RustlsConfig>, StartupError> {
     }
 }
 
+/// A TCP acceptor whose first `accept` waits one scheduler turn before accepting.
+///
+/// poem's rustls acceptor loads its configuration from a stream inside the same `select!` that
+/// accepts connections, and `select!` polls its branches in random order. When a client has
+/// already connected by the time the server first polls (a busy machine, a client that connects
+/// right after start-up), the accept branch could win before any configuration was loaded: poem
+/// then refuses that connection ("no valid tls config") and the client sees a reset. Making the
+/// very first accept pending once lets the (always ready) configuration win that first race.
+struct ConfigFirst<A> {
+    inner: A,
+    started: bool,
+}
+
+impl<A> ConfigFirst<A> {
+    fn new(inner: A) -> Self {
+        Self {
+            inner,
+            started: false,
+        }
+    }
+}
+
+impl<A: Acceptor> Acceptor for ConfigFirst<A> {
+    type Io = A::Io;
+
+    fn local_addr(&self) -> Vec<poem::web::LocalAddr> {
+        self.inner.local_addr()
+    }
+
+    async fn accept(
+        &mut self,
+    ) -> std::io::Result<(
+        Self::Io,
+        poem::web::LocalAddr,
+        poem::web::RemoteAddr,
+        poem::http::uri::Scheme,
+    )> {
+        if !self.started {
+            self.started = true;
+            tokio::task::yield_now().await;
+        }
+        self.inner.accept().await
+    }
+}
+
 /// The base URL used when none is configured: the bound address (loopback for wildcard binds).
 fn default_public_url(addr: SocketAddr, tls: bool, dev_tls: bool) -> Result<Url, StartupError> {
     let scheme = if tls { "https" } else { "http" };
@@ -345,17 +393,23 @@ impl App {
     /// and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let tls = load_tls(&settings)?;
-        let listener = match tls {
-            Some(config) => TcpListener::bind(settings.listen).rustls(config).boxed(),
-            None => TcpListener::bind(settings.listen).boxed(),
-        };
-        let acceptor = listener
+        let tcp = TcpListener::bind(settings.listen)
             .into_acceptor()
             .await
             .map_err(|source| StartupError::Bind {
                 addr: settings.listen,
                 source,
             })?;
+        let acceptor = match tls {
+            Some(config) => {
+                // Checks the certificate and key now, at start-up.
+                let configs = config
+                    .into_stream()
+                    .map_err(|e| StartupError::Tls(format!("invalid certificate or key: {e}")))?;
+                ConfigFirst::new(tcp).rustls(configs).boxed()
+            }
+            None => tcp.boxed(),
+        };
         let local_addr = acceptor
             .local_addr()
             .first()
