@@ -199,69 +199,96 @@ pub async fn pick_slots(
     count: usize,
     fill_ratio: f64,
 ) -> Result<(Vec<Vec<Slot>>, Held), DbErr> {
+    // The purposes use different lists: their picks (two or three queries each) run at once.
+    let picks = futures_util::future::try_join_all(
+        purposes
+            .iter()
+            .map(|&p| pick_purpose(db, in_flight, issuer_id, p, count, fill_ratio)),
+    )
+    .await?;
     let mut per_credential: Vec<Vec<Slot>> = vec![Vec::with_capacity(purposes.len()); count];
     let mut held = Held {
         owner: in_flight.clone(),
         slots: Vec::with_capacity(count * purposes.len()),
     };
-    for &purpose in purposes {
-        let mut assigned = 0;
-        while assigned < count {
-            let list = open_list(db, issuer_id, purpose).await?;
-            let limit = ((f64::from(list.size) * fill_ratio) as i32).clamp(1, list.size);
-            let room = usize::try_from(limit - list.allocated)
-                .unwrap_or(0)
-                .saturating_sub(in_flight.count(&list.id));
-            if room == 0 {
-                close_list(db, &list.id).await?;
-                continue;
-            }
-            let take = room.min(count - assigned);
-            // Small takes check a pool of random candidates in one query (a collision then needs
-            // every candidate taken); large takes load the list's taken set once.
-            let pool: Vec<i32> = if take > 64 {
-                Vec::new()
-            } else {
-                let mut rng = rand::thread_rng();
-                let mut seen = HashSet::new();
-                std::iter::repeat_with(|| rng.gen_range(0..list.size))
-                    .filter(|c| seen.insert(*c))
-                    .take(take * 16)
-                    .collect()
-            };
-            let mut used = if take > 64 {
-                taken(db, &list.id).await?
-            } else {
-                taken_among(db, &list.id, &pool).await?
-            };
-            {
-                let mut rng = rand::thread_rng();
-                let mut candidates = pool.into_iter();
-                for slots in per_credential.iter_mut().skip(assigned).take(take) {
-                    let index = loop {
-                        let candidate = candidates
-                            .next()
-                            .unwrap_or_else(|| rng.gen_range(0..list.size));
-                        if used.insert(candidate) && in_flight.try_hold(&list.id, candidate) {
-                            break candidate;
-                        }
-                    };
-                    held.slots.push((list.id.clone(), index));
-                    slots.push(Slot {
-                        purpose,
-                        list_id: list.id.clone(),
-                        index,
-                    });
-                }
-            }
-            assigned += take;
-            if take == room {
-                // This batch fills the list: later allocations go to a fresh one.
-                close_list(db, &list.id).await?;
-            }
+    for (slots, mut part) in picks {
+        held.slots.append(&mut part.slots);
+        for (credential, slot) in per_credential.iter_mut().zip(slots) {
+            credential.push(slot);
         }
     }
     Ok((per_credential, held))
+}
+
+/// [`pick_slots`] for one purpose: `count` slots, in order, and the guard holding them.
+async fn pick_purpose(
+    db: &DatabaseConnection,
+    in_flight: &Arc<InFlight>,
+    issuer_id: &str,
+    purpose: Purpose,
+    count: usize,
+    fill_ratio: f64,
+) -> Result<(Vec<Slot>, Held), DbErr> {
+    let mut picked: Vec<Slot> = Vec::with_capacity(count);
+    let mut held = Held {
+        owner: in_flight.clone(),
+        slots: Vec::with_capacity(count),
+    };
+    while picked.len() < count {
+        let assigned = picked.len();
+        let list = open_list(db, issuer_id, purpose).await?;
+        let limit = ((f64::from(list.size) * fill_ratio) as i32).clamp(1, list.size);
+        let room = usize::try_from(limit - list.allocated)
+            .unwrap_or(0)
+            .saturating_sub(in_flight.count(&list.id));
+        if room == 0 {
+            close_list(db, &list.id).await?;
+            continue;
+        }
+        let take = room.min(count - assigned);
+        // Small takes check a pool of random candidates in one query (a collision then needs
+        // every candidate taken); large takes load the list's taken set once.
+        let pool: Vec<i32> = if take > 64 {
+            Vec::new()
+        } else {
+            let mut rng = rand::thread_rng();
+            let mut seen = HashSet::new();
+            std::iter::repeat_with(|| rng.gen_range(0..list.size))
+                .filter(|c| seen.insert(*c))
+                .take(take * 16)
+                .collect()
+        };
+        let mut used = if take > 64 {
+            taken(db, &list.id).await?
+        } else {
+            taken_among(db, &list.id, &pool).await?
+        };
+        {
+            let mut rng = rand::thread_rng();
+            let mut candidates = pool.into_iter();
+            for _ in 0..take {
+                let index = loop {
+                    let candidate = candidates
+                        .next()
+                        .unwrap_or_else(|| rng.gen_range(0..list.size));
+                    if used.insert(candidate) && in_flight.try_hold(&list.id, candidate) {
+                        break candidate;
+                    }
+                };
+                held.slots.push((list.id.clone(), index));
+                picked.push(Slot {
+                    purpose,
+                    list_id: list.id.clone(),
+                    index,
+                });
+            }
+        }
+        if take == room {
+            // This batch fills the list: later allocations go to a fresh one.
+            close_list(db, &list.id).await?;
+        }
+    }
+    Ok((picked, held))
 }
 
 async fn close_list(db: &impl ConnectionTrait, list_id: &str) -> Result<(), DbErr> {
