@@ -1,13 +1,25 @@
 //! HTTP load test: a real oxbadge on loopback with SQLite in a temporary directory, driven by
-//! keep-alive clients in the same process. Bounded in time and count; prints a Markdown table.
+//! keep-alive clients. Bounded in time and count; prints a Markdown table.
 //!
-//! Run: `cargo bench --bench http_load` (environment: `LOAD_SECS`, default 10; `LOAD_CLIENTS`,
-//! default 32; `OXBADGE_LOG`, when set, installs the service's JSON log subscriber with that filter
-//! (e.g. `info` to include the per-request access log; send stderr to a file); `LOAD_HOLD_SECS`,
-//! when set, keeps the server up that long afterwards and prints a status-list URL, so an external
-//! load generator such as `wrk` can be pointed at it).
+//! Two drivers:
+//! - `wrk` (the default when `wrk` is on `PATH`; Debian package `wrk`): a separate process with one
+//!   thread and `LOAD_CLIENTS` connections, scripted in Lua per scenario (a fresh recipient per
+//!   issuance, 256 different credentials to verify, successes counted from the response bodies).
+//!   The server keeps the bench process to itself, as in production.
+//! - `reqwest`: keep-alive `reqwest` clients inside the bench process, sharing the runtime and the
+//!   cores with the server (the only driver before 2026-11-23; heavier per request than `wrk`).
+//!
+//! Each row also gives the CPU the server process and the driver used, in cores (CPU seconds per
+//! wall second, from `/proc/self/stat`; the `wrk` child's from the waited-for children's times).
+//!
+//! Run: `cargo bench --bench http_load` (environment: `LOAD_DRIVER` = `wrk` | `reqwest`;
+//! `LOAD_SECS`, default 10; `LOAD_CLIENTS`, default 32; `OXBADGE_LOG`, when set, installs the
+//! service's JSON log subscriber with that filter (e.g. `info` to include the per-request access
+//! log; send stderr to a file); `LOAD_HOLD_SECS`, when set, keeps the server up that long
+//! afterwards and prints a status-list URL, so another load generator can be pointed at it).
 
 use std::{
+    io::Write as _,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -17,44 +29,57 @@ use std::{
 
 use serde_json::{Value, json};
 
-struct Outcome {
+/// One scenario's result.
+struct Row {
     name: String,
     requests: usize,
     errors: usize,
     seconds: f64,
-    latencies: Vec<Duration>,
+    p50_ms: f64,
+    p99_ms: f64,
+    server_cores: f64,
+    driver_cores: f64,
 }
 
-impl Outcome {
-    fn row(&mut self) -> String {
-        self.latencies.sort_unstable();
-        let pct = |p: f64| {
-            self.latencies
-                .get(
-                    ((self.latencies.len() as f64 * p) as usize)
-                        .min(self.latencies.len().saturating_sub(1)),
-                )
-                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-        };
+impl Row {
+    fn markdown(&self) -> String {
         format!(
-            "| {} | {} | {} | {:.0} | {:.2} | {:.2} |",
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
             self.name,
             self.requests,
             self.errors,
             self.requests as f64 / self.seconds,
-            pct(0.50),
-            pct(0.99)
+            self.p50_ms,
+            self.p99_ms,
+            self.server_cores,
+            self.driver_cores,
         )
     }
 }
 
-/// Runs `clients` loops of `call` for `secs` seconds.
-async fn drive<F, Fut>(name: &str, clients: usize, secs: u64, call: F) -> Outcome
+/// CPU seconds so far: (this process, its waited-for children), from `/proc/self/stat`.
+fn cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // utime, stime, cutime, cstime are fields 14–17, i.e. 11–14 after the command name.
+    let tick = 100.0; // USER_HZ on Linux
+    let get = |i: usize| f.get(i).copied().unwrap_or(0.0) / tick;
+    (get(11) + get(12), get(13) + get(14))
+}
+
+/// Runs `clients` loops of `call` inside this process for `secs` seconds.
+async fn drive<F, Fut>(name: &str, clients: usize, secs: u64, call: F) -> Row
 where
     F: Fn(reqwest::Client, usize) -> Fut + Send + Sync + 'static + Clone,
     Fut: std::future::Future<Output = bool> + Send,
 {
     let stop = Arc::new(AtomicBool::new(false));
+    let cpu = cpu_seconds();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -82,21 +107,121 @@ where
     }
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut out = Outcome {
-        name: name.into(),
-        requests: 0,
-        errors: 0,
-        seconds: 0.0,
-        latencies: Vec::new(),
-    };
+    let (mut requests, mut errors, mut latencies) = (0, 0, Vec::new());
     for t in tasks {
         let (ok, err, lat) = t.await.unwrap();
-        out.requests += ok;
-        out.errors += err;
-        out.latencies.extend(lat);
+        requests += ok;
+        errors += err;
+        latencies.extend(lat);
     }
-    out.seconds = started.elapsed().as_secs_f64();
-    out
+    let seconds = started.elapsed().as_secs_f64();
+    let used = cpu_seconds().0 - cpu.0;
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Row {
+        name: name.into(),
+        requests,
+        errors,
+        seconds,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        // Server and clients share the process: all of it is reported as the server's.
+        server_cores: used / seconds,
+        driver_cores: 0.0,
+    }
+}
+
+/// The Lua shared by every `wrk` scenario: counts failures per thread (a scenario's `check`
+/// decides what a success is) and prints one machine-readable summary line.
+const WRK_COMMON: &str = r#"
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) failures = 0; n = 0 end
+function response(status, headers, body)
+  if not check(status, body) then failures = failures + 1 end
+end
+function done(summary, latency, requests)
+  local f = 0
+  for _, t in ipairs(threads) do f = f + t:get("failures") end
+  local e = summary.errors
+  io.write(string.format("OXBADGE requests=%d duration_us=%d failures=%d socket_errors=%d p50_us=%d p99_us=%d\n",
+    summary.requests, summary.duration, f, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"#;
+
+/// A Lua long-string literal holding `s` (a level of `=` that `s` does not contain).
+fn lua_string(s: &str) -> String {
+    let mut level = String::new();
+    while s.contains(&format!("]{level}]")) {
+        level.push('=');
+    }
+    format!("[{level}[{s}]{level}]")
+}
+
+/// Runs `wrk` (one thread, `clients` connections) for `secs` seconds against `base` with the
+/// scenario's Lua `script` (which defines `request` and `check`).
+fn drive_wrk(name: &str, base: &str, clients: usize, secs: u64, script: &str) -> Row {
+    let mut file = tempfile::Builder::new().suffix(".lua").tempfile().unwrap();
+    file.write_all(script.as_bytes()).unwrap();
+    file.write_all(WRK_COMMON.as_bytes()).unwrap();
+    file.flush().unwrap();
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let out = std::process::Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{clients}"),
+            &format!("-d{secs}s"),
+            "--timeout",
+            "10s",
+        ])
+        .arg("-s")
+        .arg(file.path())
+        .arg(base)
+        .output()
+        .expect("wrk runs");
+    let seconds = started.elapsed().as_secs_f64();
+    let (server, driver) = cpu_seconds();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("OXBADGE "))
+        .unwrap_or_else(|| {
+            panic!(
+                "wrk printed no summary:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let field = |k: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let total = field("requests") as usize;
+    let errors = field("failures") as usize + field("socket_errors") as usize;
+    let measured = field("duration_us") / 1e6;
+    Row {
+        name: name.into(),
+        requests: total.saturating_sub(errors),
+        errors,
+        seconds: measured,
+        p50_ms: field("p50_us") / 1000.0,
+        p99_ms: field("p99_us") / 1000.0,
+        server_cores: (server - cpu.0) / seconds,
+        driver_cores: (driver - cpu.1) / seconds,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Driver {
+    Wrk,
+    Reqwest,
 }
 
 #[tokio::main]
@@ -109,6 +234,19 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(32);
+    let wrk_found = std::process::Command::new("wrk").arg("-v").output().is_ok();
+    let driver = match std::env::var("LOAD_DRIVER").as_deref() {
+        Ok("reqwest") => Driver::Reqwest,
+        Ok("wrk") => {
+            assert!(
+                wrk_found,
+                "LOAD_DRIVER=wrk but wrk is not on PATH (apt-get install wrk)"
+            );
+            Driver::Wrk
+        }
+        _ if wrk_found => Driver::Wrk,
+        _ => Driver::Reqwest,
+    };
     if let Ok(filter) = std::env::var("OXBADGE_LOG") {
         oxbadge::telemetry::init(oxbadge::config::LogFormat::Json, &filter);
     }
@@ -172,20 +310,43 @@ async fn main() {
     let mut rows = Vec::new();
 
     // Sustained single issuance (Data Integrity, email recipients, durable before 201).
-    let (b, t, a) = (base.clone(), token.clone(), achievement_id.clone());
-    let mut issue = drive("POST /api/v1/credentials (eddsa-rdfc-2022)", clients, secs, move |http, i| {
-        let (b, t, a) = (b.clone(), t.clone(), a.clone());
-        async move {
-            http.post(format!("{b}/api/v1/credentials"))
-                .bearer_auth(&t)
-                .json(&json!({"achievementId": a, "recipient": {"email": format!("learner{i}@example.edu")}}))
-                .send()
+    const ISSUE: &str = "POST /api/v1/credentials (eddsa-rdfc-2022)";
+    rows.push(match driver {
+        Driver::Wrk => {
+            let script = format!(
+                r#"
+local headers = {{["Authorization"] = "Bearer " .. {token}, ["Content-Type"] = "application/json"}}
+function request()
+  n = n + 1
+  return wrk.format("POST", "/api/v1/credentials", headers,
+    '{{"achievementId":"' .. {achievement} .. '","recipient":{{"email":"learner' .. n .. '@example.edu"}}}}')
+end
+function check(status, body) return status == 201 end
+"#,
+                token = lua_string(&token),
+                achievement = lua_string(&achievement_id),
+            );
+            let base = base.clone();
+            tokio::task::spawn_blocking(move || drive_wrk(ISSUE, &base, clients, secs, &script))
                 .await
-                .is_ok_and(|r| r.status() == 201)
+                .unwrap()
         }
-    })
-    .await;
-    rows.push(issue.row());
+        Driver::Reqwest => {
+            let (b, t, a) = (base.clone(), token.clone(), achievement_id.clone());
+            drive(ISSUE, clients, secs, move |http, i| {
+                let (b, t, a) = (b.clone(), t.clone(), a.clone());
+                async move {
+                    http.post(format!("{b}/api/v1/credentials"))
+                        .bearer_auth(&t)
+                        .json(&json!({"achievementId": a, "recipient": {"email": format!("learner{i}@example.edu")}}))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == 201)
+                }
+            })
+            .await
+        }
+    });
 
     // One batch of 10,000.
     let recipients: Vec<Value> = (0..10_000)
@@ -210,98 +371,165 @@ async fn main() {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-    let su = status_url.clone();
-    let mut reads = drive(
-        "GET /status/{list} (cached)",
-        clients,
-        secs,
-        move |http, _| {
-            let su = su.clone();
-            async move { http.get(&su).send().await.is_ok_and(|r| r.status() == 200) }
-        },
-    )
-    .await;
-    rows.push(reads.row());
+
+    // Cached status list reads.
+    const READ: &str = "GET /status/{list} (cached)";
+    rows.push(match driver {
+        Driver::Wrk => {
+            let path = status_url
+                .strip_prefix(&base)
+                .unwrap_or(&status_url)
+                .to_owned();
+            let script = format!(
+                r#"
+local req = wrk.format("GET", {path})
+function request() return req end
+function check(status, body) return status == 200 end
+"#,
+                path = lua_string(&path)
+            );
+            let base = base.clone();
+            tokio::task::spawn_blocking(move || drive_wrk(READ, &base, clients, secs, &script))
+                .await
+                .unwrap()
+        }
+        Driver::Reqwest => {
+            let su = status_url.clone();
+            drive(READ, clients, secs, move |http, _| {
+                let su = su.clone();
+                async move { http.get(&su).send().await.is_ok_and(|r| r.status() == 200) }
+            })
+            .await
+        }
+    });
 
     // Verification of our own credentials: keys and status from the database, no network.
-    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
-        batch["results"]
-            .as_array()
-            .map(|r| {
-                r.iter()
-                    .skip(5_000)
-                    .take(256)
-                    .map(|x| serde_json::to_vec(&x["credential"]).unwrap())
-                    .collect()
-            })
-            .unwrap_or_default(),
-    );
-    const VERIFIED: &[u8] = b"\"outcome\":\"verified\"";
-    let b = base.clone();
-    let mut verify = drive(
-        "POST /api/v1/verify (own credential, status from DB)",
-        clients,
-        secs,
-        move |http, i| {
-            let (b, bodies) = (b.clone(), bodies.clone());
-            async move {
-                let body = bodies[i % bodies.len().max(1)].clone();
-                match http
-                    .post(format!("{b}/api/v1/verify"))
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status() == 200 => r
-                        .bytes()
+    const VERIFY: &str = "POST /api/v1/verify (own credential, status from DB)";
+    let bodies: Vec<String> = batch["results"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .skip(5_000)
+                .take(256)
+                .map(|x| x["credential"].to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    const VERIFIED: &str = "\"outcome\":\"verified\"";
+    rows.push(match driver {
+        Driver::Wrk => {
+            let list: Vec<String> = bodies.iter().map(|b| lua_string(b)).collect();
+            let script = format!(
+                r#"
+local bodies = {{ {list} }}
+local headers = {{["Content-Type"] = "application/json"}}
+local reqs = {{}}
+for i, b in ipairs(bodies) do reqs[i] = wrk.format("POST", "/api/v1/verify", headers, b) end
+function request()
+  n = n + 1
+  return reqs[(n % #reqs) + 1]
+end
+function check(status, body) return status == 200 and string.find(body, {verified}, 1, true) ~= nil end
+"#,
+                list = list.join(",\n"),
+                verified = lua_string(VERIFIED),
+            );
+            let base = base.clone();
+            tokio::task::spawn_blocking(move || drive_wrk(VERIFY, &base, clients, secs, &script))
+                .await
+                .unwrap()
+        }
+        Driver::Reqwest => {
+            let bodies: Arc<Vec<Vec<u8>>> =
+                Arc::new(bodies.into_iter().map(String::into_bytes).collect());
+            let b = base.clone();
+            drive(VERIFY, clients, secs, move |http, i| {
+                let (b, bodies) = (b.clone(), bodies.clone());
+                async move {
+                    let body = bodies[i % bodies.len().max(1)].clone();
+                    match http
+                        .post(format!("{b}/api/v1/verify"))
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
                         .await
-                        .is_ok_and(|b| b.windows(VERIFIED.len()).any(|w| w == VERIFIED)),
-                    _ => false,
+                    {
+                        Ok(r) if r.status() == 200 => r.bytes().await.is_ok_and(|b| {
+                            b.windows(VERIFIED.len()).any(|w| w == VERIFIED.as_bytes())
+                        }),
+                        _ => false,
+                    }
                 }
-            }
-        },
-    )
-    .await;
-    rows.push(verify.row());
+            })
+            .await
+        }
+    });
 
     // Single revocations (durable, list version bumped, cache invalidated).
-    let ids: Arc<Vec<String>> = Arc::new(
-        batch["results"]
-            .as_array()
-            .map(|r| {
-                r.iter()
-                    .filter_map(|x| x["id"].as_str().map(str::to_owned))
-                    .collect()
+    const REVOKE: &str = "POST /api/v1/credentials/{id}/status (revoke)";
+    let ids: Vec<String> = batch["results"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|x| x["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    rows.push(match driver {
+        Driver::Wrk => {
+            let list: Vec<String> = ids.iter().map(|b| lua_string(b)).collect();
+            let script = format!(
+                r#"
+local ids = {{ {list} }}
+local headers = {{["Authorization"] = "Bearer " .. {token}, ["Content-Type"] = "application/json"}}
+local body = '{{"purpose":"revocation","status":true}}'
+function request()
+  n = n + 1
+  return wrk.format("POST", "/api/v1/credentials/" .. ids[(n % #ids) + 1] .. "/status", headers, body)
+end
+function check(status, body) return status == 200 end
+"#,
+                list = list.join(","),
+                token = lua_string(&token),
+            );
+            let base = base.clone();
+            let secs = secs.min(5);
+            tokio::task::spawn_blocking(move || drive_wrk(REVOKE, &base, clients, secs, &script))
+                .await
+                .unwrap()
+        }
+        Driver::Reqwest => {
+            let ids = Arc::new(ids);
+            let (b, t) = (base.clone(), token.clone());
+            drive(REVOKE, clients, secs.min(5), move |http, i| {
+                let (b, t, ids) = (b.clone(), t.clone(), ids.clone());
+                async move {
+                    let id = &ids[(i % 1_000_000 + (i / 1_000_000) * 300) % ids.len().max(1)];
+                    http.post(format!("{b}/api/v1/credentials/{id}/status"))
+                        .bearer_auth(&t)
+                        .json(&json!({"purpose": "revocation", "status": true}))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == 200)
+                }
             })
-            .unwrap_or_default(),
-    );
-    let (b, t) = (base.clone(), token.clone());
-    let mut revoke = drive(
-        "POST /api/v1/credentials/{id}/status (revoke)",
-        clients,
-        secs.min(5),
-        move |http, i| {
-            let (b, t, ids) = (b.clone(), t.clone(), ids.clone());
-            async move {
-                let id = &ids[(i % 1_000_000 + (i / 1_000_000) * 300) % ids.len().max(1)];
-                http.post(format!("{b}/api/v1/credentials/{id}/status"))
-                    .bearer_auth(&t)
-                    .json(&json!({"purpose": "revocation", "status": true}))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 200)
-            }
-        },
-    )
-    .await;
-    rows.push(revoke.row());
+            .await
+        }
+    });
 
-    println!("\n{clients} keep-alive clients, {secs} s per scenario, SQLite, loopback\n");
-    println!("| scenario | requests | errors | req/s | p50 ms | p99 ms |");
-    println!("|---|---|---|---|---|---|");
-    for row in rows {
-        println!("{row}");
+    let driver_name = match driver {
+        Driver::Wrk => "wrk (1 thread, separate process)",
+        Driver::Reqwest => "reqwest clients in the server's process",
+    };
+    println!(
+        "\n{clients} keep-alive connections, {secs} s per scenario (revocations at most 5 s), SQLite, loopback, driver: {driver_name}\n"
+    );
+    println!(
+        "| scenario | requests | errors | req/s | p50 ms | p99 ms | server cores | driver cores |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for row in &rows {
+        println!("{}", row.markdown());
     }
     println!(
         "\nbatch of 10,000 (eddsa-rdfc-2022, email recipients): {issued} issued in {batch_secs:.2} s"
