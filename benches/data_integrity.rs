@@ -77,6 +77,8 @@ fn options() -> ProofOptions {
         verification_method: VERIFICATION_METHOD.to_owned(),
         created: "2010-01-01T19:23:24Z".parse().unwrap(),
         proof_purpose: ProofPurpose::AssertionMethod,
+        challenge: None,
+        domain: None,
     }
 }
 

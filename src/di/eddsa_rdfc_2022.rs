@@ -48,6 +48,10 @@ pub struct ProofOptions {
     pub created: DateTime<Utc>,
     /// `proofPurpose`.
     pub proof_purpose: ProofPurpose,
+    /// `challenge`: for an `authentication` proof, the verifier's nonce (prevents replay).
+    pub challenge: Option<String>,
+    /// `domain`: for an `authentication` proof, the verifier the proof is meant for.
+    pub domain: Option<String>,
 }
 
 /// The two canonical N-Quads documents a proof signs, exposed for tests and diagnostics.
@@ -175,6 +179,12 @@ impl EddsaRdfc2022 {
             options.verification_method.into(),
         );
         proof.insert("proofPurpose".into(), options.proof_purpose.as_str().into());
+        if let Some(challenge) = options.challenge {
+            proof.insert("challenge".into(), challenge.into());
+        }
+        if let Some(domain) = options.domain {
+            proof.insert("domain".into(), domain.into());
+        }
         let mut proof = Value::Object(proof);
         let hash = self.canonical_forms(document, &proof)?.hash_data();
         let signature = key.sign(&hash);

@@ -288,6 +288,8 @@ impl VcApi {
                     verification_method: key.verification_method.clone(),
                     created: Utc::now(),
                     proof_purpose: crate::di::ProofPurpose::AssertionMethod,
+                    challenge: None,
+                    domain: None,
                 },
                 &key.signing_key,
             )

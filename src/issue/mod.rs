@@ -290,6 +290,8 @@ fn sign(
                         verification_method: key.verification_method.clone(),
                         created,
                         proof_purpose: ProofPurpose::AssertionMethod,
+                        challenge: None,
+                        domain: None,
                     },
                     &key.signing_key,
                 )

@@ -284,6 +284,8 @@ async fn rebuild_if_needed(
                 verification_method: key.verification_method.clone(),
                 created: valid_from,
                 proof_purpose: crate::di::ProofPurpose::AssertionMethod,
+                challenge: None,
+                domain: None,
             },
             &key.signing_key,
         )

@@ -51,6 +51,8 @@ fn options_of(proof: &Value) -> ProofOptions {
             .parse::<DateTime<Utc>>()
             .unwrap(),
         proof_purpose: ProofPurpose::AssertionMethod,
+        challenge: None,
+        domain: None,
     }
 }
 
@@ -560,6 +562,8 @@ fn fast_path_matches_stock_ssi_on_generated_open_badges() {
             ),
             created: generator.date().parse().unwrap(),
             proof_purpose: ProofPurpose::AssertionMethod,
+            challenge: None,
+            domain: None,
         };
         let signed = suite
             .sign(&credential, options, &key)

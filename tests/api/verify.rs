@@ -237,6 +237,8 @@ async fn signed_presentations_bind_their_holder() {
                     verification_method: format!("{did}#{mb}"),
                     created: chrono::Utc::now(),
                     proof_purpose: purpose,
+                    challenge: None,
+                    domain: None,
                 },
                 &key,
             )
@@ -257,6 +259,76 @@ async fn signed_presentations_bind_their_holder() {
     other_holder["holder"] = json!("did:example:someone-else");
     let signed = sign(&other_holder, ProofPurpose::Authentication);
     let report = verify_json(&app, &signed).await;
+    assert_eq!(report["outcome"], "invalid", "{report:#}");
+
+    // Challenge and domain are signed into the proof and checked against what the verifier asks.
+    let bound = EddsaRdfc2022::default()
+        .sign(
+            &vp,
+            ProofOptions {
+                verification_method: format!("{did}#{mb}"),
+                created: chrono::Utc::now(),
+                proof_purpose: ProofPurpose::Authentication,
+                challenge: Some("n-0S6_WzA2Mj".into()),
+                domain: Some("verifier.example".into()),
+            },
+            &key,
+        )
+        .unwrap();
+    assert_eq!(bound["proof"]["challenge"], "n-0S6_WzA2Mj");
+    assert_eq!(bound["proof"]["domain"], "verifier.example");
+    let vc_api = |body: Value| {
+        app.http
+            .post(app.url("/presentations/verify"))
+            .json(&body)
+            .send()
+    };
+    let asked = |challenge: &str, domain: &str| json!({"verifiablePresentation": bound, "options": {"challenge": challenge, "domain": domain}});
+    let resp = vc_api(asked("n-0S6_WzA2Mj", "verifier.example"))
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["verified"], true);
+    // Another challenge (a replay) or another domain: 422.
+    for (challenge, domain) in [
+        ("another-nonce", "verifier.example"),
+        ("n-0S6_WzA2Mj", "evil.example"),
+    ] {
+        let resp = vc_api(asked(challenge, domain)).await.unwrap();
+        assert_eq!(resp.status(), 422, "{challenge} {domain}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["verified"], false);
+    }
+    // The challenge rewritten in the proof to match a new request breaks the signature.
+    let mut replayed = bound.clone();
+    replayed["proof"]["challenge"] = json!("another-nonce");
+    let resp = vc_api(
+        json!({"verifiablePresentation": replayed, "options": {"challenge": "another-nonce"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 422);
+    assert_eq!(resp.json::<Value>().await.unwrap()["outcome"], "invalid");
+    // The native endpoint takes them as query parameters.
+    let resp = app
+        .http
+        .post(app.url("/api/v1/verify?challenge=n-0S6_WzA2Mj&domain=verifier.example"))
+        .json(&bound)
+        .send()
+        .await
+        .unwrap();
+    let report: Value = resp.json().await.unwrap();
+    assert_eq!(report["outcome"], "verified", "{report:#}");
+    let resp = app
+        .http
+        .post(app.url("/api/v1/verify?challenge=another-nonce"))
+        .json(&bound)
+        .send()
+        .await
+        .unwrap();
+    let report: Value = resp.json().await.unwrap();
     assert_eq!(report["outcome"], "invalid", "{report:#}");
 }
 
@@ -643,6 +715,8 @@ async fn mismatched_claims_and_foreign_controllers_fail() {
             verification_method: other_vm,
             created: chrono::Utc::now(),
             proof_purpose: ProofPurpose::AssertionMethod,
+            challenge: None,
+            domain: None,
         },
         &other,
     )
@@ -672,6 +746,8 @@ async fn mismatched_claims_and_foreign_controllers_fail() {
             verification_method: endorser_vm,
             created: chrono::Utc::now(),
             proof_purpose: ProofPurpose::AssertionMethod,
+            challenge: None,
+            domain: None,
         },
         &endorser,
     )
@@ -684,6 +760,8 @@ async fn mismatched_claims_and_foreign_controllers_fail() {
             verification_method: did_key(&key).1,
             created: chrono::Utc::now(),
             proof_purpose: ProofPurpose::AssertionMethod,
+            challenge: None,
+            domain: None,
         },
         &key,
     )
@@ -717,6 +795,8 @@ async fn fetches_to_private_addresses_are_refused_by_default() {
                 verification_method: vm.clone(),
                 created: chrono::Utc::now(),
                 proof_purpose: oxbadge::di::ProofPurpose::AssertionMethod,
+                challenge: None,
+                domain: None,
             },
             &key,
         )
