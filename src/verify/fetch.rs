@@ -60,6 +60,19 @@ pub enum FetchError {
     Unusable { url: String, reason: String },
 }
 
+/// The body as a compact JWS (three base64url segments), trimmed, if it is one.
+fn compact_jws(body: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(body).ok()?.trim();
+    let parts: Vec<&str> = text.split('.').collect();
+    (parts.len() == 3
+        && !parts[0].is_empty()
+        && !parts[1].is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')))
+    .then_some(text)
+}
+
 /// Whether `ip` is an address on the public internet. Everything else (private, loopback,
 /// link-local, CGNAT, documentation, multicast, unspecified, IPv4-mapped forms of those) is refused
 /// unless configured.
@@ -202,7 +215,8 @@ impl Fetcher {
             .header(
                 ACCEPT,
                 "application/did+ld+json, application/did+json, application/vc+ld+json, \
-                 application/ld+json, application/json;q=0.9, */*;q=0.1",
+                 application/ld+json, application/vc+jwt;q=0.9, application/json;q=0.9, \
+                 */*;q=0.1",
             )
             .send()
             .await
@@ -237,10 +251,20 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        let document: Value = serde_json::from_slice(&body).map_err(|e| FetchError::Unusable {
-            url: key.clone(),
-            reason: format!("not JSON: {e}"),
-        })?;
+        let document: Value = match serde_json::from_slice(&body) {
+            Ok(document) => document,
+            // A JOSE-secured document (e.g. a status list served as `application/vc+jwt`) comes
+            // back as a JSON string holding the compact JWS; the caller verifies it.
+            Err(_) if compact_jws(&body).is_some() => {
+                Value::String(compact_jws(&body).unwrap_or_default().to_owned())
+            }
+            Err(e) => {
+                return Err(FetchError::Unusable {
+                    url: key.clone(),
+                    reason: format!("neither JSON nor a compact JWS: {e}"),
+                });
+            }
+        };
         let document = Arc::new(document);
         // A status list's `ttl` (milliseconds) bounds how long it may be reused.
         let ttl = document

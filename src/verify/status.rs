@@ -277,20 +277,35 @@ async fn fetched_bits(
     } else {
         "BitstringStatusListCredential"
     };
+    // Secured with Data Integrity (JSON), or with JOSE (a compact JWS: `application/vc+jwt`).
+    let (list, controller) = match list.as_ref() {
+        Value::String(jws) => jwt_list(state, jws).await.map_err(verify_error)?,
+        _ => {
+            let (_, proof, controller, authentic) =
+                data_integrity(state, &list, "assertionMethod").await;
+            if !authentic {
+                return Err(verify_error(format!(
+                    "the list's proof does not verify: {}",
+                    proof.detail.unwrap_or_default()
+                )));
+            }
+            (list, controller)
+        }
+    };
     if !super::types_of(&list).contains(&list_type) {
         return Err(verify_error(format!("{list_url} is not a {list_type}")));
-    }
-    let (_, proof, _, authentic) = data_integrity(state, &list, "assertionMethod").await;
-    if !authentic {
-        return Err(verify_error(format!(
-            "the list's proof does not verify: {}",
-            proof.detail.unwrap_or_default()
-        )));
     }
     if jwt::issuer_id(&list) != jwt::issuer_id(credential) {
         return Err(verify_error(format!(
             "the list is issued by {}, not by the credential's issuer",
             jwt::issuer_id(&list).unwrap_or("nobody")
+        )));
+    }
+    // The key that signed the list must be the issuer's (as for the credential itself).
+    if controller.as_deref() != jwt::issuer_id(&list) {
+        return Err(verify_error(format!(
+            "the list is signed by a key of {}, not of its issuer",
+            controller.as_deref().unwrap_or("an unknown controller")
         )));
     }
     let now = Utc::now();
@@ -299,7 +314,9 @@ async fn fetched_bits(
             .and_then(Value::as_str)
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
     };
-    if date("validUntil").is_some_and(|t| t < now) || date("validFrom").is_some_and(|t| t > now) {
+    let until = date("validUntil").or_else(|| date("expirationDate"));
+    let from = date("validFrom").or_else(|| date("issuanceDate"));
+    if until.is_some_and(|t| t < now) || from.is_some_and(|t| t > now) {
         return Err(verify_error(
             "the status list is outside its validity period".into(),
         ));
@@ -352,6 +369,34 @@ async fn fetched_bits(
         return Err(range_error());
     }
     bits.get_value(position, size).map_err(|_| range_error())
+}
+
+/// A status list secured as a VC-JWT: the header, the claims against the credential fields, and
+/// the signature. Returns the list credential and the controller of the key that signed it.
+async fn jwt_list(state: &AppState, jws: &str) -> Result<(Arc<Value>, Option<String>), String> {
+    let decoded = jwt::decode(jws).map_err(|e| format!("the list is not a valid VC-JWT: {e}"))?;
+    // VC-JOSE-COSE types the token `vc+jwt` (older drafts `vc+ld+jwt`); OB 3.0 uses `JWT`.
+    if let Some(typ) = decoded.header.get("typ")
+        && !matches!(typ.as_str(), Some("JWT" | "vc+jwt" | "vc+ld+jwt"))
+    {
+        return Err(format!("the list's JWT has typ {typ}"));
+    }
+    let list = decoded.credential()?;
+    let mismatches = decoded.claim_mismatches(&list);
+    if !mismatches.is_empty() {
+        return Err(format!(
+            "the list's JWT claims disagree with it: {}",
+            mismatches.join("; ")
+        ));
+    }
+    let (proof, controller) = super::jwt_proof(state, &decoded, &list).await;
+    if proof.status != super::report::CheckStatus::Passed {
+        return Err(format!(
+            "the list's signature does not verify: {}",
+            proof.detail.unwrap_or_default()
+        ));
+    }
+    Ok((Arc::new(list), controller))
 }
 
 async fn revocation_list_entry(

@@ -991,10 +991,15 @@ async fn rotation_keeps_old_credentials_verifying_and_key_revocation_ends_them()
 
 /// Serves `document` as JSON on a loopback port, to every request; returns its base URL.
 async fn serve_json(document: Value) -> String {
+    serve_body("application/json", |_| document.to_string()).await
+}
+
+/// Serves one body (made from the server's base URL) to every request on a loopback port.
+async fn serve_body(content_type: &'static str, make: impl FnOnce(&str) -> String) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let body = document.to_string();
+    let body = make(&base);
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             let body = body.clone();
@@ -1002,7 +1007,7 @@ async fn serve_json(document: Value) -> String {
                 let mut buf = [0u8; 4096];
                 let _ = socket.read(&mut buf).await;
                 let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncache-control: max-age=60\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncache-control: max-age=60\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = socket.write_all(response.as_bytes()).await;
@@ -1010,6 +1015,113 @@ async fn serve_json(document: Value) -> String {
         }
     });
     base
+}
+
+#[tokio::test]
+async fn jwt_status_lists_of_other_issuers_are_verified_and_read() {
+    use oxbadge::di::{EddsaRdfc2022, ProofOptions, ProofPurpose};
+    // Another issuer (a did:key) publishes its revocation list as a VC-JWT
+    // (`application/vc+jwt`); bit 42 is set.
+    let app = TestApp::spawn_with(|s| {
+        s.verify_fetch_allow_http = true;
+        s.verify_fetch_allow_private = true;
+    })
+    .await;
+    let key = SigningKey::from_bytes(&[9u8; 32]);
+    let did = oxbadge::keys::publish::did_key_for_ed25519(&key.verifying_key());
+    let kid = format!("{did}#{}", did.trim_start_matches("did:key:"));
+    let mut bits = oxbadge::status::bitstring::Bitstring::new(oxbadge::status::bitstring::MIN_BITS);
+    bits.set(42, true).unwrap();
+    let encoded = bits.encode();
+    let now = chrono::Utc::now();
+    let stamp = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let list = |url: &str, issuer: &str| {
+        json!({
+            "@context": ["https://www.w3.org/ns/credentials/v2"],
+            "id": url,
+            "type": ["VerifiableCredential", "BitstringStatusListCredential"],
+            "issuer": issuer,
+            "validFrom": stamp(now - chrono::Duration::hours(1)),
+            "validUntil": stamp(now + chrono::Duration::hours(1)),
+            "credentialSubject": {
+                "id": format!("{url}#list"),
+                "type": "BitstringStatusList",
+                "statusPurpose": "revocation",
+                "encodedList": encoded,
+            }
+        })
+    };
+    let base = serve_body("application/vc+jwt", |base| {
+        oxbadge::issue::jwt::sign_eddsa(&list(&format!("{base}/status/1"), &did), &kid, &key)
+            .unwrap()
+    })
+    .await;
+    let list_url = format!("{base}/status/1");
+    let credential = |index: u32, list_url: &str| {
+        let mut vc = ob_credential(&did, "did:example:learner");
+        vc["credentialStatus"] = json!({
+            "id": format!("{list_url}#{index}"),
+            "type": "BitstringStatusListEntry",
+            "statusPurpose": "revocation",
+            "statusListIndex": index.to_string(),
+            "statusListCredential": list_url,
+        });
+        EddsaRdfc2022::default()
+            .sign(
+                &vc,
+                ProofOptions {
+                    verification_method: kid.clone(),
+                    created: now,
+                    proof_purpose: ProofPurpose::AssertionMethod,
+                    challenge: None,
+                    domain: None,
+                },
+                &key,
+            )
+            .unwrap()
+    };
+    let report = verify_json(&app, &credential(42, &list_url)).await;
+    assert_eq!(report["outcome"], "revoked", "{report:#}");
+    let report = verify_json(&app, &credential(7, &list_url)).await;
+    assert_eq!(report["outcome"], "verified", "{report:#}");
+    assert_eq!(check(&report, "status")["status"], "passed");
+
+    // The same list signed by someone else's key (kid of another did:key) is not trusted: the
+    // status is unknown, so the credential is not reported as verified.
+    let other = SigningKey::from_bytes(&[10u8; 32]);
+    let other_did = oxbadge::keys::publish::did_key_for_ed25519(&other.verifying_key());
+    let other_kid = format!("{other_did}#{}", other_did.trim_start_matches("did:key:"));
+    let forged = serve_body("application/vc+jwt", |base| {
+        oxbadge::issue::jwt::sign_eddsa(
+            &list(&format!("{base}/status/1"), &did),
+            &other_kid,
+            &other,
+        )
+        .unwrap()
+    })
+    .await;
+    let report = verify_json(&app, &credential(7, &format!("{forged}/status/1"))).await;
+    assert_eq!(report["outcome"], "indeterminate", "{report:#}");
+    assert!(
+        check(&report, "status")["problem"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not of its issuer"),
+        "{report:#}"
+    );
+    // A list JWT whose signature was altered does not verify.
+    let tampered = serve_body("application/vc+jwt", |base| {
+        let jws =
+            oxbadge::issue::jwt::sign_eddsa(&list(&format!("{base}/status/1"), &did), &kid, &key)
+                .unwrap();
+        let (input, sig) = jws.rsplit_once('.').unwrap();
+        let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        sig[0] ^= 1;
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    })
+    .await;
+    let report = verify_json(&app, &credential(7, &format!("{tampered}/status/1"))).await;
+    assert_eq!(report["outcome"], "indeterminate", "{report:#}");
 }
 
 fn jwt_payload(vc: &Value, issuer: &str) -> Value {
