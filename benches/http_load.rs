@@ -13,7 +13,9 @@
 //! wall second, from `/proc/self/stat`; the `wrk` child's from the waited-for children's times).
 //!
 //! Run: `cargo bench --bench http_load` (environment: `LOAD_DRIVER` = `wrk` | `reqwest`;
-//! `LOAD_SECS`, default 10; `LOAD_CLIENTS`, default 32; `OXBADGE_LOG`, when set, installs the
+//! `LOAD_SECS`, default 10; `LOAD_CLIENTS`, default 32; `LOAD_POSTGRES`, a PostgreSQL server URL
+//! such as `postgres://postgres@127.0.0.1:5432` to run on a fresh database there instead of
+//! SQLite; `OXBADGE_LOG`, when set, installs the
 //! service's JSON log subscriber with that filter (e.g. `info` to include the per-request access
 //! log; send stderr to a file); `LOAD_HOLD_SECS`, when set, keeps the server up that long
 //! afterwards and prints a status-list URL, so another load generator can be pointed at it).
@@ -255,9 +257,48 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let dir = tempfile::tempdir().unwrap();
+    // `LOAD_POSTGRES=postgres://user@host:port` runs the same scenarios on a fresh PostgreSQL
+    // database (created here, dropped at the end) instead of SQLite.
+    let postgres = std::env::var("LOAD_POSTGRES")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|base| base.trim_end_matches('/').to_owned());
+    let pg_database = postgres.as_ref().map(|_| {
+        format!(
+            "oxbadge_load_{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        )
+    });
+    if let (Some(base), Some(name)) = (&postgres, &pg_database) {
+        use sea_orm::ConnectionTrait;
+        let admin = sea_orm::Database::connect(format!("{base}/postgres"))
+            .await
+            .unwrap();
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+    }
     let settings = oxbadge::Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_path_buf(),
+        // SQLite keeps a generated KEK in the data directory; a shared database needs one given.
+        kek: postgres.as_ref().map(|_| {
+            use base64::Engine;
+            let bytes: [u8; 32] = rand::random();
+            secrecy::SecretString::from(format!(
+                "load-kek:{}",
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            ))
+        }),
+        database_url: postgres
+            .as_ref()
+            .zip(pg_database.as_ref())
+            .map(|(base, name)| format!("{base}/{name}")),
         log: "error".into(),
         auth_rate_limit_per_minute: 1_000_000,
         auth_rate_limit_burst: 1_000_000,
@@ -521,8 +562,13 @@ function check(status, body) return status == 200 end
         Driver::Wrk => "wrk (1 thread, separate process)",
         Driver::Reqwest => "reqwest clients in the server's process",
     };
+    let engine = if postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     println!(
-        "\n{clients} keep-alive connections, {secs} s per scenario (revocations at most 5 s), SQLite, loopback, driver: {driver_name}\n"
+        "\n{clients} keep-alive connections, {secs} s per scenario (revocations at most 5 s), {engine}, loopback, driver: {driver_name}\n"
     );
     println!(
         "| scenario | requests | errors | req/s | p50 ms | p99 ms | server cores | driver cores |"
@@ -537,5 +583,15 @@ function check(status, body) return status == 200 end
     if hold_secs > 0 {
         println!("\nserving {status_url} for {hold_secs} s");
         tokio::time::sleep(Duration::from_secs(hold_secs)).await;
+    }
+    if let (Some(base), Some(name)) = (&postgres, &pg_database) {
+        use sea_orm::ConnectionTrait;
+        // The server still holds connections: end them, then drop the database.
+        if let Ok(admin) = sea_orm::Database::connect(format!("{base}/postgres")).await {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+            let _ = admin.close().await;
+        }
     }
 }
