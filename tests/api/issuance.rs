@@ -128,6 +128,7 @@ pub fn pyld_canonical(document: &Value) -> String {
     let dir = tempfile::tempdir().unwrap();
     let map = dir.path().join("contexts.json");
     std::fs::write(&map, Value::Object(contexts).to_string()).unwrap();
+    ensure_pyld();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/pyld_canon.py");
     let mut child = std::process::Command::new("python3")
         .arg(script)
@@ -150,6 +151,45 @@ pub fn pyld_canonical(document: &Value) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// Makes sure pyld can be imported, installing it with pip once per test run when it cannot (so
+/// `cargo test --workspace` works on a fresh machine with Python; `.ci/run` installs it up front).
+fn ensure_pyld() {
+    static READY: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let importable = || {
+        std::process::Command::new("python3")
+            .args(["-c", "import pyld"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let ready = READY.get_or_init(|| {
+        if importable() {
+            return Ok(());
+        }
+        let install = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "pyld",
+            ])
+            .output()
+            .map_err(|e| format!("python3 is needed for the pyld cross-check: {e}"))?;
+        if importable() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pyld is not installed and `python3 -m pip install pyld` failed: {}",
+                String::from_utf8_lossy(&install.stderr)
+            ))
+        }
+    });
+    if let Err(why) = ready {
+        panic!("{why}");
+    }
 }
 
 /// Our canonical form of a signed document (the proof left out).
