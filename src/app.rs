@@ -34,7 +34,11 @@ use crate::{
     },
     metrics::Metrics,
     oauth::{NewClient, OAuthError, ScopeSet, cache::TokenCache, tokens},
-    status::{allocator::InFlight, changes::StatusQueue, lists::StatusListCache},
+    status::{
+        allocator::InFlight,
+        changes::StatusQueue,
+        lists::{RevocationListCache, StatusListCache},
+    },
     verify::{Verifier, fetch::FetchPolicy},
 };
 
@@ -85,6 +89,7 @@ struct StateInner {
     keys: KeyStore,
     signer: EddsaRdfc2022,
     status_cache: StatusListCache,
+    revocation_cache: RevocationListCache,
     issuance_contexts: ContextCache,
     issuance_queue: IssuanceQueue,
     status_queue: StatusQueue,
@@ -132,6 +137,11 @@ impl AppState {
     /// Signed status lists.
     pub fn status_cache(&self) -> &StatusListCache {
         &self.0.status_cache
+    }
+
+    /// Serialized 1EdTech revocation lists, rebuilt when the issuer's revocation lists change.
+    pub fn revocation_cache(&self) -> &RevocationListCache {
+        &self.0.revocation_cache
     }
 
     /// Issuance contexts (achievement, issuer, active key) by achievement.
@@ -280,6 +290,7 @@ impl AppState {
             keys,
             signer: EddsaRdfc2022::new(Arc::new(ContextLoader::new())),
             status_cache: StatusListCache::new(revalidate),
+            revocation_cache: RevocationListCache::default(),
             issuance_contexts: ContextCache::new(revalidate),
             issuance_queue: IssuanceQueue::default(),
             status_queue: StatusQueue::default(),

@@ -1,10 +1,11 @@
 //! Public status documents: W3C Bitstring Status List credentials and 1EdTech revocation lists.
 
 use poem::web::Data;
+
 use poem_openapi::{
     ApiResponse, OpenApi,
     param::{Header, Path},
-    payload::{Json, PlainText},
+    payload::PlainText,
 };
 
 use super::ApiTags;
@@ -64,6 +65,8 @@ impl StatusApi {
     }
 
     /// The issuer's 1EdTech revocation list: `{"revokedCredential": [{id, revoked, revocationReason}]}`.
+    /// Always current (each request checks the issuer's revocation lists' versions); served from
+    /// memory while they are unchanged, with a strong ETag and 304 on `If-None-Match`.
     #[oai(
         path = "/revocations/:issuer_id",
         method = "get",
@@ -74,9 +77,95 @@ impl StatusApi {
         state: Data<&AppState>,
         /// Issuer id (CUID).
         issuer_id: Path<String>,
-    ) -> Result<Json<serde_json::Value>, ApiError> {
-        Ok(Json(
-            lists::revocation_list(state.db(), &issuer_id.0).await?,
+        #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
+    ) -> Result<RevocationListResponse, ApiError> {
+        let doc = lists::revocation_document(&state, &issuer_id.0).await?;
+        if super::publication::matches(if_none_match.0.as_deref(), &doc.etag) {
+            return Ok(RevocationListResponse::NotModified(doc.etag.clone()));
+        }
+        Ok(RevocationListResponse::Ok(
+            RawJson::<RevocationList>::new(doc.body.clone()),
+            doc.etag.clone(),
+            "no-cache".to_owned(),
         ))
     }
+}
+
+/// The 1EdTech revocation list document (for the OpenAPI description; the body is served as
+/// serialized once).
+#[derive(poem_openapi::Object)]
+#[oai(rename_all = "camelCase")]
+pub struct RevocationList {
+    /// Every revoked credential of the issuer.
+    pub revoked_credential: Vec<RevokedCredential>,
+}
+
+/// One revoked credential.
+#[derive(poem_openapi::Object)]
+#[oai(rename_all = "camelCase")]
+pub struct RevokedCredential {
+    /// The credential's `id`.
+    pub id: String,
+    /// Always `true`.
+    pub revoked: bool,
+    /// The reason given when it was revoked.
+    pub revocation_reason: Option<String>,
+}
+
+/// A JSON body already serialized, described in OpenAPI by the schema of `T`.
+pub struct RawJson<T> {
+    body: String,
+    _schema: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> RawJson<T> {
+    fn new(body: String) -> Self {
+        Self {
+            body,
+            _schema: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: poem_openapi::types::Type> poem_openapi::payload::Payload for RawJson<T> {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: Send> poem::IntoResponse for RawJson<T> {
+    fn into_response(self) -> poem::Response {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(self.body)
+    }
+}
+
+/// The 1EdTech revocation list.
+#[derive(ApiResponse)]
+pub enum RevocationListResponse {
+    /// The list.
+    #[oai(status = 200)]
+    Ok(
+        RawJson<RevocationList>,
+        /// Strong entity tag; it changes with every revocation.
+        #[oai(header = "ETag")]
+        String,
+        /// `no-cache`: revalidate (cheaply, with the ETag) before reuse.
+        #[oai(header = "Cache-Control")]
+        String,
+    ),
+    /// Unchanged since `If-None-Match`.
+    #[oai(status = 304)]
+    NotModified(
+        /// Strong entity tag.
+        #[oai(header = "ETag")]
+        String,
+    ),
 }

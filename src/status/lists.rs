@@ -358,3 +358,102 @@ pub async fn revocation_list(
     }
     Ok(json!({ "revokedCredential": revoked }))
 }
+
+/// A serialized 1EdTech revocation list ready to serve.
+#[derive(Debug)]
+pub struct RevocationDocument {
+    /// `{"revokedCredential": [...]}`, serialized once.
+    pub body: String,
+    /// Strong ETag of `body`.
+    pub etag: String,
+}
+
+/// What identifies the state of an issuer's revocation lists: how many there are and the sum of
+/// their versions. Every status change bumps a list's version in its own transaction, so any
+/// change moves the sum (versions only grow).
+type Fingerprint = (i64, i64);
+
+/// 1EdTech revocation lists by issuer, rebuilt only when the issuer's revocation lists changed.
+///
+/// Every request still checks the fingerprint (one indexed aggregate query), so a revocation is in
+/// the very next response, on any instance; what the cache saves is reading every revoked entry
+/// and its credential URI on each request. Rebuilds are single-flight per issuer.
+#[derive(Default)]
+pub struct RevocationListCache {
+    entries: RwLock<HashMap<String, (Fingerprint, Arc<RevocationDocument>)>>,
+    builders: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl RevocationListCache {
+    fn get(&self, issuer_cuid: &str, fingerprint: Fingerprint) -> Option<Arc<RevocationDocument>> {
+        let map = self.entries.read().ok()?;
+        map.get(issuer_cuid)
+            .filter(|(f, _)| *f == fingerprint)
+            .map(|(_, doc)| doc.clone())
+    }
+
+    fn put(&self, issuer_cuid: &str, fingerprint: Fingerprint, doc: Arc<RevocationDocument>) {
+        if let Ok(mut map) = self.entries.write() {
+            map.insert(issuer_cuid.to_owned(), (fingerprint, doc));
+        }
+    }
+
+    fn builder(&self, issuer_cuid: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.builders.lock() {
+            Ok(mut map) => map.entry(issuer_cuid.to_owned()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+}
+
+async fn revocation_fingerprint(
+    db: &impl ConnectionTrait,
+    issuer_cuid: &str,
+) -> Result<Fingerprint, DbErr> {
+    let row: Option<Fingerprint> = status_list::Entity::find()
+        .select_only()
+        .column_as(sea_orm::sea_query::Expr::cust("COUNT(*)"), "lists")
+        .column_as(
+            sea_orm::sea_query::Expr::cust("CAST(COALESCE(SUM(version), 0) AS BIGINT)"),
+            "versions",
+        )
+        .filter(status_list::Column::IssuerId.eq(issuer_cuid))
+        .filter(status_list::Column::Purpose.eq(Purpose::Revocation.as_str()))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(row.unwrap_or((0, 0)))
+}
+
+/// The issuer's 1EdTech revocation list, serialized, from the cache while the issuer's revocation
+/// lists are unchanged.
+pub async fn revocation_document(
+    state: &AppState,
+    issuer_cuid: &str,
+) -> Result<Arc<RevocationDocument>, StatusError> {
+    let cache = state.revocation_cache();
+    let fingerprint = revocation_fingerprint(state.db(), issuer_cuid).await?;
+    if let Some(hit) = cache.get(issuer_cuid, fingerprint) {
+        return Ok(hit);
+    }
+    let gate = cache.builder(issuer_cuid);
+    let _one_at_a_time = gate.lock().await;
+    // Whoever waited here usually finds the list another request just built.
+    let fingerprint = revocation_fingerprint(state.db(), issuer_cuid).await?;
+    if let Some(hit) = cache.get(issuer_cuid, fingerprint) {
+        return Ok(hit);
+    }
+    let doc = revocation_list(state.db(), issuer_cuid).await?;
+    let body = doc.to_string();
+    let etag = format!(
+        "\"{}\"",
+        hex::encode(&Sha256::digest(body.as_bytes())[..16])
+    );
+    let doc = Arc::new(RevocationDocument { body, etag });
+    // A change committed while this was built moved the fingerprint: the next request rebuilds.
+    // An issuer without revocation lists is not cached (its existence is checked each time).
+    if fingerprint.0 > 0 {
+        cache.put(issuer_cuid, fingerprint, doc.clone());
+    }
+    Ok(doc)
+}

@@ -259,6 +259,58 @@ async fn one_edtech_revocation_list_names_revoked_credentials() {
             .to_string()
             .contains(b["credential"]["id"].as_str().unwrap())
     );
+
+    // Conditional requests: a strong ETag, 304 while nothing changed, a new list and tag on the
+    // very next request after a revocation.
+    let get = |etag: Option<String>| {
+        let mut req = app.http.get(url);
+        if let Some(etag) = etag {
+            req = req.header("if-none-match", etag);
+        }
+        req.send()
+    };
+    let resp = get(None).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    assert_eq!(resp.headers()["cache-control"], "no-cache");
+    let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.len() > 10);
+    assert_eq!(resp.json::<Value>().await.unwrap(), list);
+    let resp = get(Some(etag.clone())).await.unwrap();
+    assert_eq!(resp.status(), 304);
+    let resp = set_status(
+        &app,
+        &token,
+        b["id"].as_str().unwrap(),
+        json!({"purpose": "revocation", "status": true}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let resp = get(Some(etag.clone())).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_ne!(resp.headers()["etag"].to_str().unwrap(), etag);
+    let list: Value = resp.json().await.unwrap();
+    let ids: Vec<&str> = list["revokedCredential"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&b["credential"]["id"].as_str().unwrap()));
+    // An unknown issuer is a 404, not an empty list.
+    let resp = app
+        .http
+        .get(app.url("/revocations/no-such-issuer"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 404, "not_found").await;
 }
 
 #[tokio::test]
@@ -633,7 +685,7 @@ async fn a_revocation_through_one_instance_shows_on_another() {
     let token = first
         .token("issuers:write credentials:issue credentials:status")
         .await;
-    let (_, achievement) = issuer_with_achievement(&first, &token).await;
+    let (issuer, achievement) = issuer_with_achievement(&first, &token).await;
     let issued = issue(
         &first,
         &token,
@@ -648,12 +700,26 @@ async fn a_revocation_through_one_instance_shows_on_another() {
         TestApp::spawn_on_existing(crate::support::TestDb::shared(first.db()), settings).await;
 
     let (url, index) = entry_of(&issued["credential"], "revocation");
+    // The 1EdTech revocation list of the same issuer, read through the second instance.
+    let issuer_cuid = issuer["id"].as_str().unwrap().to_owned();
+    let revocations = second.url(&format!("/revocations/{issuer_cuid}"));
+    let revoked_there = || async {
+        let resp = second.http.get(&revocations).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let list: Value = resp.json().await.unwrap();
+        list["revokedCredential"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == issued["credential"]["id"])
+    };
     for _ in 0..2 {
         let (_, list) = get_list(&second, url).await;
         assert!(!bit(
             list["credentialSubject"]["encodedList"].as_str().unwrap(),
             index
         ));
+        assert!(!revoked_there().await);
     }
     let resp = set_status(
         &first,
@@ -663,6 +729,8 @@ async fn a_revocation_through_one_instance_shows_on_another() {
     )
     .await;
     assert_eq!(resp.status(), 200);
+    // The revocation list checks the lists' versions on every request: no waiting at all.
+    assert!(revoked_there().await);
     // Poll (not a speed assertion): the change must arrive well before this deadline.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
