@@ -824,11 +824,7 @@ async fn a_second_instance_keys_and_status_lists_are_fetched_and_checked() {
         s.status_shape = oxbadge::ob::StatusShape::BitstringBoth;
     })
     .await;
-    let a = TestApp::spawn_with(|s| {
-        s.verify_fetch_allow_http = true;
-        s.verify_fetch_allow_private = true;
-    })
-    .await;
+    let a = TestApp::spawn_with(fetch_from_loopback).await;
     let token = b
         .token("issuers:write credentials:issue credentials:read credentials:status")
         .await;
@@ -990,6 +986,12 @@ async fn rotation_keeps_old_credentials_verifying_and_key_revocation_ends_them()
 }
 
 /// Serves `document` as JSON on a loopback port, to every request; returns its base URL.
+/// Lets the verifier fetch plain http from loopback, where the tests serve their documents.
+fn fetch_from_loopback(s: &mut oxbadge::Settings) {
+    s.verify_fetch_allow_http = true;
+    s.verify_fetch_allow_private = true;
+}
+
 async fn serve_json(document: Value) -> String {
     serve_body("application/json", |_| document.to_string()).await
 }
@@ -1022,11 +1024,7 @@ async fn jwt_status_lists_of_other_issuers_are_verified_and_read() {
     use oxbadge::di::{EddsaRdfc2022, ProofOptions, ProofPurpose};
     // Another issuer (a did:key) publishes its revocation list as a VC-JWT
     // (`application/vc+jwt`); bit 42 is set.
-    let app = TestApp::spawn_with(|s| {
-        s.verify_fetch_allow_http = true;
-        s.verify_fetch_allow_private = true;
-    })
-    .await;
+    let app = TestApp::spawn_with(fetch_from_loopback).await;
     let key = SigningKey::from_bytes(&[9u8; 32]);
     let did = oxbadge::keys::publish::did_key_for_ed25519(&key.verifying_key());
     let kid = format!("{did}#{}", did.trim_start_matches("did:key:"));
@@ -1145,11 +1143,7 @@ fn signing_input(header: &Value, payload: &Value) -> String {
 async fn es256_and_rs256_jwts_verify_with_resolved_keys() {
     use p256::ecdsa::signature::Signer as _;
     // ES256 with a did:key (P-256, zDn…) issuer: resolved offline.
-    let app = TestApp::spawn_with(|s| {
-        s.verify_fetch_allow_http = true;
-        s.verify_fetch_allow_private = true;
-    })
-    .await;
+    let app = TestApp::spawn_with(fetch_from_loopback).await;
     let p256_key = p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap();
     let point = p256_key.verifying_key().to_encoded_point(true);
     let mut multikey = vec![0x80, 0x24];
