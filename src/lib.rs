@@ -3,6 +3,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod di;

@@ -5,7 +5,6 @@ use poem::web::Data;
 use poem_openapi::{ApiResponse, OpenApi, param::Header, param::Path, payload::Json};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::ApiTags;
 use crate::{
@@ -40,8 +39,7 @@ pub enum CachedJson {
 
 /// Strong ETag of a JSON value as serialized.
 fn etag_of(doc: &Value) -> String {
-    let digest = Sha256::digest(doc.to_string().as_bytes());
-    format!("\"{}\"", hex::encode(&digest[..16]))
+    crate::cache::strong_etag(&doc.to_string())
 }
 
 /// Whether `If-None-Match` matches `etag` (a list of tags, weak tags compared weakly, or `*`).

@@ -11,11 +11,11 @@ use std::{
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::{allocator::Purpose, bitstring::Bitstring};
 use crate::{
     app::AppState,
+    cache::{SingleFlight, strong_etag},
     db::{credential, issuer, status_entry, status_list},
     keys::store::KeyError,
 };
@@ -75,7 +75,7 @@ pub struct SignedList {
 pub struct StatusListCache {
     entries: RwLock<HashMap<String, CacheSlot>>,
     revalidate: std::time::Duration,
-    builders: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    builders: SingleFlight,
 }
 
 #[derive(Default)]
@@ -94,7 +94,7 @@ impl StatusListCache {
         Self {
             entries: RwLock::new(HashMap::new()),
             revalidate,
-            builders: std::sync::Mutex::new(HashMap::new()),
+            builders: SingleFlight::default(),
         }
     }
 
@@ -103,15 +103,6 @@ impl StatusListCache {
         match self.lookup(list_id) {
             (_, Some((hit, true))) if hit.valid_until > now + Duration::seconds(5) => Some(hit),
             _ => None,
-        }
-    }
-
-    /// The gate that makes rebuilding `list_id` single-flight.
-    fn builder(&self, list_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        match self.builders.lock() {
-            Ok(mut map) => map.entry(list_id.to_owned()).or_default().clone(),
-            // A poisoned map only loses the single-flight property.
-            Err(_) => Arc::default(),
         }
     }
 
@@ -203,7 +194,7 @@ pub async fn signed_list(state: &AppState, list_id: &str) -> Result<Arc<SignedLi
     }
     // One rebuild (or version check) per list at a time; whoever waited here usually finds the
     // list fresh once it gets the gate.
-    let gate = state.status_cache().builder(list_id);
+    let gate = state.status_cache().builders.gate(list_id);
     let _one_at_a_time = gate.lock().await;
     rebuild_if_needed(state, list_id).await
 }
@@ -293,10 +284,7 @@ async fn rebuild_if_needed(
     .await
     .map_err(|e| StatusError::Invalid(format!("signing task failed: {e}")))??;
     let body = signed.to_string();
-    let etag = format!(
-        "\"{}\"",
-        hex::encode(&Sha256::digest(body.as_bytes())[..16])
-    );
+    let etag = strong_etag(&body);
     let fresh = Arc::new(SignedList {
         issuer_id: list.issuer_id.clone(),
         version: list.version,
@@ -381,7 +369,7 @@ type Fingerprint = (i64, i64);
 #[derive(Default)]
 pub struct RevocationListCache {
     entries: RwLock<HashMap<String, (Fingerprint, Arc<RevocationDocument>)>>,
-    builders: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    builders: SingleFlight,
 }
 
 impl RevocationListCache {
@@ -395,13 +383,6 @@ impl RevocationListCache {
     fn put(&self, issuer_cuid: &str, fingerprint: Fingerprint, doc: Arc<RevocationDocument>) {
         if let Ok(mut map) = self.entries.write() {
             map.insert(issuer_cuid.to_owned(), (fingerprint, doc));
-        }
-    }
-
-    fn builder(&self, issuer_cuid: &str) -> Arc<tokio::sync::Mutex<()>> {
-        match self.builders.lock() {
-            Ok(mut map) => map.entry(issuer_cuid.to_owned()).or_default().clone(),
-            Err(_) => Arc::default(),
         }
     }
 }
@@ -436,7 +417,7 @@ pub async fn revocation_document(
     if let Some(hit) = cache.get(issuer_cuid, fingerprint) {
         return Ok(hit);
     }
-    let gate = cache.builder(issuer_cuid);
+    let gate = cache.builders.gate(issuer_cuid);
     let _one_at_a_time = gate.lock().await;
     // Whoever waited here usually finds the list another request just built.
     let fingerprint = revocation_fingerprint(state.db(), issuer_cuid).await?;
@@ -445,10 +426,7 @@ pub async fn revocation_document(
     }
     let doc = revocation_list(state.db(), issuer_cuid).await?;
     let body = doc.to_string();
-    let etag = format!(
-        "\"{}\"",
-        hex::encode(&Sha256::digest(body.as_bytes())[..16])
-    );
+    let etag = strong_etag(&body);
     let doc = Arc::new(RevocationDocument { body, etag });
     // A change committed while this was built moved the fingerprint: the next request rebuilds.
     // An issuer without revocation lists is not cached (its existence is checked each time).
