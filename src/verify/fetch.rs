@@ -255,15 +255,15 @@ impl Fetcher {
             Ok(document) => document,
             // A JOSE-secured document (e.g. a status list served as `application/vc+jwt`) comes
             // back as a JSON string holding the compact JWS; the caller verifies it.
-            Err(_) if compact_jws(&body).is_some() => {
-                Value::String(compact_jws(&body).unwrap_or_default().to_owned())
-            }
-            Err(e) => {
-                return Err(FetchError::Unusable {
-                    url: key.clone(),
-                    reason: format!("neither JSON nor a compact JWS: {e}"),
-                });
-            }
+            Err(e) => match compact_jws(&body) {
+                Some(jws) => Value::String(jws.to_owned()),
+                None => {
+                    return Err(FetchError::Unusable {
+                        url: key.clone(),
+                        reason: format!("neither JSON nor a compact JWS: {e}"),
+                    });
+                }
+            },
         };
         let document = Arc::new(document);
         // A status list's `ttl` (milliseconds) bounds how long it may be reused.
