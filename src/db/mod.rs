@@ -115,6 +115,14 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     .await
 }
 
+/// Short random pause before retrying a transaction that lost a race (see [`is_retryable`]).
+pub async fn retry_backoff() {
+    tokio::time::sleep(Duration::from_millis(
+        2 + u64::from(rand::random::<u8>() % 16),
+    ))
+    .await;
+}
+
 /// Whether an error is a unique-constraint violation (a lost race that may be retried).
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(

@@ -461,14 +461,6 @@ async fn prepare_part(
     })
 }
 
-/// Short random pause before retrying a lost race.
-async fn backoff() {
-    tokio::time::sleep(std::time::Duration::from_millis(
-        2 + u64::from(rand::random::<u8>() % 16),
-    ))
-    .await;
-}
-
 /// Issues one credential per award for `achievement_id`, all in one transaction: every credential
 /// returned is stored. Per-award signing failures are reported per item; the others are issued.
 pub async fn issue(
@@ -491,7 +483,7 @@ pub async fn issue(
             Ok(mut results) => return Ok(results.pop().unwrap_or_default()),
             Err(IssueError::Db(err)) if db::is_retryable(&err) => {
                 tracing::debug!(attempt, error = %err, "lost a concurrent race; picking again");
-                backoff().await;
+                db::retry_backoff().await;
             }
             Err(other) => return Err(other),
         }

@@ -206,7 +206,7 @@ async fn commit(state: AppState, group: Group, mut parts: Vec<Result<Part, Issue
             }
             Err(IssueError::Db(err)) if db::is_retryable(&err) => {
                 tracing::debug!(attempt, error = %err, "grouped issuance lost a race; picking again");
-                super::backoff().await;
+                db::retry_backoff().await;
                 let group = Group { pending };
                 parts = prepare(&state, &group).await;
                 pending = group.pending;

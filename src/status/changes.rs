@@ -11,8 +11,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait, QueryFilter, QuerySelect,
-    sea_query::Expr,
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, ExprTrait,
+    QueryFilter, QuerySelect, sea_query::Expr,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -71,18 +71,7 @@ pub async fn set_status(
     }
     for id in &unique {
         if !entries.contains_key(*id) {
-            let exists = credential::Entity::find_by_id((*id).to_owned())
-                .select_only()
-                .column(credential::Column::Id)
-                .into_tuple::<String>()
-                .one(&txn)
-                .await?
-                .is_some();
-            return Err(if exists {
-                StatusError::Invalid(format!("credential {id} has no {} entry", purpose.as_str()))
-            } else {
-                StatusError::NotFound("credential")
-            });
+            return Err(missing_entry(&txn, id, purpose).await?);
         }
     }
     let wanted: i16 = i16::from(status);
@@ -115,23 +104,10 @@ pub async fn set_status(
                 .exec(&txn)
                 .await?;
         }
-        status_list::Entity::update_many()
-            .col_expr(
-                status_list::Column::Version,
-                Expr::col(status_list::Column::Version).add(1),
-            )
-            .col_expr(status_list::Column::UpdatedAt, Expr::value(now))
-            .filter(status_list::Column::Id.eq(*list_id))
-            .exec(&txn)
-            .await?;
-        invalidation::announce(&txn, &Change::StatusList((*list_id).to_owned())).await?;
+        bump_version(&txn, list_id, now).await?;
     }
     if !to_change.is_empty() {
-        let action = match (purpose, status) {
-            (Purpose::Revocation, _) => "credential.revoked",
-            (Purpose::Suspension, true) => "credential.suspended",
-            (Purpose::Suspension, false) => "credential.unsuspended",
-        };
+        let action = audit_action(purpose, status);
         let (target, details) = if to_change.len() == 1 {
             (
                 to_change[0].credential_id.clone(),
@@ -161,6 +137,58 @@ pub async fn set_status(
         })
         .collect();
     Ok((changes, lists))
+}
+
+/// Adds one to a list's version (its signed form must be rebuilt) and announces the change to the
+/// other instances when the transaction commits.
+async fn bump_version(
+    txn: &DatabaseTransaction,
+    list_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    status_list::Entity::update_many()
+        .col_expr(
+            status_list::Column::Version,
+            Expr::col(status_list::Column::Version).add(1),
+        )
+        .col_expr(status_list::Column::UpdatedAt, Expr::value(now))
+        .filter(status_list::Column::Id.eq(list_id))
+        .exec(txn)
+        .await?;
+    invalidation::announce(txn, &Change::StatusList(list_id.to_owned())).await
+}
+
+/// The audit action of setting `purpose` to `status`.
+fn audit_action(purpose: Purpose, status: bool) -> &'static str {
+    match (purpose, status) {
+        (Purpose::Revocation, _) => "credential.revoked",
+        (Purpose::Suspension, true) => "credential.suspended",
+        (Purpose::Suspension, false) => "credential.unsuspended",
+    }
+}
+
+/// Why a credential has no entry for `purpose`: it does not exist (404), or it was issued without
+/// one (422).
+async fn missing_entry(
+    txn: &DatabaseTransaction,
+    credential_id: &str,
+    purpose: Purpose,
+) -> Result<StatusError, DbErr> {
+    let exists = credential::Entity::find_by_id(credential_id.to_owned())
+        .select_only()
+        .column(credential::Column::Id)
+        .into_tuple::<String>()
+        .one(txn)
+        .await?
+        .is_some();
+    Ok(if exists {
+        StatusError::Invalid(format!(
+            "credential {credential_id} has no {} entry",
+            purpose.as_str()
+        ))
+    } else {
+        StatusError::NotFound("credential")
+    })
 }
 
 /// Most single changes applied in one transaction.
@@ -259,10 +287,7 @@ async fn apply_group(state: &AppState, group: Vec<Request>) {
             Err(err) if db::is_retryable(&err) => {
                 tracing::debug!(attempt, error = %err, "grouped status change lost a race; retrying");
                 last = err;
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    2 + u64::from(rand::random::<u8>() % 16),
-                ))
-                .await;
+                db::retry_backoff().await;
             }
             Err(err) => {
                 last = err;
@@ -312,22 +337,7 @@ async fn try_apply(db: &DatabaseConnection, group: &[Request]) -> Result<GroupOu
     let mut lists = BTreeSet::new();
     for r in group {
         let Some(entry) = entries.get(&(r.credential_id.clone(), r.purpose)) else {
-            let exists = credential::Entity::find_by_id(r.credential_id.clone())
-                .select_only()
-                .column(credential::Column::Id)
-                .into_tuple::<String>()
-                .one(&txn)
-                .await?
-                .is_some();
-            outcomes.push(Err(if exists {
-                StatusError::Invalid(format!(
-                    "credential {} has no {} entry",
-                    r.credential_id,
-                    r.purpose.as_str()
-                ))
-            } else {
-                StatusError::NotFound("credential")
-            }));
+            outcomes.push(Err(missing_entry(&txn, &r.credential_id, r.purpose).await?));
             continue;
         };
         let now_state = current
@@ -354,11 +364,7 @@ async fn try_apply(db: &DatabaseConnection, group: &[Request]) -> Result<GroupOu
             lists.insert(entry.list_id.clone());
             audits.push(audit_event::NewEvent {
                 actor: r.actor.clone(),
-                action: match (r.purpose, r.status) {
-                    (Purpose::Revocation, _) => "credential.revoked",
-                    (Purpose::Suspension, true) => "credential.suspended",
-                    (Purpose::Suspension, false) => "credential.unsuspended",
-                },
+                action: audit_action(r.purpose, r.status),
                 target_type: "credential",
                 target_id: r.credential_id.clone(),
                 details: serde_json::json!({"reason": r.reason}),
@@ -395,16 +401,7 @@ async fn try_apply(db: &DatabaseConnection, group: &[Request]) -> Result<GroupOu
             .await?;
     }
     for list_id in &lists {
-        status_list::Entity::update_many()
-            .col_expr(
-                status_list::Column::Version,
-                Expr::col(status_list::Column::Version).add(1),
-            )
-            .col_expr(status_list::Column::UpdatedAt, Expr::value(now))
-            .filter(status_list::Column::Id.eq(list_id))
-            .exec(&txn)
-            .await?;
-        invalidation::announce(&txn, &Change::StatusList(list_id.clone())).await?;
+        bump_version(&txn, list_id, now).await?;
     }
     audit_event::record_many(&txn, audits).await?;
     txn.commit().await?;
