@@ -20,6 +20,7 @@ pub mod ob;
 pub mod status;
 pub mod telemetry;
 pub mod verify;
+pub mod writer;
 
 pub use app::{App, AppState};
 pub use config::Settings;

@@ -20,9 +20,6 @@ use crate::{app::AppState, db};
 /// Most requests stored in one transaction.
 pub const MAX_GROUP: usize = 256;
 
-/// Requests waiting for the writer beyond this make senders wait (back-pressure).
-const QUEUE_DEPTH: usize = 4096;
-
 type Reply = oneshot::Sender<Result<Issued, IssueError>>;
 
 /// One queued single issuance.
@@ -34,29 +31,8 @@ pub struct Request {
     reply: Reply,
 }
 
-/// The queue in front of the issuance writer. The writer runs while the server runs
-/// ([`crate::App::run_until`] starts it with [`IssuanceQueue::take_receiver`] and [`run`]).
-pub struct IssuanceQueue {
-    tx: mpsc::Sender<Request>,
-    rx: std::sync::Mutex<Option<mpsc::Receiver<Request>>>,
-}
-
-impl Default for IssuanceQueue {
-    fn default() -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        Self {
-            tx,
-            rx: std::sync::Mutex::new(Some(rx)),
-        }
-    }
-}
-
-impl IssuanceQueue {
-    /// The receiving end, once (for the writer task).
-    pub fn take_receiver(&self) -> Option<mpsc::Receiver<Request>> {
-        self.rx.lock().ok()?.take()
-    }
-}
+/// The queue in front of the issuance writer (see [`run`]).
+pub type IssuanceQueue = crate::writer::WriterQueue<Request>;
 
 /// Issues one credential through the writer: answers once it is signed and committed.
 pub async fn issue_one(
@@ -69,7 +45,6 @@ pub async fn issue_one(
     let (reply, answer) = oneshot::channel();
     state
         .issuance_queue()
-        .tx
         .send(Request {
             achievement_id,
             award,

@@ -206,28 +206,8 @@ pub struct Request {
     reply: Reply,
 }
 
-/// The queue in front of the status writer (started by [`crate::App::run_until`]).
-pub struct StatusQueue {
-    tx: mpsc::Sender<Request>,
-    rx: std::sync::Mutex<Option<mpsc::Receiver<Request>>>,
-}
-
-impl Default for StatusQueue {
-    fn default() -> Self {
-        let (tx, rx) = mpsc::channel(4096);
-        Self {
-            tx,
-            rx: std::sync::Mutex::new(Some(rx)),
-        }
-    }
-}
-
-impl StatusQueue {
-    /// The receiving end, once (for the writer task).
-    pub fn take_receiver(&self) -> Option<mpsc::Receiver<Request>> {
-        self.rx.lock().ok()?.take()
-    }
-}
+/// The queue in front of the status writer (see [`run`]).
+pub type StatusQueue = crate::writer::WriterQueue<Request>;
 
 /// Sets `purpose` to `status` for one credential through the writer. Answers once the change is
 /// committed and this instance's copy of the list is evicted, so the next read shows it.
@@ -248,7 +228,6 @@ pub async fn change_one(
     };
     state
         .status_queue()
-        .tx
         .send(Request {
             credential_id,
             purpose,
