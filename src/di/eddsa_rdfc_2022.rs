@@ -8,7 +8,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::DiError;
+use super::{Cryptosuite, DiError, eddsa_jcs_2022};
 use crate::jsonld::{Canonical, ContextLoader, Profile, TopLevel};
 
 const PROOF_TYPE: &str = "DataIntegrityProof";
@@ -164,9 +164,22 @@ impl EddsaRdfc2022 {
         options: ProofOptions,
         key: &SigningKey,
     ) -> Result<Value, DiError> {
+        self.sign_with(document, options, key, Cryptosuite::EddsaRdfc2022)
+    }
+
+    /// Adds a proof of `cryptosuite` to `document` (see [`Self::sign`]). An `eddsa-jcs-2022`
+    /// proof carries the document's `@context`; the document must still be acceptable JSON-LD
+    /// under the pinned contexts (safe mode), although JCS itself does not expand it.
+    pub fn sign_with(
+        &self,
+        document: &Value,
+        options: ProofOptions,
+        key: &SigningKey,
+        cryptosuite: Cryptosuite,
+    ) -> Result<Value, DiError> {
         let mut proof = Map::new();
         proof.insert("type".into(), PROOF_TYPE.into());
-        proof.insert("cryptosuite".into(), CRYPTOSUITE.into());
+        proof.insert("cryptosuite".into(), cryptosuite.as_str().into());
         proof.insert(
             "created".into(),
             options
@@ -186,7 +199,16 @@ impl EddsaRdfc2022 {
             proof.insert("domain".into(), domain.into());
         }
         let mut proof = Value::Object(proof);
-        let hash = self.canonical_forms(document, &proof)?.hash_data();
+        let hash = match cryptosuite {
+            Cryptosuite::EddsaRdfc2022 => self.canonical_forms(document, &proof)?.hash_data(),
+            Cryptosuite::EddsaJcs2022 => {
+                self.check_contexts(document)?;
+                if let Some(map) = document.as_object() {
+                    proof = eddsa_jcs_2022::proof_configuration(map, &proof);
+                }
+                eddsa_jcs_2022::canonical_forms(document, &proof)?.hash_data()
+            }
+        };
         let signature = key.sign(&hash);
         let proof_value = format!("z{}", bs58::encode(signature.to_bytes()).into_string());
         if let Value::Object(p) = &mut proof {
@@ -239,8 +261,11 @@ impl EddsaRdfc2022 {
         let map = signed.as_object().ok_or(DiError::NotAnObject)?;
         let proofs = proofs_of(signed)?;
         let proof = proofs.get(index).ok_or(DiError::MissingProof)?;
-        if Suite::of(proof).is_none() {
+        let Some(suite) = Suite::of(proof) else {
             return Err(DiError::UnsupportedProof);
+        };
+        if suite == Suite::EddsaJcs2022 {
+            return self.verify_jcs_proof(signed, proofs, proof, public_key);
         }
         let context = map.get("@context").ok_or(DiError::MissingContext)?;
         if proof.get("@context").is_some_and(|c| c != context) {
@@ -286,6 +311,32 @@ impl EddsaRdfc2022 {
         }
     }
 
+    /// An `eddsa-jcs-2022` proof: the document must be acceptable JSON-LD (so that a verified
+    /// proof means what it does for the RDFC suites), start with the proof's contexts, and the
+    /// signature must cover the JCS forms.
+    fn verify_jcs_proof(
+        &self,
+        signed: &Value,
+        proofs: &[Value],
+        proof: &Value,
+        public_key: &VerifyingKey,
+    ) -> Result<(), DiError> {
+        self.check_contexts(signed)?;
+        let signature = decode_proof_value(proof.get("proofValue"))?;
+        let unsecured = match chained_document(signed, proofs, proof)? {
+            Some(Value::Object(doc)) => doc,
+            _ => {
+                let mut doc = signed.as_object().ok_or(DiError::NotAnObject)?.clone();
+                doc.remove("proof");
+                doc
+            }
+        };
+        let forms = eddsa_jcs_2022::verification_forms(unsecured, proof)?;
+        public_key
+            .verify_strict(&forms.hash_data(), &signature)
+            .map_err(|_| DiError::InvalidSignature)
+    }
+
     fn check(
         &self,
         proof: &Value,
@@ -311,9 +362,10 @@ impl EddsaRdfc2022 {
     }
 }
 
-/// The Data Integrity suites this verifier accepts. All three sign SHA-256 of the RDFC-1.0
-/// canonical proof configuration ‖ SHA-256 of the canonical document with Ed25519, and encode
-/// the signature as multibase base58btc; they differ in how the proof names itself.
+/// The Data Integrity suites this verifier accepts. All sign SHA-256 of the canonical proof
+/// configuration ‖ SHA-256 of the canonical document with Ed25519, and encode the signature as
+/// multibase base58btc; the first three canonicalize with RDFC-1.0 and differ in how the proof
+/// names itself, `eddsa-jcs-2022` canonicalizes with JCS (RFC 8785).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Suite {
     /// `DataIntegrityProof` with `cryptosuite: "eddsa-rdfc-2022"` (what we sign).
@@ -322,6 +374,9 @@ pub enum Suite {
     Eddsa2022,
     /// The legacy `Ed25519Signature2020` proof type.
     Ed25519Signature2020,
+    /// `DataIntegrityProof` with `cryptosuite: "eddsa-jcs-2022"`: JCS instead of RDFC-1.0
+    /// (see [`super::eddsa_jcs_2022`]).
+    EddsaJcs2022,
 }
 
 impl Suite {
@@ -332,6 +387,7 @@ impl Suite {
             PROOF_TYPE => match cryptosuite? {
                 CRYPTOSUITE => Some(Self::EddsaRdfc2022),
                 "eddsa-2022" => Some(Self::Eddsa2022),
+                super::eddsa_jcs_2022::CRYPTOSUITE => Some(Self::EddsaJcs2022),
                 _ => None,
             },
             "Ed25519Signature2020" => Some(Self::Ed25519Signature2020),
@@ -345,6 +401,7 @@ impl Suite {
             Self::EddsaRdfc2022 => CRYPTOSUITE,
             Self::Eddsa2022 => "eddsa-2022",
             Self::Ed25519Signature2020 => "Ed25519Signature2020",
+            Self::EddsaJcs2022 => super::eddsa_jcs_2022::CRYPTOSUITE,
         }
     }
 }

@@ -33,4 +33,7 @@ pub enum DiError {
     /// The signature does not match the document and key (forged or altered): 422.
     #[error("the signature does not verify")]
     InvalidSignature,
+    /// The document holds a value JCS cannot canonicalize (`eddsa-jcs-2022`): 422.
+    #[error(transparent)]
+    Jcs(#[from] super::jcs::JcsError),
 }
