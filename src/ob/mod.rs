@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub mod structure;
+
 /// The VC 2.0 base context.
 pub const CREDENTIALS_V2: &str = "https://www.w3.org/ns/credentials/v2";
 /// The VC 1.1 base context (legacy / compatibility profile).

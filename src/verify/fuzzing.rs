@@ -5,7 +5,7 @@
 use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 
-use super::{input, jwt, resolve::PublicKey, structure};
+use super::{input, jwt, resolve::PublicKey, structure_check};
 use crate::{di::EddsaRdfc2022, issue::bake};
 
 /// A JSON credential: parsing, the structural check, JSON-LD expansion and RDFC canonicalization
@@ -14,7 +14,7 @@ pub fn credential(data: &[u8]) {
     let Ok(input::Submitted::Json(value, _)) = input::parse("application/json", data) else {
         return;
     };
-    let _ = structure::check(&value);
+    let _ = structure_check(&value);
     let _ = jwt::issuer_id(&value);
     let suite = EddsaRdfc2022::default();
     let _ = suite.check_contexts(&value);
@@ -45,7 +45,7 @@ pub fn jwt(data: &[u8]) {
     let _ = decoded.header_warnings();
     if let Ok(credential) = decoded.credential() {
         let _ = decoded.claim_mismatches(&credential);
-        let _ = structure::check(&credential);
+        let _ = structure_check(&credential);
     }
     if let (Ok(alg), Ok(key)) = (decoded.algorithm(), VerifyingKey::from_bytes(&[0x11; 32])) {
         let _ = decoded.verify_signature(alg, &PublicKey::Ed25519(key));

@@ -9,7 +9,6 @@ pub mod jwt;
 pub mod report;
 pub mod resolve;
 mod status;
-mod structure;
 
 use std::{
     collections::HashMap,
@@ -205,7 +204,7 @@ pub fn verify_json<'a>(
         report
             .checks
             .push(Check::passed("parse", "a JSON verifiable credential"));
-        report.checks.push(structure::check(&value));
+        report.checks.push(structure_check(&value));
         let (contexts, proof, controller, authentic) =
             data_integrity(state, &value, "assertionMethod").await;
         let contexts = match contexts {
@@ -278,7 +277,7 @@ pub fn verify_jwt<'a>(
         report
             .checks
             .push(Check::passed("parse", "a VC-JWT credential"));
-        report.checks.push(structure::check(&credential));
+        report.checks.push(structure_check(&credential));
         report.checks.push(contexts_check(state, &credential).await);
 
         let (proof, controller) = jwt_proof(state, &decoded, &credential).await;
@@ -316,6 +315,28 @@ pub fn verify_jwt<'a>(
         finish(state, &credential, &mut report, authentic, options, depth).await;
         report
     })
+}
+
+/// The structural ("schema") check: the rules issuance enforces too ([`ob::structure`]).
+pub fn structure_check(value: &Value) -> Check {
+    const NAME: &str = "schema";
+    let structure = ob::structure::check(value);
+    if !structure.conforms() {
+        return Check::failed(
+            NAME,
+            problem::MALFORMED,
+            "Invalid structure",
+            structure.summary(),
+        );
+    }
+    Check::passed(
+        NAME,
+        if structure.open_badge {
+            "conforms to the Open Badges 3.0 credential structure"
+        } else {
+            "conforms to the VC data model (not an Open Badge)"
+        },
+    )
 }
 
 /// `None` when the document is a verifiable credential; otherwise the failed parse check.
