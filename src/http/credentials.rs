@@ -113,6 +113,8 @@ pub struct IssueRequest {
     /// With `proofFormat: jwt`: `EdDSA` (default, the issuer's Ed25519 key) or `ES256` (the
     /// issuer's P-256 key, created on first use; the algorithm the 1EdTech validator accepts).
     pub jwt_algorithm: Option<String>,
+    /// With `proofFormat: data-integrity`: `eddsa-rdfc-2022` (default) or `eddsa-jcs-2022`.
+    pub cryptosuite: Option<String>,
 }
 
 /// One recipient of a batch.
@@ -148,6 +150,8 @@ pub struct BatchRequest {
     /// With `proofFormat: jwt`: `EdDSA` (default, the issuer's Ed25519 key) or `ES256` (the
     /// issuer's P-256 key, created on first use; the algorithm the 1EdTech validator accepts).
     pub jwt_algorithm: Option<String>,
+    /// With `proofFormat: data-integrity`: `eddsa-rdfc-2022` (default) or `eddsa-jcs-2022`.
+    pub cryptosuite: Option<String>,
 }
 
 /// An issued credential.
@@ -312,6 +316,33 @@ fn unprocessable(detail: impl Into<String>) -> ApiError {
     ApiError::Unprocessable {
         code: "invalid_request",
         detail: detail.into(),
+    }
+}
+
+/// [`parse_format`] plus the Data Integrity `cryptosuite` choice.
+fn parse_format_and_suite(
+    proof_format: Option<&str>,
+    jwt_algorithm: Option<&str>,
+    cryptosuite: Option<&str>,
+) -> Result<ProofFormat, ApiError> {
+    let format = parse_format(proof_format, jwt_algorithm)?;
+    let Some(suite) = cryptosuite else {
+        return Ok(format);
+    };
+    let suite: crate::di::Cryptosuite =
+        suite
+            .parse()
+            .map_err(|e: crate::di::UnsupportedCryptosuite| {
+                unprocessable(format!("cryptosuite: {e}"))
+            })?;
+    match (format, suite) {
+        (ProofFormat::DataIntegrity, crate::di::Cryptosuite::EddsaRdfc2022) => Ok(format),
+        (ProofFormat::DataIntegrity, crate::di::Cryptosuite::EddsaJcs2022) => {
+            Ok(ProofFormat::DataIntegrityJcs)
+        }
+        _ => Err(unprocessable(
+            "cryptosuite applies only to proofFormat `data-integrity`",
+        )),
     }
 }
 
@@ -529,7 +560,11 @@ impl CredentialsApi {
         body: Json<IssueRequest>,
     ) -> Result<IssueResponse, ApiError> {
         let req = body.0;
-        let format = parse_format(req.proof_format.as_deref(), req.jwt_algorithm.as_deref())?;
+        let format = parse_format_and_suite(
+            req.proof_format.as_deref(),
+            req.jwt_algorithm.as_deref(),
+            req.cryptosuite.as_deref(),
+        )?;
         let award = award(
             req.recipient.email,
             req.recipient.id,
@@ -569,7 +604,11 @@ impl CredentialsApi {
                 issue::MAX_BATCH
             )));
         }
-        let format = parse_format(req.proof_format.as_deref(), req.jwt_algorithm.as_deref())?;
+        let format = parse_format_and_suite(
+            req.proof_format.as_deref(),
+            req.jwt_algorithm.as_deref(),
+            req.cryptosuite.as_deref(),
+        )?;
         let mut fingerprint = format!(
             "{}|{:?}|{:?}|{:?}",
             req.achievement_id, req.recipients, req.valid_until, req.proof_format
@@ -577,6 +616,9 @@ impl CredentialsApi {
         // Appended only when given, so keys stored before `jwtAlgorithm` existed still replay.
         if let Some(algorithm) = &req.jwt_algorithm {
             fingerprint.push_str(&format!("|{algorithm:?}"));
+        }
+        if let Some(suite) = &req.cryptosuite {
+            fingerprint.push_str(&format!("|cryptosuite={suite:?}"));
         }
         let request_hash = hex::encode(Sha256::digest(fingerprint.as_bytes()));
         let idem = match idempotency_key.0 {

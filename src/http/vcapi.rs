@@ -1,10 +1,9 @@
 //! The W3C VC API endpoints VC tooling and conformance suites call: `POST /credentials/issue`,
 //! `POST /credentials/status`, `POST /credentials/verify` and `POST /presentations/verify`.
 
-use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use super::{
@@ -13,10 +12,14 @@ use super::{
 };
 use crate::{
     app::AppState,
-    db::{self, audit_event, credential, issuer},
+    db::credential,
+    di::{self, Cryptosuite},
     error::ApiError,
+    issue::{
+        self, IssueError, JwtAlgorithm,
+        vcapi::{Securing, StatusRequest, VcApiError, VcApiIssue},
+    },
     oauth::Scope,
-    ob,
     status::{allocator::Purpose, changes},
     verify::{
         self,
@@ -30,15 +33,46 @@ use crate::{
 pub struct IssueCredentialRequest {
     /// The unsigned credential (VC 2.0 or VC 1.1). Its `issuer` must be an issuer of this service.
     pub credential: Value,
-    /// Options (accepted; no option changes the proof today).
-    pub options: Option<Value>,
+    /// How to secure the credential and which status entries to give it.
+    pub options: Option<IssueOptions>,
+}
+
+/// Options of `POST /credentials/issue`. Members not listed here are accepted and ignored.
+#[derive(Debug, Default, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct IssueOptions {
+    /// The Data Integrity cryptosuite: `eddsa-rdfc-2022` (default) or `eddsa-jcs-2022`.
+    pub cryptosuite: Option<String>,
+    /// `application/vc+jwt` (or `vc+jwt`): secure the credential with VC-JOSE-COSE instead, and
+    /// answer an `EnvelopedVerifiableCredential` whose `id` is the `data:application/vc+jwt,` URL
+    /// of the JWS. Default: an embedded Data Integrity proof.
+    pub format: Option<String>,
+    /// The JWS algorithm of a `vc+jwt`: `EdDSA` (default, the issuer's Ed25519 key) or `ES256`
+    /// (its P-256 key).
+    pub alg: Option<String>,
+    /// Status entries to allocate: `[{"type": "BitstringStatusListEntry", "statusPurpose":
+    /// "revocation" | "suspension"}]`, one or both. Without it the server's status shape
+    /// applies (`status_shape`). Not together with a `credentialStatus` in the credential.
+    pub credential_status: Option<Vec<IssueStatusOption>>,
+}
+
+/// One status entry `options.credentialStatus` asks for.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct IssueStatusOption {
+    /// `BitstringStatusListEntry`.
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// `revocation` or `suspension`.
+    pub status_purpose: String,
 }
 
 /// `POST /credentials/issue` response.
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase")]
 pub struct IssueCredentialResponse {
-    /// The credential with its `eddsa-rdfc-2022` proof.
+    /// The credential with its Data Integrity proof, or the `EnvelopedVerifiableCredential` of
+    /// its `vc+jwt`.
     pub verifiable_credential: Value,
 }
 
@@ -48,6 +82,118 @@ pub enum VcIssueResponse {
     /// Signed and stored.
     #[oai(status = 201)]
     Created(Json<IssueCredentialResponse>),
+}
+
+impl From<VcApiError> for ApiError {
+    fn from(err: VcApiError) -> Self {
+        match err {
+            VcApiError::Malformed(detail) => bad(detail),
+            VcApiError::Structure(structure) => ApiError::BadRequest {
+                code: "invalid_credential",
+                detail: structure.summary(),
+            },
+            VcApiError::Status(detail) => ApiError::BadRequest {
+                code: "invalid_credential_status",
+                detail,
+            },
+            err @ VcApiError::UnknownIssuer(_) => ApiError::Unprocessable {
+                code: "unknown_issuer",
+                detail: err.to_string(),
+            },
+            err @ VcApiError::Duplicate(_) => ApiError::Conflict {
+                code: "duplicate_credential_id",
+                detail: err.to_string(),
+            },
+            // Unknown contexts and undefined terms are the credential's fault.
+            VcApiError::Issue(IssueError::Unsignable(detail)) => bad(detail),
+            VcApiError::Issue(other) => other.into(),
+        }
+    }
+}
+
+/// The typed form of the issue options (400 when one is not understood).
+fn issue_request(credential: Value, options: Option<IssueOptions>) -> Result<VcApiIssue, ApiError> {
+    let options = options.unwrap_or_default();
+    let invalid = |detail: String| ApiError::BadRequest {
+        code: "invalid_options",
+        detail,
+    };
+    let securing = match options.format.as_deref() {
+        Some("application/vc+jwt" | "vc+jwt") => {
+            if options.cryptosuite.is_some() {
+                return Err(invalid(
+                    "options.cryptosuite applies to Data Integrity proofs, not to a vc+jwt".into(),
+                ));
+            }
+            let alg = match options.alg.as_deref() {
+                None => JwtAlgorithm::EdDsa,
+                Some(a) => a
+                    .parse()
+                    .map_err(|e: issue::jwt::UnsupportedJwtAlgorithm| {
+                        invalid(format!("options.alg: {e}"))
+                    })?,
+            };
+            Securing::VcJwt(alg)
+        }
+        None | Some("data-integrity" | "ldp_vc" | "application/vc") => {
+            if options.alg.is_some() {
+                return Err(invalid(
+                    "options.alg applies to a vc+jwt (options.format \"application/vc+jwt\")"
+                        .into(),
+                ));
+            }
+            let suite = match options.cryptosuite.as_deref() {
+                None => Cryptosuite::default(),
+                Some(s) => s.parse().map_err(|e: di::UnsupportedCryptosuite| {
+                    invalid(format!("options.cryptosuite: {e}"))
+                })?,
+            };
+            Securing::DataIntegrity(suite)
+        }
+        Some(other) => {
+            return Err(invalid(format!(
+                "options.format `{other}` is not supported: use application/vc+jwt or leave it out for a Data Integrity proof"
+            )));
+        }
+    };
+    let status = match options.credential_status {
+        None => StatusRequest::Server,
+        Some(items) if items.is_empty() => {
+            return Err(invalid(
+                "options.credentialStatus must name at least one entry".into(),
+            ));
+        }
+        Some(items) => {
+            let mut purposes = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                if item.kind != "BitstringStatusListEntry" {
+                    return Err(invalid(format!(
+                        "options.credentialStatus[{i}].type `{}` is not supported: use BitstringStatusListEntry",
+                        item.kind
+                    )));
+                }
+                let purpose = Purpose::parse(&item.status_purpose).ok_or_else(|| {
+                    invalid(format!(
+                        "options.credentialStatus[{i}].statusPurpose `{}` is not supported: use revocation or suspension",
+                        item.status_purpose
+                    ))
+                })?;
+                if purposes.contains(&purpose) {
+                    return Err(invalid(format!(
+                        "options.credentialStatus[{i}] repeats statusPurpose {}",
+                        purpose.as_str()
+                    )));
+                }
+                purposes.push(purpose);
+            }
+            StatusRequest::Bitstring(purposes)
+        }
+    };
+    Ok(VcApiIssue {
+        credential,
+        securing,
+        status,
+    })
 }
 
 /// One requested status.
@@ -211,10 +357,22 @@ pub struct VcApi;
 
 #[OpenApi(tag = "ApiTags::VcApi")]
 impl VcApi {
-    /// Issue (sign) a credential: adds an `eddsa-rdfc-2022` DataIntegrityProof with the active key
-    /// of the issuer named in `credential.issuer`, stores it, and answers 201
-    /// `{"verifiableCredential"}`. VC 1.1 input gets the data-integrity v2 context. Unknown contexts
-    /// and undefined terms are refused with 400.
+    /// Issue (sign) a credential with the active key of the issuer named in `credential.issuer`,
+    /// store it, and answer 201 `{"verifiableCredential"}`. The credential must satisfy the VC
+    /// Data Model 2.0 (or 1.1) rules the verifier applies: a 400 `invalid_credential` names the
+    /// member that breaks one (`type` without `VerifiableCredential`, an empty or non-object
+    /// `credentialSubject`, a `validFrom`/`validUntil` that is not an XML Schema dateTimeStamp,
+    /// `credentialStatus`/`termsOfUse`/`evidence`/`refreshService`/`credentialSchema` objects
+    /// without `type`, `relatedResource` entries without `id` or digest or repeating an `id`,
+    /// a `BitstringStatusListEntry` whose `statusListIndex` is not an integer), and so do
+    /// unknown contexts and undefined terms. Nothing is signed or stored then.
+    ///
+    /// By default the proof is `eddsa-rdfc-2022`; `options.cryptosuite: "eddsa-jcs-2022"` signs
+    /// with JCS instead, and `options.format: "application/vc+jwt"` secures it with VC-JOSE-COSE
+    /// (an `EnvelopedVerifiableCredential`). VC 1.1 input gets the data-integrity v2 context.
+    /// Status entries are allocated as for native issuance: `options.credentialStatus` picks
+    /// bitstring entries (revocation, suspension or both); otherwise the server's status shape
+    /// applies. `POST /credentials/status` changes them.
     #[oai(
         path = "/credentials/issue",
         method = "post",
@@ -226,122 +384,11 @@ impl VcApi {
         state: Data<&AppState>,
         body: Json<IssueCredentialRequest>,
     ) -> Result<VcIssueResponse, ApiError> {
-        let mut vc = body.0.credential;
-        let obj = vc
-            .as_object_mut()
-            .ok_or_else(|| bad("credential must be a JSON object"))?;
-        if obj.contains_key("proof") {
-            return Err(bad("credential already has a proof"));
-        }
-        let contexts = obj
-            .get_mut("@context")
-            .and_then(Value::as_array_mut)
-            .ok_or_else(|| bad("@context must be an array"))?;
-        let first = contexts.first().and_then(Value::as_str).unwrap_or_default();
-        let v11 = first == ob::CREDENTIALS_V1;
-        if !v11 && first != ob::CREDENTIALS_V2 {
-            return Err(bad("@context must start with the VC 2.0 or VC 1.1 context"));
-        }
-        if v11 && !contexts.iter().any(|c| c == ob::DATA_INTEGRITY_V2) {
-            contexts.push(json!(ob::DATA_INTEGRITY_V2));
-        }
-        let issuer_id = match obj.get("issuer") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Object(o)) => o
-                .get("id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad("issuer.id is required"))?
-                .to_owned(),
-            _ => return Err(bad("issuer is required")),
-        };
-        let uri = match obj.get("id") {
-            Some(Value::String(s)) => ob::uri("id", s).map_err(|e| bad(e.to_string()))?,
-            Some(_) => return Err(bad("id must be a string")),
-            None => {
-                let uri = crate::issue::new_credential_uri();
-                obj.insert("id".into(), json!(uri));
-                uri
-            }
-        };
-        let date_key = if v11 { "issuanceDate" } else { "validFrom" };
-        if !obj.contains_key(date_key) {
-            obj.insert(
-                date_key.into(),
-                json!(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            );
-        }
-        let issuer = issuer::Entity::find()
-            .filter(issuer::Column::IssuerId.eq(&issuer_id))
-            .one(state.db())
-            .await?
-            .ok_or_else(|| ApiError::Unprocessable {
-                code: "unknown_issuer",
-                detail: format!("`{issuer_id}` is not an issuer of this service"),
-            })?;
-        let key = state.keys().active_signing_key(state.db(), &issuer).await?;
-        let key_id = key.key_id.clone();
-        let signer_state = state.clone();
-        let signed = tokio::task::spawn_blocking(move || {
-            signer_state.signer().sign(
-                &vc,
-                crate::di::ProofOptions {
-                    verification_method: key.verification_method.clone(),
-                    created: Utc::now(),
-                    proof_purpose: crate::di::ProofPurpose::AssertionMethod,
-                    challenge: None,
-                    domain: None,
-                },
-                &key.signing_key,
-            )
-        })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| bad(e.to_string()))?;
-        let now = Utc::now();
-        let valid_until = signed
-            .get("validUntil")
-            .or_else(|| signed.get("expirationDate"))
-            .and_then(Value::as_str)
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            .map(|t| t.with_timezone(&Utc));
-        let id = db::new_id();
-        let txn = db::begin_write(state.db()).await?;
-        let inserted = credential::ActiveModel {
-            id: Set(id.clone()),
-            credential_uri: Set(uri.clone()),
-            issuer_id: Set(issuer.id.clone()),
-            achievement_id: Set(None),
-            format: Set("data-integrity".into()),
-            document: Set(signed.to_string()),
-            key_id: Set(key_id),
-            valid_from: Set(now),
-            valid_until: Set(valid_until),
-            created_at: Set(now),
-        }
-        .insert(&txn)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) if db::is_unique_violation(&e) => {
-                return Err(ApiError::Conflict {
-                    code: "duplicate_credential_id",
-                    detail: format!("a credential with id `{uri}` was already issued"),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
-        audit_event::record(
-            &txn,
-            auth.client_id(),
-            "credential.issued",
-            "credential",
-            &id,
-            json!({"via": "vc-api"}),
-        )
-        .await?;
-        txn.commit().await?;
+        let body = body.0;
+        let request = issue_request(body.credential, body.options)?;
+        let issued = issue::vcapi::issue(&state, request, auth.client_id()).await?;
         Ok(VcIssueResponse::Created(Json(IssueCredentialResponse {
-            verifiable_credential: signed,
+            verifiable_credential: issued.verifiable_credential,
         })))
     }
 

@@ -11,7 +11,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 
 /// JWS algorithms a VC-JWT can be signed with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum JwtAlgorithm {
     /// EdDSA over Ed25519 (RFC 8037), with the issuer's Ed25519 key.
     #[default]
@@ -118,16 +118,58 @@ fn compact_jws(
 ) -> Result<String, JwtError> {
     let header = json!({"alg": alg.as_str(), "kid": kid, "typ": "JWT"});
     let payload = claims(credential)?;
+    Ok(signed_compact(&header, &payload, sign))
+}
+
+/// `base64url(header) . base64url(payload) . base64url(signature)`.
+fn signed_compact(header: &Value, payload: &Value, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
     let signing_input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(payload.to_string())
     );
     let signature = sign(signing_input.as_bytes());
-    Ok(format!(
-        "{signing_input}.{}",
-        URL_SAFE_NO_PAD.encode(signature)
-    ))
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// The media type of a VC-JOSE-COSE credential secured with JOSE.
+pub const VC_JWT_MEDIA_TYPE: &str = "application/vc+jwt";
+
+/// VC-JOSE-COSE (W3C, §3.1.1): `credential` secured as a compact JWS whose payload is the
+/// credential itself, nothing added, under the header `{alg, kid, typ: "vc+jwt"}`; signed with
+/// the issuer's Ed25519 key (EdDSA) or P-256 key (ES256), the one `key` holds.
+pub fn sign_vc_jose(credential: &Value, kid: &str, key: VcJoseKey<'_>) -> Result<String, JwtError> {
+    if !credential.is_object() {
+        return Err(JwtError("the credential must be a JSON object".into()));
+    }
+    let alg = match key {
+        VcJoseKey::Ed25519(_) => JwtAlgorithm::EdDsa,
+        VcJoseKey::P256(_) => JwtAlgorithm::Es256,
+    };
+    let header = json!({"alg": alg.as_str(), "kid": kid, "typ": "vc+jwt"});
+    Ok(signed_compact(&header, credential, |input| match key {
+        VcJoseKey::Ed25519(k) => k.sign(input).to_bytes().to_vec(),
+        VcJoseKey::P256(k) => es256_signature(k, input).to_vec(),
+    }))
+}
+
+/// The key a `vc+jwt` is signed with.
+#[derive(Clone, Copy)]
+pub enum VcJoseKey<'a> {
+    /// EdDSA.
+    Ed25519(&'a SigningKey),
+    /// ES256.
+    P256(&'a p256::ecdsa::SigningKey),
+}
+
+/// The VC 2.0 `EnvelopedVerifiableCredential` that carries a `vc+jwt` (VC-JOSE-COSE §3.1.1,
+/// VC 2.0 §4.13): `id` is the `data:application/vc+jwt,` URL of the JWS.
+pub fn enveloped(jws: &str) -> Value {
+    json!({
+        "@context": crate::ob::CREDENTIALS_V2,
+        "id": format!("data:{VC_JWT_MEDIA_TYPE},{jws}"),
+        "type": "EnvelopedVerifiableCredential",
+    })
 }
 
 /// Signs `credential` as a compact JWS with EdDSA (Ed25519).

@@ -5,6 +5,7 @@
 pub mod bake;
 pub mod jwt;
 pub mod queue;
+pub mod vcapi;
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -36,10 +37,12 @@ pub const MAX_BATCH: usize = 10_000;
 pub use jwt::JwtAlgorithm;
 
 /// Proof formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProofFormat {
     /// Embedded `DataIntegrityProof` / `eddsa-rdfc-2022`.
     DataIntegrity,
+    /// Embedded `DataIntegrityProof` / `eddsa-jcs-2022` (JCS, RFC 8785).
+    DataIntegrityJcs,
     /// VC-JWT (OB 3.0 §8.2) signed with this algorithm.
     Jwt(JwtAlgorithm),
 }
@@ -48,7 +51,7 @@ impl ProofFormat {
     /// Stored and API name (the JWT algorithm is in the JWT's header).
     pub fn as_str(self) -> &'static str {
         match self {
-            ProofFormat::DataIntegrity => "data-integrity",
+            ProofFormat::DataIntegrity | ProofFormat::DataIntegrityJcs => "data-integrity",
             ProofFormat::Jwt(_) => "jwt",
         }
     }
@@ -199,7 +202,8 @@ impl<'a> Template<'a> {
     }
 }
 
-fn status_entry(state: &AppState, slot: &Slot) -> Value {
+/// The `BitstringStatusListEntry` of a reserved slot.
+pub(crate) fn status_entry(state: &AppState, slot: &Slot) -> Value {
     let url = lists::list_url(state, &slot.list_id);
     json!({
         "id": format!("{url}#{}", slot.index),
@@ -270,6 +274,11 @@ fn sign(
     credential: Value,
     created: DateTime<Utc>,
 ) -> Result<(Value, Option<String>), IssueError> {
+    // What the verifier would call malformed is never signed (a bug in `build` if it happens).
+    let structure = ob::structure::check(&credential);
+    if !structure.conforms() {
+        return Err(IssueError::Unsignable(structure.summary()));
+    }
     match (format, key) {
         (ProofFormat::Jwt(JwtAlgorithm::EdDsa), IssuingKey::Ed25519(key)) => {
             let jws = jwt::sign_eddsa(&credential, &key.verification_method, &key.signing_key)
@@ -281,10 +290,18 @@ fn sign(
                 .map_err(|e| IssueError::Unsignable(e.to_string()))?;
             Ok((credential, Some(jws)))
         }
-        (ProofFormat::DataIntegrity, IssuingKey::Ed25519(key)) => {
+        (
+            format @ (ProofFormat::DataIntegrity | ProofFormat::DataIntegrityJcs),
+            IssuingKey::Ed25519(key),
+        ) => {
+            let suite = if format == ProofFormat::DataIntegrityJcs {
+                crate::di::Cryptosuite::EddsaJcs2022
+            } else {
+                crate::di::Cryptosuite::EddsaRdfc2022
+            };
             let signed = state
                 .signer()
-                .sign(
+                .sign_with(
                     &credential,
                     ProofOptions {
                         verification_method: key.verification_method.clone(),
@@ -294,6 +311,7 @@ fn sign(
                         domain: None,
                     },
                     &key.signing_key,
+                    suite,
                 )
                 .map_err(|e| IssueError::Unsignable(e.to_string()))?;
             Ok((signed, None))
@@ -444,9 +462,9 @@ async fn prepare_part(
                 .active_p256_key(state.db(), &ctx.issuer, actor)
                 .await?,
         ),
-        ProofFormat::Jwt(JwtAlgorithm::EdDsa) | ProofFormat::DataIntegrity => {
-            IssuingKey::Ed25519(ctx.key.clone())
-        }
+        ProofFormat::Jwt(JwtAlgorithm::EdDsa)
+        | ProofFormat::DataIntegrity
+        | ProofFormat::DataIntegrityJcs => IssuingKey::Ed25519(ctx.key.clone()),
     };
     let template = Template::now(state, &ctx);
     let signed = sign_all(state, &template, &key, awards, &slots, format).await;

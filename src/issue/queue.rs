@@ -99,9 +99,10 @@ pub async fn run(state: AppState, mut rx: mpsc::Receiver<Request>) {
 /// resolves each achievement's context; requests whose context fails are answered here.
 async fn resolve(state: &AppState, requests: Vec<Request>) -> Group {
     let mut order: Vec<Pending> = Vec::new();
-    let mut index: HashMap<(String, &'static str, String), usize> = HashMap::new();
+    let mut index: HashMap<(String, ProofFormat, String), usize> = HashMap::new();
     for r in requests {
-        let key = (r.achievement_id.clone(), r.format.as_str(), r.actor.clone());
+        // By the full format: a JCS and an RDFC issuance share `as_str` but not a part.
+        let key = (r.achievement_id.clone(), r.format, r.actor.clone());
         let i = *index.entry(key).or_insert_with(|| {
             order.push(Pending {
                 achievement_id: r.achievement_id.clone(),

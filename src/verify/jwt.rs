@@ -94,8 +94,9 @@ impl DecodedJwt {
         }
         if let Some(typ) = self.header.get("typ")
             && typ.as_str() != Some("JWT")
+            && !self.is_vc_jose()
         {
-            errors.push(format!("typ must be \"JWT\", not {typ}"));
+            errors.push(format!("typ must be \"JWT\" (or \"vc+jwt\"), not {typ}"));
         }
         errors
     }
@@ -144,14 +145,23 @@ impl DecodedJwt {
         Ok(Value::Object(credential))
     }
 
+    /// Whether this is a VC-JOSE-COSE secured credential (`typ: vc+jwt`): the payload is the
+    /// credential itself, and the registered claims are optional (present ones must still agree).
+    pub fn is_vc_jose(&self) -> bool {
+        self.header.get("typ").and_then(Value::as_str) == Some("vc+jwt")
+    }
+
     /// OB 3.0 §8.2.6: each registered claim must agree with the credential field it mirrors.
+    /// A `vc+jwt` need not carry them (VC-JOSE-COSE §3.1.1).
     pub fn claim_mismatches(&self, credential: &Value) -> Vec<String> {
         let mut problems = Vec::new();
+        let required = !self.is_vc_jose();
         let issuer = issuer_id(credential);
         match (self.payload.get("iss").and_then(Value::as_str), issuer) {
             (Some(iss), Some(id)) if iss == id => {}
             (Some(iss), Some(id)) => problems.push(format!("iss {iss} differs from issuer {id}")),
-            (None, _) => problems.push("the JWT has no iss claim".into()),
+            (None, _) if required => problems.push("the JWT has no iss claim".into()),
+            (None, _) => {}
             (Some(_), None) => problems.push("the credential has no issuer".into()),
         }
         let id = credential.get("id").and_then(Value::as_str);
@@ -159,7 +169,7 @@ impl DecodedJwt {
             (Some(jti), Some(id)) if jti != id => {
                 problems.push(format!("jti {jti} differs from the credential id {id}"))
             }
-            (None, Some(_)) => problems.push("the JWT has no jti claim".into()),
+            (None, Some(_)) if required => problems.push("the JWT has no jti claim".into()),
             _ => {}
         }
         let subject = credential
@@ -172,7 +182,7 @@ impl DecodedJwt {
             (Some(sub), None) => problems.push(format!(
                 "sub {sub} is set but the credential subject has no id"
             )),
-            (None, Some(_)) => problems.push("the JWT has no sub claim".into()),
+            (None, Some(_)) if required => problems.push("the JWT has no sub claim".into()),
             _ => {}
         }
         let date = |field: &str, legacy: &str| {
@@ -188,14 +198,16 @@ impl DecodedJwt {
             (Some(nbf), Some(from)) if nbf != from => {
                 problems.push(format!("nbf {nbf} differs from validFrom ({from})"))
             }
-            (None, _) => problems.push("the JWT has no nbf claim".into()),
+            (None, _) if required => problems.push("the JWT has no nbf claim".into()),
             _ => {}
         }
         match (numeric("exp"), date("validUntil", "expirationDate")) {
             (Some(exp), Some(until)) if exp != until => {
                 problems.push(format!("exp {exp} differs from validUntil ({until})"))
             }
-            (None, Some(_)) => problems.push("validUntil is set but the JWT has no exp".into()),
+            (None, Some(_)) if required => {
+                problems.push("validUntil is set but the JWT has no exp".into())
+            }
             (Some(_), None) => {
                 problems.push("exp is set but the credential has no validUntil".into())
             }
