@@ -10,4 +10,5 @@ mod keys;
 mod openapi;
 mod status;
 mod support;
+mod vcapi_conformance;
 mod verify;
