@@ -146,10 +146,17 @@ pub fn is_date_time_stamp(value: &Value) -> bool {
     let zone_ok = match b.get(i) {
         Some(b'Z') => i + 1 == b.len(),
         Some(b'+' | b'-') => {
+            // XML Schema time zones run from -14:00 to +14:00.
+            let hours = s.get(i + 1..i + 3).and_then(|h| h.parse::<u8>().ok());
+            let minutes = s.get(i + 4..i + 6).and_then(|m| m.parse::<u8>().ok());
             i + 6 == b.len()
                 && digits(i + 1..i + 3)
                 && b.get(i + 3) == Some(&b':')
                 && digits(i + 4..i + 6)
+                && matches!(
+                    (hours, minutes),
+                    (Some(0..=13), Some(0..=59)) | (Some(14), Some(0))
+                )
         }
         _ => false,
     };
@@ -589,6 +596,8 @@ mod tests {
             "2026-02-30T00:00:00Z",
             "2026-01-01T00:00:00.Z",
             "2026-01-01T00:00:00+0100",
+            "2026-01-01T00:00:00+14:30",
+            "2026-01-01T00:00:00-15:00",
             "26-01-01T00:00:00Z",
             "2026-01-01T00:00:00Z ",
         ] {

@@ -842,3 +842,30 @@ async fn vc_jose_cose_enveloped_credentials_on_request() {
     .await;
     assert_problem(resp, 400, "invalid_options").await;
 }
+
+#[tokio::test]
+async fn concurrent_native_issuances_keep_their_own_cryptosuite() {
+    let app = TestApp::spawn().await;
+    let token = app
+        .token("issuers:write credentials:issue credentials:read")
+        .await;
+    let (_, achievement) = issuer_with_achievement(&app, &token).await;
+    // Concurrent single issuances share one group commit; each keeps the suite it asked for.
+    let requests = (0..8).map(|i| {
+        let suite = if i % 2 == 0 {
+            "eddsa-jcs-2022"
+        } else {
+            "eddsa-rdfc-2022"
+        };
+        let body = json!({"achievementId": achievement, "recipient": {"id": format!("did:example:{i}")}, "cryptosuite": suite});
+        let (app, token) = (&app, &token);
+        async move {
+            let issued = crate::issuance::issue(app, token, body).await;
+            (suite, issued["credential"].clone())
+        }
+    });
+    for (suite, credential) in futures_util::future::join_all(requests).await {
+        assert_eq!(credential["proof"]["cryptosuite"], suite);
+        assert_eq!(vc_verify(&app, &credential).await.0, 200, "{suite}");
+    }
+}
