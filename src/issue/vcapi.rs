@@ -172,6 +172,12 @@ pub async fn issue(
             "@context must start with the VC 2.0 or VC 1.1 context",
         ));
     }
+    if v11 && matches!(securing, Securing::VcJwt(_)) {
+        // VC-JOSE-COSE secures the VC 2.0 data model only (its §3.1: `@context` must be VC 2.0).
+        return Err(malformed(
+            "application/vc+jwt secures VC 2.0 credentials: @context must start with https://www.w3.org/ns/credentials/v2",
+        ));
+    }
     if v11
         && matches!(securing, Securing::DataIntegrity(_))
         && !contexts.iter().any(|c| c == ob::DATA_INTEGRITY_V2)

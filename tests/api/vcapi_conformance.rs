@@ -841,6 +841,18 @@ async fn vc_jose_cose_enveloped_credentials_on_request() {
     )
     .await;
     assert_problem(resp, 400, "invalid_options").await;
+    // VC-JOSE-COSE secures VC 2.0 only.
+    let mut v11 = plain(&did);
+    v11["@context"] = json!(["https://www.w3.org/2018/credentials/v1"]);
+    let resp = post(
+        &app,
+        &token,
+        "/credentials/issue",
+        &json!({"credential": v11, "options": {"format": "application/vc+jwt"}}),
+    )
+    .await;
+    assert_problem(resp, 400, "invalid_credential").await;
+    assert_eq!(stored_total(&app, &token).await, 2, "one per algorithm");
 }
 
 #[tokio::test]
