@@ -17,7 +17,7 @@ pub enum DiError {
     /// Verification of a document without `proof`: 422.
     #[error("the document has no proof")]
     MissingProof,
-    /// The proof is not of a supported suite (eddsa-rdfc-2022, eddsa-2022,
+    /// The proof is not of a supported suite (eddsa-rdfc-2022, eddsa-jcs-2022, eddsa-2022,
     /// Ed25519Signature2020): 422.
     #[error("unsupported proof type or cryptosuite")]
     UnsupportedProof,
