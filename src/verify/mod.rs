@@ -472,16 +472,20 @@ async fn data_integrity(
             "Key could not be resolved",
             unreachable.join("; "),
         )
-    } else if verified.is_empty() {
+    } else if verified.is_empty() && unsupported.is_empty() {
         Check::failed(
             "proof",
             problem::MALFORMED_PROOF,
             "No supported proof",
-            if unsupported.is_empty() {
-                "no proof".to_owned()
-            } else {
-                unsupported.join("; ")
-            },
+            "no proof",
+        )
+    } else if verified.is_empty() {
+        // Nothing this verifier can check: not shown authentic, not shown forged.
+        Check::indeterminate(
+            "proof",
+            problem::ours("unsupported_cryptosuite"),
+            "Unsupported cryptosuite",
+            unsupported.join("; "),
         )
     } else if !unsupported.is_empty() {
         // Every proof of a set must hold (VC Data Integrity); one we cannot check leaves the
@@ -526,6 +530,52 @@ async fn data_integrity(
     (contexts, check, controller, authentic)
 }
 
+/// A proof whose suite this verifier does not implement: it is neither shown valid nor shown
+/// forged, so the proof check is `indeterminate`, naming the suite. A proof that names no type
+/// (or a `DataIntegrityProof` without a cryptosuite) is malformed.
+fn unsupported_suite(proof: &Value) -> ProofResult {
+    let kind = proof.get("type").and_then(Value::as_str);
+    let suite = proof.get("cryptosuite").and_then(Value::as_str);
+    match (kind, suite) {
+        (None, _) => ProofResult::Failed(
+            "a proof has no type".into(),
+            problem::MALFORMED_PROOF,
+        ),
+        (Some("DataIntegrityProof"), None) => ProofResult::Failed(
+            "a DataIntegrityProof has no cryptosuite".into(),
+            problem::MALFORMED_PROOF,
+        ),
+        (Some(kind), Some(suite)) => ProofResult::Unsupported(format!(
+            "the cryptosuite {suite} ({kind}) is not supported by this verifier"
+        )),
+        (Some(kind), None) => ProofResult::Unsupported(format!(
+            "the proof type {kind} is not supported by this verifier"
+        )),
+    }
+}
+
+/// The party a proof for `purpose` must come from, where the checks that follow demand it:
+/// an Open Badge's or a status list's issuer, a presentation's holder. `None` where another
+/// controller is tolerated (the key-controller check only warns).
+fn required_controller<'v>(doc: &'v Value, purpose: &str) -> Option<&'v str> {
+    if purpose == "authentication" {
+        return doc
+            .get("holder")
+            .and_then(|h| h.as_str().or_else(|| h.get("id").and_then(Value::as_str)));
+    }
+    let list = types_of(doc).iter().any(|t| {
+        matches!(
+            *t,
+            "BitstringStatusListCredential" | "StatusList2021Credential"
+        )
+    });
+    if is_open_badge(doc) || list {
+        jwt::issuer_id(doc)
+    } else {
+        None
+    }
+}
+
 async fn verify_one_proof(
     state: &AppState,
     doc: &Arc<Value>,
@@ -534,12 +584,7 @@ async fn verify_one_proof(
     purpose: &str,
 ) -> ProofResult {
     let Some(suite) = Suite::of(proof) else {
-        let kind = proof.get("type").and_then(Value::as_str).unwrap_or("?");
-        let suite = proof.get("cryptosuite").and_then(Value::as_str);
-        return ProofResult::Unsupported(match suite {
-            Some(s) => format!("{kind}/{s} is not a supported suite"),
-            None => format!("{kind} is not a supported proof type"),
-        });
+        return unsupported_suite(proof);
     };
     let proof_purpose = proof.get("proofPurpose").and_then(Value::as_str);
     if proof_purpose != Some(purpose) {
@@ -557,7 +602,15 @@ async fn verify_one_proof(
             problem::MALFORMED_PROOF,
         );
     };
-    let method = match resolve::resolve(state, state.verifier().fetcher(), method_url).await {
+    let claimed = required_controller(doc, purpose);
+    let method = match resolve::resolve_claimed(
+        state,
+        state.verifier().fetcher(),
+        method_url,
+        claimed,
+    )
+    .await
+    {
         Ok(m) => m,
         Err(ResolveError::Invalid(why)) => {
             return ProofResult::Failed(why, problem::INVALID_METHOD);
@@ -615,50 +668,76 @@ async fn jwt_proof(
         Ok(a) => a,
         Err(e) => return fail("Unsupported JWT algorithm", e),
     };
-    let (key, controller, method_id) =
-        if let Some(kid) = decoded.header.get("kid").and_then(Value::as_str) {
-            let absolute = match (kid.starts_with('#'), jwt::issuer_id(credential)) {
-                (true, Some(issuer)) => format!("{issuer}{kid}"),
-                _ => kid.to_owned(),
-            };
-            match resolve::resolve(state, state.verifier().fetcher(), &absolute).await {
-                Ok(m) if !m.authorized_for("assertionMethod") => {
-                    return fail(
-                        "Key not authorized",
-                        format!("{} is not authorized for assertionMethod", m.id),
-                    );
-                }
-                Ok(m) => (m.key, Some(m.controller), m.id),
-                Err(ResolveError::Invalid(e)) => return fail("Invalid key", e),
-                Err(ResolveError::Unreachable(e)) => {
-                    return (
-                        Check::indeterminate(
-                            "proof",
-                            problem::ours("key_unreachable"),
-                            "Key could not be resolved",
-                            e.to_string(),
-                        ),
-                        None,
-                    );
-                }
-            }
-        } else {
-            let jwk = decoded.header.get("jwk").cloned().unwrap_or_default();
-            match resolve::parse_jwk(&jwk) {
-                // An embedded key proves nothing about the issuer unless the issuer id is that key.
-                Ok(key) => {
-                    let controller = jwt::issuer_id(credential)
-                        .filter(|iss| iss.starts_with("did:key:"))
-                        .and_then(|iss| {
-                            let mb = iss.trim_start_matches("did:key:");
-                            let did_key = resolve::parse_multikey(mb).ok()?;
-                            same_key(&did_key, &key).then(|| iss.to_owned())
-                        });
-                    (key, controller, "the embedded jwk".to_owned())
-                }
-                Err(e) => return fail("Invalid key", e.to_string()),
-            }
+    let unreachable = |e: String| {
+        (
+            Check::indeterminate(
+                "proof",
+                problem::ours("key_unreachable"),
+                "Key could not be resolved",
+                e,
+            ),
+            None,
+        )
+    };
+    let kid = decoded.header.get("kid").and_then(Value::as_str);
+    let jwk = decoded.header.get("jwk");
+    let issuer = jwt::issuer_id(credential);
+    let (key, controller, method_id) = if let Some(kid) = kid.filter(|k| is_key_reference(k)) {
+        let absolute = match (kid.starts_with('#'), issuer) {
+            (true, Some(issuer)) => format!("{issuer}{kid}"),
+            _ => kid.to_owned(),
         };
+        let claimed = required_controller(credential, "assertionMethod");
+        match resolve::resolve_claimed(state, state.verifier().fetcher(), &absolute, claimed).await
+        {
+            Ok(m) if !m.authorized_for("assertionMethod") => {
+                return fail(
+                    "Key not authorized",
+                    format!("{} is not authorized for assertionMethod", m.id),
+                );
+            }
+            Ok(m) => (m.key, Some(m.controller), m.id),
+            Err(ResolveError::Invalid(e)) => return fail("Invalid key", e),
+            Err(ResolveError::Unreachable(e)) => return unreachable(e.to_string()),
+        }
+    } else if let (None, Some(jwk)) = (kid, jwk) {
+        match resolve::parse_jwk(jwk) {
+            // An embedded key proves nothing about the issuer unless the issuer id is that key.
+            Ok(key) => {
+                let controller = issuer
+                    .filter(|iss| iss.starts_with("did:key:"))
+                    .and_then(|iss| {
+                        let mb = iss.trim_start_matches("did:key:");
+                        let did_key = resolve::parse_multikey(mb).ok()?;
+                        same_key(&did_key, &key).then(|| iss.to_owned())
+                    });
+                (key, controller, "the embedded jwk".to_owned())
+            }
+            Err(e) => return fail("Invalid key", e.to_string()),
+        }
+    } else {
+        // No `kid`, or one that is neither a DID nor a URL: the OB implementation guide's rule,
+        // the issuer host's JWK Set.
+        let Some(issuer) = issuer else {
+            return fail("Invalid key", "the credential names no issuer".into());
+        };
+        let found = if kid.is_some() {
+            resolve::host_jwks_key(state.verifier().fetcher(), issuer, kid, |k| {
+                alg.accepts(k)
+            })
+            .await
+        } else {
+            resolve::host_jwks_key(state.verifier().fetcher(), issuer, None, |k| {
+                alg.accepts(k) && decoded.verify_signature(alg, k).is_ok()
+            })
+            .await
+        };
+        match found {
+            Ok(m) => (m.key, Some(m.controller), m.id),
+            Err(ResolveError::Invalid(e)) => return fail("Invalid key", e),
+            Err(ResolveError::Unreachable(e)) => return unreachable(e.to_string()),
+        }
+    };
     match decoded.verify_signature(alg, &key) {
         Ok(()) => (
             Check::passed(
@@ -669,6 +748,15 @@ async fn jwt_proof(
         ),
         Err(e) => fail("Invalid signature", e),
     }
+}
+
+/// Whether a JWT `kid` names its key by a DID URL, a URL, or a fragment of the issuer's id (the
+/// forms that are resolved); any other `kid` is looked up in the issuer host's JWK Set.
+fn is_key_reference(kid: &str) -> bool {
+    kid.starts_with("did:")
+        || kid.starts_with('#')
+        || kid.starts_with("https://")
+        || kid.starts_with("http://")
 }
 
 fn same_key(a: &PublicKey, b: &PublicKey) -> bool {
