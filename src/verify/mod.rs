@@ -6,6 +6,7 @@ pub mod fetch;
 pub mod fuzzing;
 pub mod input;
 pub mod jwt;
+mod related_resource;
 pub mod report;
 pub mod resolve;
 mod status;
@@ -29,7 +30,7 @@ use crate::{
 };
 use fetch::Fetcher;
 use input::{Source, Submitted};
-use report::{Check, CheckStatus, Findings, Outcome, Report, problem};
+use report::{Check, CheckStatus, Findings, Outcome, Report, SchemaBasis, problem};
 use resolve::{Method, PublicKey, ResolveError};
 
 /// How deep endorsements of endorsements are followed.
@@ -169,6 +170,7 @@ fn empty_report(kind: &str, format: &str, source: Source) -> Report {
         source: source.as_str().to_owned(),
         credential_id: None,
         issuer: None,
+        schema: None,
         checks: Vec::new(),
         endorsements: Vec::new(),
         credentials: Vec::new(),
@@ -205,6 +207,7 @@ pub fn verify_json<'a>(
         report
             .checks
             .push(Check::passed("parse", "a JSON verifiable credential"));
+        report.schema = Some(schema_basis(&value));
         report.checks.push(structure::check(&value));
         let (contexts, proof, controller, authentic) =
             data_integrity(state, &value, "assertionMethod").await;
@@ -213,6 +216,7 @@ pub fn verify_json<'a>(
             None => contexts_check(state, &value).await,
         };
         report.checks.push(contexts);
+        report.checks.extend(related_resources(&value));
         report.checks.push(proof);
         report
             .checks
@@ -278,8 +282,10 @@ pub fn verify_jwt<'a>(
         report
             .checks
             .push(Check::passed("parse", "a VC-JWT credential"));
+        report.schema = Some(schema_basis(&credential));
         report.checks.push(structure::check(&credential));
         report.checks.push(contexts_check(state, &credential).await);
+        report.checks.extend(related_resources(&credential));
 
         let (proof, controller) = jwt_proof(state, &decoded, &credential).await;
         let authentic = proof.status == CheckStatus::Passed;
@@ -338,6 +344,49 @@ fn parse_check(value: &Value) -> Option<Check> {
         return fail("type does not include VerifiableCredential");
     }
     None
+}
+
+/// The `related_resource` check (VC Data Model 2.0 §5.3) against the pinned contexts.
+fn related_resources(credential: &Value) -> Option<Check> {
+    related_resource::check(credential, &crate::jsonld::ContextLoader::shared())
+}
+
+/// Which schema the `schema` check holds `credential` to.
+fn schema_basis(credential: &Value) -> SchemaBasis {
+    let first = match credential.get("@context") {
+        Some(Value::Array(items)) => items.first().and_then(Value::as_str),
+        Some(Value::String(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    let (data_model, model_name) = if first == Some(crate::jsonld::CREDENTIALS_V1) {
+        ("vc1.1", "VC Data Model 1.1")
+    } else {
+        ("vc2", "VC Data Model 2.0")
+    };
+    let checked_against = if is_open_badge(credential) {
+        format!(
+            "oxbadge structural checks: {model_name} required members and the Open Badges 3.0 \
+             credential structure (what the 1EdTech AchievementCredential JSON Schema requires, \
+             less the members {model_name} cannot carry); the 1EdTech JSON Schema itself is not \
+             run (it is published only in a VC 1.1 form)"
+        )
+    } else {
+        format!("oxbadge structural checks: {model_name} required members")
+    };
+    let declared = match credential.get("credentialSchema") {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(one) => vec![one],
+        None => Vec::new(),
+    }
+    .into_iter()
+    .filter_map(|s| s.get("id").and_then(Value::as_str))
+    .map(str::to_owned)
+    .collect();
+    SchemaBasis {
+        data_model: data_model.to_owned(),
+        checked_against,
+        declared,
+    }
 }
 
 /// The contexts check by itself (when no Data Integrity proof ran it as a side effect).
