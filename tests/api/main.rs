@@ -11,3 +11,4 @@ mod openapi;
 mod status;
 mod support;
 mod verify;
+mod verify_conformance;
