@@ -164,6 +164,16 @@ pub struct Fetched {
     pub from_cache: bool,
 }
 
+/// The result of [`Fetcher::refetch`].
+#[derive(Debug, Clone)]
+pub struct Refetched {
+    /// The document.
+    pub document: Arc<Value>,
+    /// Fetched for (or while) this caller asked; `false`: the copy of a recent re-fetch, reused
+    /// because of the rate limit.
+    pub live: bool,
+}
+
 /// The last forced re-fetch of one document: when it finished and what it got.
 type RefetchSlot = Arc<tokio::sync::Mutex<Option<(Instant, Result<Arc<Value>, FetchError>)>>>;
 
@@ -241,9 +251,11 @@ impl Fetcher {
     /// Fetches `url` again, bypassing the cache: a cached copy lacked something (a key added by a
     /// rotation since). Single-flight per document: callers that arrive while a re-fetch runs
     /// share its result. Rate-limited per document: within [`FetchPolicy::refetch_interval`] of
-    /// the last re-fetch (successful or not) it answers [`FetchError::RateLimited`], so that
-    /// credentials naming made-up keys cannot make the verifier hammer a host.
-    pub async fn refetch(&self, url: &str) -> Result<Arc<Value>, FetchError> {
+    /// the last re-fetch (successful or not) nothing is fetched, so that credentials naming
+    /// made-up keys cannot make the verifier hammer a host; the caller then gets the copy that
+    /// re-fetch obtained, marked not live (it may still be newer than the caller's), or
+    /// [`FetchError::RateLimited`] when that re-fetch failed.
+    pub async fn refetch(&self, url: &str) -> Result<Refetched, FetchError> {
         let (parsed, key) = cache_key(url)?;
         let asked = Instant::now();
         let slot = self.refetch_slot(&key);
@@ -251,23 +263,41 @@ impl Fetcher {
         if let Some((at, result)) = last.as_ref() {
             if *at >= asked {
                 // A re-fetch finished while this caller waited: it saw the live document.
-                return result.clone();
+                return result.clone().map(|document| Refetched {
+                    document,
+                    live: true,
+                });
             }
             let since = at.elapsed();
             if since < self.policy.refetch_interval {
-                return Err(FetchError::RateLimited {
-                    url: key,
-                    reason: format!(
-                        "re-fetched {} s ago; not again before {} s",
-                        since.as_secs(),
-                        self.policy.refetch_interval.as_secs()
-                    ),
-                });
+                let reason = format!(
+                    "re-fetched {} s ago; not again before {} s",
+                    since.as_secs(),
+                    self.policy.refetch_interval.as_secs()
+                );
+                return match result {
+                    Ok(document) => Ok(Refetched {
+                        document: document.clone(),
+                        live: false,
+                    }),
+                    Err(e) => Err(FetchError::RateLimited {
+                        url: key,
+                        reason: format!("{reason}, when it failed: {e}"),
+                    }),
+                };
             }
         }
         let result = self.fetch(parsed, key).await;
         *last = Some((Instant::now(), result.clone()));
-        result
+        result.map(|document| Refetched {
+            document,
+            live: true,
+        })
+    }
+
+    /// The shortest time between two re-fetches of one document.
+    pub fn refetch_interval(&self) -> Duration {
+        self.policy.refetch_interval
     }
 
     fn refetch_slot(&self, key: &str) -> RefetchSlot {

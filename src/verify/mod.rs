@@ -586,10 +586,7 @@ fn unsupported_suite(proof: &Value) -> ProofResult {
     let kind = proof.get("type").and_then(Value::as_str);
     let suite = proof.get("cryptosuite").and_then(Value::as_str);
     match (kind, suite) {
-        (None, _) => ProofResult::Failed(
-            "a proof has no type".into(),
-            problem::MALFORMED_PROOF,
-        ),
+        (None, _) => ProofResult::Failed("a proof has no type".into(), problem::MALFORMED_PROOF),
         (Some("DataIntegrityProof"), None) => ProofResult::Failed(
             "a DataIntegrityProof has no cryptosuite".into(),
             problem::MALFORMED_PROOF,
@@ -771,10 +768,8 @@ async fn jwt_proof(
             return fail("Invalid key", "the credential names no issuer".into());
         };
         let found = if kid.is_some() {
-            resolve::host_jwks_key(state.verifier().fetcher(), issuer, kid, |k| {
-                alg.accepts(k)
-            })
-            .await
+            resolve::host_jwks_key(state.verifier().fetcher(), issuer, kid, |k| alg.accepts(k))
+                .await
         } else {
             resolve::host_jwks_key(state.verifier().fetcher(), issuer, None, |k| {
                 alg.accepts(k) && decoded.verify_signature(alg, k).is_ok()

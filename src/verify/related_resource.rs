@@ -278,7 +278,8 @@ mod tests {
         let mut multihash = vec![0x12, 0x20];
         multihash.extend_from_slice(&Sha256::digest(bytes));
         let mb = format!("u{}", URL_SAFE_NO_PAD.encode(&multihash));
-        let good = json!({"relatedResource": [{"id": url, "digestSRI": sri, "digestMultibase": mb}]});
+        let good =
+            json!({"relatedResource": [{"id": url, "digestSRI": sri, "digestMultibase": mb}]});
         assert_eq!(
             check(&good, &loader).unwrap().status,
             super::super::report::CheckStatus::Passed
@@ -288,7 +289,8 @@ mod tests {
             check(&bad, &loader).unwrap().status,
             super::super::report::CheckStatus::Indeterminate
         );
-        let other = json!({"relatedResource": {"id": "https://example.org/x.png", "digestSRI": sri}});
+        let other =
+            json!({"relatedResource": {"id": "https://example.org/x.png", "digestSRI": sri}});
         assert_eq!(
             check(&other, &loader).unwrap().status,
             super::super::report::CheckStatus::Skipped

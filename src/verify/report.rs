@@ -148,8 +148,6 @@ pub struct SchemaBasis {
     pub checked_against: String,
     /// The schemas the credential names in `credentialSchema`. The verifier fetches no schemas;
     /// these are listed, not run.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[oai(skip_serializing_if_is_empty)]
     pub declared: Vec<String>,
 }
 

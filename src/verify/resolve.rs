@@ -375,16 +375,26 @@ async fn find_in<T>(
     let fetched = fetcher.document(url).await?;
     match find(&fetched.document) {
         Err(ResolveError::Invalid(why)) if fetched.from_cache => {
+            let stale = |reason: String| {
+                Err(ResolveError::Unreachable(FetchError::RateLimited {
+                    url: url.to_owned(),
+                    reason: format!(
+                        "{why} (in a cached copy, which could not be checked again: {reason})"
+                    ),
+                }))
+            };
             match fetcher.refetch(url).await {
-                Ok(fresh) => find(&fresh),
-                Err(FetchError::RateLimited { url, reason }) => {
-                    Err(ResolveError::Unreachable(FetchError::RateLimited {
-                        url,
-                        reason: format!(
-                            "{why} (in a cached copy, which could not be checked again: {reason})"
-                        ),
-                    }))
-                }
+                Ok(fresh) if fresh.live => find(&fresh.document),
+                // The rate limit kept us from the live document: a copy of the last re-fetch
+                // may have what we look for; if not, we cannot tell.
+                Ok(recent) => match find(&recent.document) {
+                    Err(ResolveError::Invalid(_)) => stale(format!(
+                        "re-fetched less than {} s ago",
+                        fetcher.refetch_interval().as_secs()
+                    )),
+                    other => other,
+                },
+                Err(FetchError::RateLimited { reason, .. }) => stale(reason),
                 Err(e) => Err(e.into()),
             }
         }
@@ -509,9 +519,7 @@ async fn gone_key(
 fn host_jwks_url(issuer: &str, fetcher: &Fetcher) -> Result<String, ResolveError> {
     let url = url::Url::parse(issuer)
         .ok()
-        .filter(|u| {
-            u.scheme() == "https" || (fetcher.policy().allow_http && u.scheme() == "http")
-        })
+        .filter(|u| u.scheme() == "https" || (fetcher.policy().allow_http && u.scheme() == "http"))
         .filter(|u| u.host().is_some())
         .ok_or_else(|| {
             invalid(format!(

@@ -46,7 +46,12 @@ async fn verify(app: &TestApp, body: Vec<u8>, content_type: &str) -> Value {
 }
 
 async fn verify_json(app: &TestApp, credential: &Value) -> Value {
-    verify(app, serde_json::to_vec(credential).unwrap(), "application/json").await
+    verify(
+        app,
+        serde_json::to_vec(credential).unwrap(),
+        "application/json",
+    )
+    .await
 }
 
 async fn verify_jwt(app: &TestApp, jws: &str) -> Value {
@@ -161,7 +166,10 @@ fn did_document(did: &str, keys: &[(&str, &SigningKey)]) -> Value {
         .iter()
         .map(|(frag, key)| multikey(&format!("{did}#{frag}"), did, key))
         .collect();
-    let ids: Vec<Value> = keys.iter().map(|(f, _)| json!(format!("{did}#{f}"))).collect();
+    let ids: Vec<Value> = keys
+        .iter()
+        .map(|(f, _)| json!(format!("{did}#{f}")))
+        .collect();
     json!({
         "@context": ["https://www.w3.org/ns/did/v1", "https://w3id.org/security/multikey/v1"],
         "id": did,
@@ -283,9 +291,8 @@ async fn a_cached_document_is_refetched_once_single_flight_and_rate_limited() {
     const DOC: &str = "/.well-known/did.json";
     server.answer(DOC, 200, "max-age=300", &did_document(&did, &[("k1", &k1)]));
     let a = TestApp::spawn_with(fetch_from_loopback).await;
-    let signed = |frag: &str, key: &SigningKey| {
-        sign(&ob_credential(&did), &format!("{did}#{frag}"), key)
-    };
+    let signed =
+        |frag: &str, key: &SigningKey| sign(&ob_credential(&did), &format!("{did}#{frag}"), key);
     let report = verify_json(&a, &signed("k1", &k1)).await;
     assert_eq!(report["outcome"], "verified", "{report:#}");
     assert_eq!(server.hits(DOC), 1);
@@ -310,7 +317,10 @@ async fn a_cached_document_is_refetched_once_single_flight_and_rate_limited() {
     // again, and the credential is not called forged on the strength of a cached copy.
     let report = verify_json(&a, &signed("k9", &forged)).await;
     assert_eq!(report["outcome"], "indeterminate", "{report:#}");
-    assert!(detail(&report, "proof").contains("re-fetched"), "{report:#}");
+    assert!(
+        detail(&report, "proof").contains("re-fetched"),
+        "{report:#}"
+    );
     assert_eq!(server.hits(DOC), 2);
 
     // Without the rate limit: a fresh copy that does not list the key makes the proof invalid;
@@ -324,7 +334,10 @@ async fn a_cached_document_is_refetched_once_single_flight_and_rate_limited() {
     assert_eq!(report["outcome"], "verified", "{report:#}");
     let report = verify_json(&unlimited, &signed("k9", &forged)).await;
     assert_eq!(report["outcome"], "invalid", "{report:#}");
-    assert!(detail(&report, "proof").contains("does not list"), "{report:#}");
+    assert!(
+        detail(&report, "proof").contains("does not list"),
+        "{report:#}"
+    );
     server.answer(DOC, 503, "no-store", &json!({}));
     let report = verify_json(&unlimited, &signed("k9", &forged)).await;
     assert_eq!(report["outcome"], "indeterminate", "{report:#}");
@@ -356,7 +369,12 @@ async fn a_key_url_that_answers_404_is_invalid_only_when_its_controller_no_longe
         "no-store",
         &controller_doc(&[&key_url, &k2]),
     );
-    server.answer("/keys/1", 200, "no-store", &multikey(&key_url, &issuer, &key));
+    server.answer(
+        "/keys/1",
+        200,
+        "no-store",
+        &multikey(&key_url, &issuer, &key),
+    );
     let a = TestApp::spawn_with(fetch_from_loopback).await;
     let credential = sign(&ob_credential(&issuer), &key_url, &key);
     let report = verify_json(&a, &credential).await;
@@ -368,7 +386,10 @@ async fn a_key_url_that_answers_404_is_invalid_only_when_its_controller_no_longe
     let report = verify_json(&a, &credential).await;
     assert_eq!(report["outcome"], "invalid", "{report:#}");
     assert!(detail(&report, "proof").contains("HTTP 404"), "{report:#}");
-    assert!(detail(&report, "proof").contains("does not list"), "{report:#}");
+    assert!(
+        detail(&report, "proof").contains("does not list"),
+        "{report:#}"
+    );
     server.answer("/keys/1", 410, "no-store", &json!({}));
     let report = verify_json(&a, &credential).await;
     assert_eq!(report["outcome"], "invalid", "{report:#}");
@@ -417,7 +438,12 @@ async fn unsupported_cryptosuites_are_indeterminate_and_named() {
     let vm = format!("{did}#{}", multibase(&key));
     let signed = sign(&ob_credential(&did), &vm, &key);
     assert_eq!(verify_json(&app, &signed).await["outcome"], "verified");
-    for suite in ["ecdsa-sd-2023", "bbs-2023", "ecdsa-rdfc-2019", "made-up-2099"] {
+    for suite in [
+        "ecdsa-sd-2023",
+        "bbs-2023",
+        "ecdsa-rdfc-2019",
+        "made-up-2099",
+    ] {
         let mut credential = signed.clone();
         credential["proof"]["cryptosuite"] = json!(suite);
         let report = verify_json(&app, &credential).await;
@@ -544,7 +570,11 @@ async fn jwts_without_a_usable_kid_use_the_issuer_hosts_jwks() {
 
     // The rule binds keys only to an issuer on the set's host: a did issuer gets no JWKS.
     let did_payload = jwt_payload(&ob_credential("did:example:someone"), "did:example:someone");
-    let token = jwt(json!({"alg": "EdDSA", "typ": "JWT"}), &did_payload, eddsa(&ed));
+    let token = jwt(
+        json!({"alg": "EdDSA", "typ": "JWT"}),
+        &did_payload,
+        eddsa(&ed),
+    );
     let report = verify_jwt(&a, &token).await;
     assert_eq!(report["outcome"], "invalid", "{report:#}");
 }
