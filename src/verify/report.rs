@@ -23,7 +23,9 @@ pub enum Outcome {
     Expired,
     /// Authentic, before its `validFrom`.
     NotYetValid,
-    /// A key or status list could not be fetched, so authenticity or status is unknown.
+    /// Authenticity or status is unknown: a key, context or status list could not be fetched or
+    /// re-fetched, a proof uses a cryptosuite this verifier does not implement, or a
+    /// `relatedResource` digest does not match the context this verifier holds.
     Indeterminate,
 }
 
