@@ -280,6 +280,7 @@ impl AppState {
             allow_private: settings.verify_fetch_allow_private,
             timeout: Duration::from_secs(settings.verify_fetch_timeout_secs),
             max_bytes: settings.verify_fetch_max_bytes,
+            refetch_interval: Duration::from_secs(settings.verify_refetch_interval_secs),
             ..FetchPolicy::default()
         })
         .map_err(|e| StartupError::Outbound(e.to_string()))?;

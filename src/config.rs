@@ -125,6 +125,11 @@ pub struct Settings {
     /// (LISTEN/NOTIFY), take effect at once; this bounds what nothing announced (another process on
     /// the same SQLite file, a lost notification connection). Default 1000.
     pub cache_revalidate_ms: u64,
+    /// `OXBADGE_VERIFY_REFETCH_INTERVAL_SECS`: when a cached DID, controller or JWKS document lacks
+    /// the key a credential names, the verifier fetches it once more (a rotation may have added
+    /// the key); this is the shortest time between two such re-fetches of one document (within it
+    /// the verdict is `indeterminate`). 0 removes the limit. Default 30.
+    pub verify_refetch_interval_secs: u64,
 }
 
 impl Default for Settings {
@@ -163,6 +168,7 @@ impl Default for Settings {
             verify_fetch_timeout_secs: 10,
             verify_fetch_max_bytes: 1024 * 1024,
             cache_revalidate_ms: 1000,
+            verify_refetch_interval_secs: 30,
         }
     }
 }

@@ -32,6 +32,9 @@ pub struct FetchPolicy {
     pub max_bytes: usize,
     /// Longest a response is cached, whatever its headers say.
     pub max_cache: Duration,
+    /// Shortest time between two forced re-fetches of one document (a cached copy that lacks a
+    /// key triggers one; see [`Fetcher::refetch`]).
+    pub refetch_interval: Duration,
 }
 
 impl Default for FetchPolicy {
@@ -42,6 +45,7 @@ impl Default for FetchPolicy {
             timeout: Duration::from_secs(10),
             max_bytes: 1024 * 1024,
             max_cache: Duration::from_secs(3600),
+            refetch_interval: Duration::from_secs(30),
         }
     }
 }
@@ -52,9 +56,17 @@ pub enum FetchError {
     /// The URL is refused by policy (scheme or address).
     #[error("refused to fetch {url}: {reason}")]
     Refused { url: String, reason: String },
-    /// Network failure, timeout, or a non-success status.
+    /// Network failure, timeout, a 5xx, 408 or 429 answer, or another non-success status that says
+    /// nothing about the document itself.
     #[error("could not fetch {url}: {reason}")]
     Failed { url: String, reason: String },
+    /// The server answered that it does not serve the document (a 4xx such as 404 or 410): the
+    /// document is gone, which by itself does not say whether a key in it ever existed.
+    #[error("{url} answered HTTP {status}")]
+    NotServed { url: String, status: u16 },
+    /// A re-fetch was asked for too soon after the last one (see [`Fetcher::refetch`]).
+    #[error("{url}: {reason}")]
+    RateLimited { url: String, reason: String },
     /// The body is too large or not JSON.
     #[error("{url} did not answer a usable JSON document: {reason}")]
     Unusable { url: String, reason: String },
@@ -140,12 +152,37 @@ struct Cached {
 }
 
 const CACHE_ENTRIES: usize = 4096;
+/// Bound on the per-document re-fetch slots kept (slots in use are never dropped).
+const REFETCH_SLOTS: usize = 4096;
+
+/// A fetched document and where it came from.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The document.
+    pub document: Arc<Value>,
+    /// It was served from the cache (it may predate a change at its origin).
+    pub from_cache: bool,
+}
+
+/// The result of [`Fetcher::refetch`].
+#[derive(Debug, Clone)]
+pub struct Refetched {
+    /// The document.
+    pub document: Arc<Value>,
+    /// Fetched for (or while) this caller asked; `false`: the copy of a recent re-fetch, reused
+    /// because of the rate limit.
+    pub live: bool,
+}
+
+/// The last forced re-fetch of one document: when it finished and what it got.
+type RefetchSlot = Arc<tokio::sync::Mutex<Option<(Instant, Result<Arc<Value>, FetchError>)>>>;
 
 /// The hardened client with its cache. Cheap to share behind an `Arc`.
 pub struct Fetcher {
     client: reqwest::Client,
     policy: FetchPolicy,
     cache: Mutex<HashMap<String, Cached>>,
+    refetches: Mutex<HashMap<String, RefetchSlot>>,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -182,6 +219,7 @@ impl Fetcher {
             client,
             policy,
             cache: Mutex::new(HashMap::new()),
+            refetches: Mutex::new(HashMap::new()),
         })
     }
 
@@ -192,15 +230,89 @@ impl Fetcher {
 
     /// Fetches `url` (fragment dropped) as JSON, from the cache when fresh.
     pub async fn json(&self, url: &str) -> Result<Arc<Value>, FetchError> {
-        let mut parsed = Url::parse(url).map_err(|e| FetchError::Refused {
-            url: url.to_owned(),
-            reason: format!("not a URL: {e}"),
-        })?;
-        parsed.set_fragment(None);
-        let key = parsed.to_string();
+        self.document(url).await.map(|f| f.document)
+    }
+
+    /// Fetches `url` (fragment dropped) as JSON, from the cache when fresh, saying which.
+    pub async fn document(&self, url: &str) -> Result<Fetched, FetchError> {
+        let (parsed, key) = cache_key(url)?;
         if let Some(hit) = self.cached(&key) {
-            return Ok(hit);
+            return Ok(Fetched {
+                document: hit,
+                from_cache: true,
+            });
         }
+        self.fetch(parsed, key).await.map(|document| Fetched {
+            document,
+            from_cache: false,
+        })
+    }
+
+    /// Fetches `url` again, bypassing the cache: a cached copy lacked something (a key added by a
+    /// rotation since). Single-flight per document: callers that arrive while a re-fetch runs
+    /// share its result. Rate-limited per document: within [`FetchPolicy::refetch_interval`] of
+    /// the last re-fetch (successful or not) nothing is fetched, so that credentials naming
+    /// made-up keys cannot make the verifier hammer a host; the caller then gets the copy that
+    /// re-fetch obtained, marked not live (it may still be newer than the caller's), or
+    /// [`FetchError::RateLimited`] when that re-fetch failed.
+    pub async fn refetch(&self, url: &str) -> Result<Refetched, FetchError> {
+        let (parsed, key) = cache_key(url)?;
+        let asked = Instant::now();
+        let slot = self.refetch_slot(&key);
+        let mut last = slot.lock().await;
+        if let Some((at, result)) = last.as_ref() {
+            if *at >= asked {
+                // A re-fetch finished while this caller waited: it saw the live document.
+                return result.clone().map(|document| Refetched {
+                    document,
+                    live: true,
+                });
+            }
+            let since = at.elapsed();
+            if since < self.policy.refetch_interval {
+                let reason = format!(
+                    "re-fetched {} s ago; not again before {} s",
+                    since.as_secs(),
+                    self.policy.refetch_interval.as_secs()
+                );
+                return match result {
+                    Ok(document) => Ok(Refetched {
+                        document: document.clone(),
+                        live: false,
+                    }),
+                    Err(e) => Err(FetchError::RateLimited {
+                        url: key,
+                        reason: format!("{reason}, when it failed: {e}"),
+                    }),
+                };
+            }
+        }
+        let result = self.fetch(parsed, key).await;
+        *last = Some((Instant::now(), result.clone()));
+        result.map(|document| Refetched {
+            document,
+            live: true,
+        })
+    }
+
+    /// The shortest time between two re-fetches of one document.
+    pub fn refetch_interval(&self) -> Duration {
+        self.policy.refetch_interval
+    }
+
+    fn refetch_slot(&self, key: &str) -> RefetchSlot {
+        let Ok(mut slots) = self.refetches.lock() else {
+            // A poisoned map only loses the single-flight and rate-limit properties.
+            return RefetchSlot::default();
+        };
+        if slots.len() >= REFETCH_SLOTS && !slots.contains_key(key) {
+            slots.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
+        slots.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// Fetches from the network and caches the result as its headers allow.
+    async fn fetch(&self, parsed: Url, key: String) -> Result<Arc<Value>, FetchError> {
         url_allowed(&parsed, &self.policy).map_err(|reason| FetchError::Refused {
             url: key.clone(),
             reason,
@@ -221,8 +333,18 @@ impl Fetcher {
             .send()
             .await
             .map_err(|e| failed(describe(&e)))?;
-        if !response.status().is_success() {
-            return Err(failed(format!("HTTP {}", response.status().as_u16())));
+        let status = response.status();
+        if status.is_client_error()
+            && status != reqwest::StatusCode::REQUEST_TIMEOUT
+            && status != reqwest::StatusCode::TOO_MANY_REQUESTS
+        {
+            return Err(FetchError::NotServed {
+                url: key.clone(),
+                status: status.as_u16(),
+            });
+        }
+        if !status.is_success() {
+            return Err(failed(format!("HTTP {}", status.as_u16())));
         }
         let max_age = cache_lifetime(
             response
@@ -311,6 +433,17 @@ impl Fetcher {
             },
         );
     }
+}
+
+/// The URL without its fragment, and its cache key.
+fn cache_key(url: &str) -> Result<(Url, String), FetchError> {
+    let mut parsed = Url::parse(url).map_err(|e| FetchError::Refused {
+        url: url.to_owned(),
+        reason: format!("not a URL: {e}"),
+    })?;
+    parsed.set_fragment(None);
+    let key = parsed.to_string();
+    Ok((parsed, key))
 }
 
 fn describe(err: &reqwest::Error) -> String {

@@ -32,6 +32,18 @@ pub enum Algorithm {
     Rs256,
 }
 
+impl Algorithm {
+    /// Whether `key` is of the type this algorithm signs with.
+    pub fn accepts(self, key: &PublicKey) -> bool {
+        matches!(
+            (self, key),
+            (Self::EdDsa, PublicKey::Ed25519(_))
+                | (Self::Es256, PublicKey::P256(_))
+                | (Self::Rs256, PublicKey::Rsa(_))
+        )
+    }
+}
+
 /// Registered claims that OB 3.0 adds beside the credential in the payload.
 const JWT_CLAIMS: [&str; 7] = ["iss", "jti", "nbf", "exp", "sub", "iat", "aud"];
 /// The header fields OB 3.0 §8.2 permits.
@@ -81,13 +93,14 @@ impl DecodedJwt {
         }
     }
 
-    /// Header rules of OB 3.0 §8.2: exactly one of `kid` / `jwk`, `typ` (if present) is `JWT`.
-    /// Returns hard errors; [`Self::header_warnings`] lists tolerated deviations.
+    /// Header rules of OB 3.0 §8.2: at most one of `kid` / `jwk`, `typ` (if present) is `JWT`.
+    /// A header with neither is allowed: the OB implementation guide then looks the key up in the
+    /// issuer host's JWK Set. Returns hard errors; [`Self::header_warnings`] lists tolerated
+    /// deviations.
     pub fn header_errors(&self) -> Vec<String> {
         let mut errors = Vec::new();
         match (self.header.get("kid"), self.header.get("jwk")) {
             (Some(_), Some(_)) => errors.push("the JWT header has both kid and jwk".into()),
-            (None, None) => errors.push("the JWT header has neither kid nor jwk".into()),
             (Some(kid), None) if !kid.is_string() => errors.push("kid must be a string".into()),
             (None, Some(jwk)) if !jwk.is_object() => errors.push("jwk must be an object".into()),
             _ => {}

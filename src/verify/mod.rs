@@ -6,6 +6,7 @@ pub mod fetch;
 pub mod fuzzing;
 pub mod input;
 pub mod jwt;
+mod related_resource;
 pub mod report;
 pub mod resolve;
 mod status;
@@ -28,7 +29,7 @@ use crate::{
 };
 use fetch::Fetcher;
 use input::{Source, Submitted};
-use report::{Check, CheckStatus, Findings, Outcome, Report, problem};
+use report::{Check, CheckStatus, Findings, Outcome, Report, SchemaBasis, problem};
 use resolve::{Method, PublicKey, ResolveError};
 
 /// How deep endorsements of endorsements are followed.
@@ -168,6 +169,7 @@ fn empty_report(kind: &str, format: &str, source: Source) -> Report {
         source: source.as_str().to_owned(),
         credential_id: None,
         issuer: None,
+        schema: None,
         checks: Vec::new(),
         endorsements: Vec::new(),
         credentials: Vec::new(),
@@ -204,6 +206,7 @@ pub fn verify_json<'a>(
         report
             .checks
             .push(Check::passed("parse", "a JSON verifiable credential"));
+        report.schema = Some(schema_basis(&value));
         report.checks.push(structure_check(&value));
         let (contexts, proof, controller, authentic) =
             data_integrity(state, &value, "assertionMethod").await;
@@ -212,6 +215,7 @@ pub fn verify_json<'a>(
             None => contexts_check(state, &value).await,
         };
         report.checks.push(contexts);
+        report.checks.extend(related_resources(&value));
         report.checks.push(proof);
         report
             .checks
@@ -277,8 +281,10 @@ pub fn verify_jwt<'a>(
         report
             .checks
             .push(Check::passed("parse", "a VC-JWT credential"));
+        report.schema = Some(schema_basis(&credential));
         report.checks.push(structure_check(&credential));
         report.checks.push(contexts_check(state, &credential).await);
+        report.checks.extend(related_resources(&credential));
 
         let (proof, controller) = jwt_proof(state, &decoded, &credential).await;
         let authentic = proof.status == CheckStatus::Passed;
@@ -359,6 +365,49 @@ fn parse_check(value: &Value) -> Option<Check> {
         return fail("type does not include VerifiableCredential");
     }
     None
+}
+
+/// The `related_resource` check (VC Data Model 2.0 §5.3) against the pinned contexts.
+fn related_resources(credential: &Value) -> Option<Check> {
+    related_resource::check(credential, &crate::jsonld::ContextLoader::shared())
+}
+
+/// Which schema the `schema` check holds `credential` to.
+fn schema_basis(credential: &Value) -> SchemaBasis {
+    let first = match credential.get("@context") {
+        Some(Value::Array(items)) => items.first().and_then(Value::as_str),
+        Some(Value::String(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    let (data_model, model_name) = if first == Some(crate::jsonld::CREDENTIALS_V1) {
+        ("vc1.1", "VC Data Model 1.1")
+    } else {
+        ("vc2", "VC Data Model 2.0")
+    };
+    let checked_against = if is_open_badge(credential) {
+        format!(
+            "oxbadge structural checks: {model_name} required members and the Open Badges 3.0 \
+             credential structure (what the 1EdTech AchievementCredential JSON Schema requires, \
+             less the members {model_name} cannot carry); the 1EdTech JSON Schema itself is not \
+             run (it is published only in a VC 1.1 form)"
+        )
+    } else {
+        format!("oxbadge structural checks: {model_name} required members")
+    };
+    let declared = match credential.get("credentialSchema") {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(one) => vec![one],
+        None => Vec::new(),
+    }
+    .into_iter()
+    .filter_map(|s| s.get("id").and_then(Value::as_str))
+    .map(str::to_owned)
+    .collect();
+    SchemaBasis {
+        data_model: data_model.to_owned(),
+        checked_against,
+        declared,
+    }
 }
 
 /// The contexts check by itself (when no Data Integrity proof ran it as a side effect).
@@ -493,16 +542,20 @@ async fn data_integrity(
             "Key could not be resolved",
             unreachable.join("; "),
         )
-    } else if verified.is_empty() {
+    } else if verified.is_empty() && unsupported.is_empty() {
         Check::failed(
             "proof",
             problem::MALFORMED_PROOF,
             "No supported proof",
-            if unsupported.is_empty() {
-                "no proof".to_owned()
-            } else {
-                unsupported.join("; ")
-            },
+            "no proof",
+        )
+    } else if verified.is_empty() {
+        // Nothing this verifier can check: not shown authentic, not shown forged.
+        Check::indeterminate(
+            "proof",
+            problem::ours("unsupported_cryptosuite"),
+            "Unsupported cryptosuite",
+            unsupported.join("; "),
         )
     } else if !unsupported.is_empty() {
         // Every proof of a set must hold (VC Data Integrity); one we cannot check leaves the
@@ -547,6 +600,49 @@ async fn data_integrity(
     (contexts, check, controller, authentic)
 }
 
+/// A proof whose suite this verifier does not implement: it is neither shown valid nor shown
+/// forged, so the proof check is `indeterminate`, naming the suite. A proof that names no type
+/// (or a `DataIntegrityProof` without a cryptosuite) is malformed.
+fn unsupported_suite(proof: &Value) -> ProofResult {
+    let kind = proof.get("type").and_then(Value::as_str);
+    let suite = proof.get("cryptosuite").and_then(Value::as_str);
+    match (kind, suite) {
+        (None, _) => ProofResult::Failed("a proof has no type".into(), problem::MALFORMED_PROOF),
+        (Some("DataIntegrityProof"), None) => ProofResult::Failed(
+            "a DataIntegrityProof has no cryptosuite".into(),
+            problem::MALFORMED_PROOF,
+        ),
+        (Some(kind), Some(suite)) => ProofResult::Unsupported(format!(
+            "the cryptosuite {suite} ({kind}) is not supported by this verifier"
+        )),
+        (Some(kind), None) => ProofResult::Unsupported(format!(
+            "the proof type {kind} is not supported by this verifier"
+        )),
+    }
+}
+
+/// The party a proof for `purpose` must come from, where the checks that follow demand it:
+/// an Open Badge's or a status list's issuer, a presentation's holder. `None` where another
+/// controller is tolerated (the key-controller check only warns).
+fn required_controller<'v>(doc: &'v Value, purpose: &str) -> Option<&'v str> {
+    if purpose == "authentication" {
+        return doc
+            .get("holder")
+            .and_then(|h| h.as_str().or_else(|| h.get("id").and_then(Value::as_str)));
+    }
+    let list = types_of(doc).iter().any(|t| {
+        matches!(
+            *t,
+            "BitstringStatusListCredential" | "StatusList2021Credential"
+        )
+    });
+    if is_open_badge(doc) || list {
+        jwt::issuer_id(doc)
+    } else {
+        None
+    }
+}
+
 async fn verify_one_proof(
     state: &AppState,
     doc: &Arc<Value>,
@@ -555,12 +651,7 @@ async fn verify_one_proof(
     purpose: &str,
 ) -> ProofResult {
     let Some(suite) = Suite::of(proof) else {
-        let kind = proof.get("type").and_then(Value::as_str).unwrap_or("?");
-        let suite = proof.get("cryptosuite").and_then(Value::as_str);
-        return ProofResult::Unsupported(match suite {
-            Some(s) => format!("{kind}/{s} is not a supported suite"),
-            None => format!("{kind} is not a supported proof type"),
-        });
+        return unsupported_suite(proof);
     };
     let proof_purpose = proof.get("proofPurpose").and_then(Value::as_str);
     if proof_purpose != Some(purpose) {
@@ -578,7 +669,15 @@ async fn verify_one_proof(
             problem::MALFORMED_PROOF,
         );
     };
-    let method = match resolve::resolve(state, state.verifier().fetcher(), method_url).await {
+    let claimed = required_controller(doc, purpose);
+    let method = match resolve::resolve_claimed(
+        state,
+        state.verifier().fetcher(),
+        method_url,
+        claimed,
+    )
+    .await
+    {
         Ok(m) => m,
         Err(ResolveError::Invalid(why)) => {
             return ProofResult::Failed(why, problem::INVALID_METHOD);
@@ -636,50 +735,74 @@ async fn jwt_proof(
         Ok(a) => a,
         Err(e) => return fail("Unsupported JWT algorithm", e),
     };
-    let (key, controller, method_id) =
-        if let Some(kid) = decoded.header.get("kid").and_then(Value::as_str) {
-            let absolute = match (kid.starts_with('#'), jwt::issuer_id(credential)) {
-                (true, Some(issuer)) => format!("{issuer}{kid}"),
-                _ => kid.to_owned(),
-            };
-            match resolve::resolve(state, state.verifier().fetcher(), &absolute).await {
-                Ok(m) if !m.authorized_for("assertionMethod") => {
-                    return fail(
-                        "Key not authorized",
-                        format!("{} is not authorized for assertionMethod", m.id),
-                    );
-                }
-                Ok(m) => (m.key, Some(m.controller), m.id),
-                Err(ResolveError::Invalid(e)) => return fail("Invalid key", e),
-                Err(ResolveError::Unreachable(e)) => {
-                    return (
-                        Check::indeterminate(
-                            "proof",
-                            problem::ours("key_unreachable"),
-                            "Key could not be resolved",
-                            e.to_string(),
-                        ),
-                        None,
-                    );
-                }
-            }
-        } else {
-            let jwk = decoded.header.get("jwk").cloned().unwrap_or_default();
-            match resolve::parse_jwk(&jwk) {
-                // An embedded key proves nothing about the issuer unless the issuer id is that key.
-                Ok(key) => {
-                    let controller = jwt::issuer_id(credential)
-                        .filter(|iss| iss.starts_with("did:key:"))
-                        .and_then(|iss| {
-                            let mb = iss.trim_start_matches("did:key:");
-                            let did_key = resolve::parse_multikey(mb).ok()?;
-                            same_key(&did_key, &key).then(|| iss.to_owned())
-                        });
-                    (key, controller, "the embedded jwk".to_owned())
-                }
-                Err(e) => return fail("Invalid key", e.to_string()),
-            }
+    let unreachable = |e: String| {
+        (
+            Check::indeterminate(
+                "proof",
+                problem::ours("key_unreachable"),
+                "Key could not be resolved",
+                e,
+            ),
+            None,
+        )
+    };
+    let kid = decoded.header.get("kid").and_then(Value::as_str);
+    let jwk = decoded.header.get("jwk");
+    let issuer = jwt::issuer_id(credential);
+    let (key, controller, method_id) = if let Some(kid) = kid.filter(|k| is_key_reference(k)) {
+        let absolute = match (kid.starts_with('#'), issuer) {
+            (true, Some(issuer)) => format!("{issuer}{kid}"),
+            _ => kid.to_owned(),
         };
+        let claimed = required_controller(credential, "assertionMethod");
+        match resolve::resolve_claimed(state, state.verifier().fetcher(), &absolute, claimed).await
+        {
+            Ok(m) if !m.authorized_for("assertionMethod") => {
+                return fail(
+                    "Key not authorized",
+                    format!("{} is not authorized for assertionMethod", m.id),
+                );
+            }
+            Ok(m) => (m.key, Some(m.controller), m.id),
+            Err(ResolveError::Invalid(e)) => return fail("Invalid key", e),
+            Err(ResolveError::Unreachable(e)) => return unreachable(e.to_string()),
+        }
+    } else if let (None, Some(jwk)) = (kid, jwk) {
+        match resolve::parse_jwk(jwk) {
+            // An embedded key proves nothing about the issuer unless the issuer id is that key.
+            Ok(key) => {
+                let controller = issuer
+                    .filter(|iss| iss.starts_with("did:key:"))
+                    .and_then(|iss| {
+                        let mb = iss.trim_start_matches("did:key:");
+                        let did_key = resolve::parse_multikey(mb).ok()?;
+                        same_key(&did_key, &key).then(|| iss.to_owned())
+                    });
+                (key, controller, "the embedded jwk".to_owned())
+            }
+            Err(e) => return fail("Invalid key", e.to_string()),
+        }
+    } else {
+        // No `kid`, or one that is neither a DID nor a URL: the OB implementation guide's rule,
+        // the issuer host's JWK Set.
+        let Some(issuer) = issuer else {
+            return fail("Invalid key", "the credential names no issuer".into());
+        };
+        let found = if kid.is_some() {
+            resolve::host_jwks_key(state.verifier().fetcher(), issuer, kid, |k| alg.accepts(k))
+                .await
+        } else {
+            resolve::host_jwks_key(state.verifier().fetcher(), issuer, None, |k| {
+                alg.accepts(k) && decoded.verify_signature(alg, k).is_ok()
+            })
+            .await
+        };
+        match found {
+            Ok(m) => (m.key, Some(m.controller), m.id),
+            Err(ResolveError::Invalid(e)) => return fail("Invalid key", e),
+            Err(ResolveError::Unreachable(e)) => return unreachable(e.to_string()),
+        }
+    };
     match decoded.verify_signature(alg, &key) {
         Ok(()) => (
             Check::passed(
@@ -690,6 +813,15 @@ async fn jwt_proof(
         ),
         Err(e) => fail("Invalid signature", e),
     }
+}
+
+/// Whether a JWT `kid` names its key by a DID URL, a URL, or a fragment of the issuer's id (the
+/// forms that are resolved); any other `kid` is looked up in the issuer host's JWK Set.
+fn is_key_reference(kid: &str) -> bool {
+    kid.starts_with("did:")
+        || kid.starts_with('#')
+        || kid.starts_with("https://")
+        || kid.starts_with("http://")
 }
 
 fn same_key(a: &PublicKey, b: &PublicKey) -> bool {

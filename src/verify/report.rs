@@ -23,7 +23,9 @@ pub enum Outcome {
     Expired,
     /// Authentic, before its `validFrom`.
     NotYetValid,
-    /// A key or status list could not be fetched, so authenticity or status is unknown.
+    /// Authenticity or status is unknown: a key, context or status list could not be fetched or
+    /// re-fetched, a proof uses a cryptosuite this verifier does not implement, or a
+    /// `relatedResource` digest does not match the context this verifier holds.
     Indeterminate,
 }
 
@@ -76,8 +78,8 @@ pub struct ProblemDetail {
 /// One check of the verification.
 #[derive(Debug, Clone, PartialEq, Serialize, Object)]
 pub struct Check {
-    /// Which check: `parse`, `contexts`, `schema`, `proof`, `key_controller`, `jwt_claims`,
-    /// `validity`, `status`, `recipient`, `endorsements`, `presentation_proof`.
+    /// Which check: `parse`, `contexts`, `schema`, `related_resource`, `proof`, `key_controller`,
+    /// `jwt_claims`, `validity`, `status`, `recipient`, `endorsements`, `presentation_proof`.
     pub check: String,
     /// Its result.
     pub status: CheckStatus,
@@ -114,6 +116,11 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
     pub issuer: Option<String>,
+    /// What the `schema` check compared the credential with (absent for presentations and for
+    /// input that is not a credential).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub schema: Option<SchemaBasis>,
     /// One entry per check, in the order they ran.
     pub checks: Vec<Check>,
     /// Reports of the endorsements the credential carries, verified by the same steps.
@@ -126,6 +133,24 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
     pub credential: Option<Value>,
+}
+
+/// Which schema a credential was checked against, said plainly.
+#[derive(Debug, Clone, PartialEq, Serialize, Object)]
+#[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
+pub struct SchemaBasis {
+    /// The data model the credential declares by its first context: `vc2` or `vc1.1`.
+    pub data_model: String,
+    /// What the `schema` check ran. Always oxbadge's structural checks (typed code, not a JSON
+    /// Schema engine): the VC data model's required members, plus, for Open Badges, what the 1EdTech
+    /// AchievementCredential / EndorsementCredential JSON Schema requires that the declared data
+    /// model can carry. 1EdTech publishes that schema only in a VC 1.1 form (it requires
+    /// `issuanceDate` and forbids extra `credentialStatus` members), so it is not run as such.
+    pub checked_against: String,
+    /// The schemas the credential names in `credentialSchema`. The verifier fetches no schemas;
+    /// these are listed, not run.
+    pub declared: Vec<String>,
 }
 
 /// Problem type URIs used in reports.
@@ -272,7 +297,11 @@ impl Report {
             c.status == CheckStatus::Indeterminate
                 && matches!(
                     c.check.as_str(),
-                    "proof" | "key_controller" | "contexts" | "presentation_proof"
+                    "proof"
+                        | "key_controller"
+                        | "contexts"
+                        | "related_resource"
+                        | "presentation_proof"
                 )
         });
         let worst_nested = self

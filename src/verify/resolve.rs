@@ -253,6 +253,26 @@ pub async fn resolve(
     fetcher: &Fetcher,
     method_url: &str,
 ) -> Result<Method, ResolveError> {
+    resolve_claimed(state, fetcher, method_url, None).await
+}
+
+/// Resolves `method_url` for a document that requires its key to be controlled by `claimed`
+/// (an Open Badge's issuer, a presentation's holder). The verdict rule, the same for DID
+/// documents, key documents, controller documents and JWK Sets:
+///
+/// - a document that was fetched (fresh) and does not list the key makes it `Invalid`; a copy
+///   from the cache that lacks it is fetched once more first ([`Fetcher::refetch`]), since a
+///   rotation may have added the key after the copy was made;
+/// - a key URL that answers 4xx (404, 410, …) is `Invalid` only when `claimed`'s document was
+///   fetched and does not list the key either;
+/// - everything else that keeps us from seeing the key (network failures, 5xx, a re-fetch
+///   refused by the rate limit) is `Unreachable`, never `Invalid`.
+pub async fn resolve_claimed(
+    state: &AppState,
+    fetcher: &Fetcher,
+    method_url: &str,
+    claimed: Option<&str>,
+) -> Result<Method, ResolveError> {
     let (base, fragment) = split_fragment(method_url);
     if let Some(rest) = base.strip_prefix("did:key:") {
         let key = parse_multikey(rest)?;
@@ -270,13 +290,16 @@ pub async fn resolve(
         return Ok(own);
     }
     if base.starts_with("did:web:") {
-        let document = fetcher.json(&did_web_fetch_url(base, fetcher)?).await?;
-        if document.get("id").and_then(Value::as_str) != Some(base) {
-            return Err(invalid(format!(
-                "the DID document fetched for {base} names a different id"
-            )));
-        }
-        return method_in_document(&document, base, method_url);
+        let url = did_web_fetch_url(base, fetcher)?;
+        return find_in(fetcher, &url, |document| {
+            if document.get("id").and_then(Value::as_str) != Some(base) {
+                return Err(invalid(format!(
+                    "the DID document fetched for {base} names a different id"
+                )));
+            }
+            method_in_document(document, base, method_url)
+        })
+        .await;
     }
     if base.starts_with("https://") || base.starts_with("http://") {
         // A key carried in the fragment (`https://issuer.example/1#z6Mk…`): the controller is the
@@ -292,68 +315,264 @@ pub async fn resolve(
                 relationships: None,
             });
         }
-        let document = fetcher.json(base).await?;
-        let doc_id = document.get("id").and_then(Value::as_str);
-        if doc_id == Some(method_url) && fragment.is_none() {
-            // A key document: `{id, type, controller, publicKeyMultibase}`.
-            let controller = document
-                .get("controller")
-                .and_then(Value::as_str)
-                .ok_or_else(|| invalid("the key document has no controller"))?
-                .to_owned();
-            let key = key_of_method(&document)?;
-            // The controller must list the key; resolve its document unless it is the same URL.
-            let relationships = if controller == base {
-                relationships(&document, base, method_url)
-            } else if controller.starts_with("https://") || controller.starts_with("did:web:") {
-                let url = if controller.starts_with("did:web:") {
-                    did_web_fetch_url(&controller, fetcher)?
-                } else {
-                    controller.clone()
-                };
-                let controller_doc = fetcher.json(&url).await?;
-                relationships(&controller_doc, &controller, method_url)
-            } else {
-                Vec::new()
-            };
-            return Ok(Method {
-                id: method_url.to_owned(),
+        let located = match find_in(fetcher, base, |document| {
+            locate(document, base, fragment, method_url)
+        })
+        .await
+        {
+            Ok(located) => located,
+            Err(ResolveError::Unreachable(gone @ FetchError::NotServed { .. })) => {
+                return Err(gone_key(fetcher, base, method_url, claimed, gone).await);
+            }
+            Err(e) => return Err(e),
+        };
+        let (controller, key, document) = match located {
+            Located::Method(method) => return Ok(method),
+            Located::KeyDocument {
                 controller,
                 key,
-                relationships: Some(relationships),
-            });
-        }
-        if document.get("kty").is_some() {
-            // A bare JWK document: the URL is the key; its controller is the URL's owner.
-            return Ok(Method {
-                id: method_url.to_owned(),
-                controller: base.to_owned(),
-                key: parse_jwk(&document)?,
-                relationships: None,
-            });
-        }
-        if let Some(keys) = document.get("keys").and_then(Value::as_array) {
-            // A JWKS: find the key by `kid`.
-            let jwk = keys
-                .iter()
-                .find(|k| {
-                    let kid = k.get("kid").and_then(Value::as_str);
-                    kid == Some(method_url) || (fragment.is_some() && kid == fragment)
-                })
-                .ok_or_else(|| invalid(format!("no key {method_url} in the JWKS at {base}")))?;
-            return Ok(Method {
-                id: method_url.to_owned(),
-                controller: base.to_owned(),
-                key: parse_jwk(jwk)?,
-                relationships: None,
-            });
-        }
-        let id = doc_id.unwrap_or(base).to_owned();
-        return method_in_document(&document, &id, method_url);
+                document,
+            } => (controller, key, document),
+        };
+        // The controller must list the key; resolve its document unless it is the same URL.
+        let relationships = if controller == base {
+            relationships(&document, base, method_url)
+        } else if let Some(url) = controller_document_url(&controller, fetcher) {
+            find_in(fetcher, &url, |controller_doc| {
+                let listed = relationships(controller_doc, &controller, method_url);
+                if listed.is_empty() {
+                    Err(invalid(format!(
+                        "the controller {controller} does not list {method_url}"
+                    )))
+                } else {
+                    Ok(listed)
+                }
+            })
+            .await?
+        } else {
+            Vec::new()
+        };
+        return Ok(Method {
+            id: method_url.to_owned(),
+            controller,
+            key,
+            relationships: Some(relationships),
+        });
     }
     Err(invalid(format!(
         "unsupported verification method {method_url} (did:key, did:web and https are supported)"
     )))
+}
+
+/// Looks something up in the document at `url` with `find`. When the copy came from the cache
+/// and `find` says it is not there, the document is fetched once more and `find` decides on the
+/// live copy; when that re-fetch cannot be made, the answer is `Unreachable`.
+async fn find_in<T>(
+    fetcher: &Fetcher,
+    url: &str,
+    find: impl Fn(&Value) -> Result<T, ResolveError>,
+) -> Result<T, ResolveError> {
+    let fetched = fetcher.document(url).await?;
+    match find(&fetched.document) {
+        Err(ResolveError::Invalid(why)) if fetched.from_cache => {
+            let stale = |reason: String| {
+                Err(ResolveError::Unreachable(FetchError::RateLimited {
+                    url: url.to_owned(),
+                    reason: format!(
+                        "{why} (in a cached copy, which could not be checked again: {reason})"
+                    ),
+                }))
+            };
+            match fetcher.refetch(url).await {
+                Ok(fresh) if fresh.live => find(&fresh.document),
+                // The rate limit kept us from the live document: a copy of the last re-fetch
+                // may have what we look for; if not, we cannot tell.
+                Ok(recent) => match find(&recent.document) {
+                    Err(ResolveError::Invalid(_)) => stale(format!(
+                        "re-fetched less than {} s ago",
+                        fetcher.refetch_interval().as_secs()
+                    )),
+                    other => other,
+                },
+                Err(FetchError::RateLimited { reason, .. }) => stale(reason),
+                Err(e) => Err(e.into()),
+            }
+        }
+        other => other,
+    }
+}
+
+/// What a fetched `https` document says about `method_url`.
+enum Located {
+    /// The method, complete.
+    Method(Method),
+    /// A key document (`{id, type, controller, publicKey…}`): its controller must still list it.
+    KeyDocument {
+        controller: String,
+        key: PublicKey,
+        document: Value,
+    },
+}
+
+/// Finds `method_url` in the document fetched from `base`: a key document, a bare JWK, a JWK Set
+/// (by `kid`), or a controller document listing verification methods.
+fn locate(
+    document: &Value,
+    base: &str,
+    fragment: Option<&str>,
+    method_url: &str,
+) -> Result<Located, ResolveError> {
+    let doc_id = document.get("id").and_then(Value::as_str);
+    if doc_id == Some(method_url) && fragment.is_none() {
+        let controller = document
+            .get("controller")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("the key document has no controller"))?
+            .to_owned();
+        return Ok(Located::KeyDocument {
+            controller,
+            key: key_of_method(document)?,
+            document: document.clone(),
+        });
+    }
+    if document.get("kty").is_some() {
+        // A bare JWK document: the URL is the key; its controller is the URL's owner.
+        return Ok(Located::Method(Method {
+            id: method_url.to_owned(),
+            controller: base.to_owned(),
+            key: parse_jwk(document)?,
+            relationships: None,
+        }));
+    }
+    if let Some(keys) = document.get("keys").and_then(Value::as_array) {
+        // A JWKS: find the key by `kid`.
+        let jwk = keys
+            .iter()
+            .find(|k| {
+                let kid = k.get("kid").and_then(Value::as_str);
+                kid == Some(method_url) || (fragment.is_some() && kid == fragment)
+            })
+            .ok_or_else(|| invalid(format!("no key {method_url} in the JWKS at {base}")))?;
+        return Ok(Located::Method(Method {
+            id: method_url.to_owned(),
+            controller: base.to_owned(),
+            key: parse_jwk(jwk)?,
+            relationships: None,
+        }));
+    }
+    let id = doc_id.unwrap_or(base);
+    method_in_document(document, id, method_url).map(Located::Method)
+}
+
+/// Where the document of `controller` (a did:web or an http(s) URL) is fetched from, when the
+/// policy lets it be fetched at all.
+fn controller_document_url(controller: &str, fetcher: &Fetcher) -> Option<String> {
+    if controller.starts_with("did:web:") {
+        return did_web_fetch_url(controller, fetcher).ok();
+    }
+    let (base, _) = split_fragment(controller);
+    (base.starts_with("https://") || (fetcher.policy().allow_http && base.starts_with("http://")))
+        .then(|| base.to_owned())
+}
+
+/// A key URL answered 4xx. The key is gone for good when the party that must control it
+/// (`claimed`) has a document that was fetched and does not list it; when there is no such
+/// party, its document is the one that answered, or it does list the key, we cannot tell.
+async fn gone_key(
+    fetcher: &Fetcher,
+    base: &str,
+    method_url: &str,
+    claimed: Option<&str>,
+    gone: FetchError,
+) -> ResolveError {
+    let unknown = || ResolveError::Unreachable(gone.clone());
+    let Some(controller) = claimed else {
+        return unknown();
+    };
+    let Some(url) = controller_document_url(controller, fetcher) else {
+        return unknown();
+    };
+    if split_fragment(&url).0 == base {
+        return unknown();
+    }
+    let listed = find_in(fetcher, &url, |document| {
+        let listed = !relationships(document, controller, method_url).is_empty()
+            || method_in_document(document, controller, method_url).is_ok();
+        if listed {
+            Ok(())
+        } else {
+            Err(invalid(format!("{controller} does not list {method_url}")))
+        }
+    })
+    .await;
+    match listed {
+        // The controller still lists the key, but its URL does not serve it: a broken host.
+        Ok(()) => unknown(),
+        Err(ResolveError::Invalid(_)) => invalid(format!(
+            "{gone}, and the document of {controller}, who must control the key, does not list it"
+        )),
+        Err(e) => e,
+    }
+}
+
+/// The URL of the JWK Set on the host of an `https` issuer (`http` where the policy allows it).
+fn host_jwks_url(issuer: &str, fetcher: &Fetcher) -> Result<String, ResolveError> {
+    let url = url::Url::parse(issuer)
+        .ok()
+        .filter(|u| u.scheme() == "https" || (fetcher.policy().allow_http && u.scheme() == "http"))
+        .filter(|u| u.host().is_some())
+        .ok_or_else(|| {
+            invalid(format!(
+                "the issuer {issuer} is not an https URL, so its host's JWK Set cannot hold its key"
+            ))
+        })?;
+    url.join("/.well-known/jwks.json")
+        .map(|u| u.to_string())
+        .map_err(|e| invalid(format!("no JWK Set URL for {issuer}: {e}")))
+}
+
+/// How many keys of a JWK Set are tried for a JWT without a usable `kid`.
+const MAX_JWKS_KEYS: usize = 32;
+
+/// The OB 3.0 implementation guide's key rule for a VC-JWT whose `kid` is absent or neither a
+/// DID nor a URL: the key is looked up in the JWK Set at the issuer host's
+/// `/.well-known/jwks.json` (by `kid` when there is one, else the first key `fits` accepts), and a
+/// key found there is bound to the issuer, which must be an `https` URL on that host. A set that
+/// was fetched and holds no such key makes the key `Invalid` (after a re-fetch of a cached copy).
+pub async fn host_jwks_key(
+    fetcher: &Fetcher,
+    issuer: &str,
+    kid: Option<&str>,
+    fits: impl Fn(&PublicKey) -> bool,
+) -> Result<Method, ResolveError> {
+    let url = host_jwks_url(issuer, fetcher)?;
+    find_in(fetcher, &url, |document| {
+        let keys = document
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| invalid(format!("{url} is not a JWK Set")))?;
+        keys.iter()
+            .filter(|jwk| kid.is_none_or(|kid| jwk.get("kid").and_then(Value::as_str) == Some(kid)))
+            .take(MAX_JWKS_KEYS)
+            .filter_map(|jwk| parse_jwk(jwk).ok().map(|key| (jwk, key)))
+            .find(|(_, key)| fits(key))
+            .map(|(jwk, key)| Method {
+                id: match jwk.get("kid").and_then(Value::as_str) {
+                    Some(kid) => format!("{url}#{kid}"),
+                    None => url.clone(),
+                },
+                controller: issuer.to_owned(),
+                key,
+                relationships: None,
+            })
+            .ok_or_else(|| {
+                invalid(match kid {
+                    Some(kid) => format!("the JWK Set {url} lists no usable key {kid}"),
+                    None => format!("no key in the JWK Set {url} verifies the JWT"),
+                })
+            })
+    })
+    .await
 }
 
 /// Absolute form of a (possibly relative) id inside the document `doc_id`.

@@ -12,3 +12,4 @@ mod status;
 mod support;
 mod vcapi_conformance;
 mod verify;
+mod verify_conformance;
