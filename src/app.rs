@@ -11,7 +11,7 @@ use std::{
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use poem::{
-    Request, Server,
+    Request,
     listener::{
         Acceptor, AcceptorExt, BoxAcceptor, IntoTlsConfigStream, Listener, RustlsCertificate,
         RustlsConfig, TcpListener,
@@ -22,6 +22,7 @@ use url::Url;
 
 use crate::{
     config::Settings,
+    connections::{self, ConnectionLimits},
     db::{self, DbSetupError, issuer, signing_key},
     di::EddsaRdfc2022,
     http, invalidation,
@@ -309,6 +310,7 @@ impl AppState {
 pub struct App {
     acceptor: BoxAcceptor,
     local_addr: SocketAddr,
+    max_connections: usize,
     state: AppState,
     bootstrap_admin: Option<NewClient>,
 }
@@ -403,6 +405,17 @@ impl App {
     /// Opens and migrates the database, bootstraps the first admin client on an empty database,
     /// and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let open_files = connections::raise_open_file_limit();
+        let max_connections = connections::effective_max_connections(
+            settings.max_connections,
+            open_files,
+            settings.db_max_connections,
+        );
+        tracing::info!(
+            open_file_limit = open_files,
+            max_connections,
+            "connection cap"
+        );
         let tls = load_tls(&settings)?;
         let tcp = TcpListener::bind(settings.listen)
             .into_acceptor()
@@ -431,6 +444,7 @@ impl App {
         Ok(Self {
             acceptor,
             local_addr,
+            max_connections,
             state,
             bootstrap_admin,
         })
@@ -475,9 +489,13 @@ impl App {
         if let Some(listener) = invalidation::subscribe(&state).await {
             background.push(tokio::spawn(invalidation::listen(state.clone(), listener)));
         }
-        let result = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(endpoint, shutdown, Some(timeout))
-            .await;
+        let settings = state.settings();
+        let limits = ConnectionLimits {
+            header_read: Duration::from_secs(settings.header_read_timeout_secs),
+            idle: Duration::from_secs(settings.idle_timeout_secs),
+            max_connections: self.max_connections,
+        };
+        let result = connections::serve(self.acceptor, endpoint, limits, shutdown, timeout).await;
         for task in background {
             task.abort();
         }
