@@ -139,6 +139,13 @@ pub struct Settings {
     /// backlog. 0 (the default) picks what fits under the open-file limit (raised to its hard limit
     /// at start-up) next to the database pool, at most 65,536.
     pub max_connections: usize,
+    /// `OXBADGE_AUTH_CLIENT_FAILURES_PER_MINUTE`: failed authentications of one client id (from any
+    /// address) allowed per minute once its burst is spent; beyond, its authentication answers 429
+    /// with the real wait. Default 10.
+    pub auth_client_failures_per_minute: u32,
+    /// `OXBADGE_AUTH_CLIENT_FAILURE_BURST`: failed authentications of one client id allowed at once.
+    /// Default 10.
+    pub auth_client_failure_burst: u32,
 }
 
 impl Default for Settings {
@@ -181,6 +188,8 @@ impl Default for Settings {
             body_read_timeout_secs: 30,
             idle_timeout_secs: 60,
             max_connections: 0,
+            auth_client_failures_per_minute: 10,
+            auth_client_failure_burst: 10,
         }
     }
 }
@@ -326,6 +335,10 @@ impl Settings {
             ("header_read_timeout_secs", self.header_read_timeout_secs),
             ("body_read_timeout_secs", self.body_read_timeout_secs),
             ("idle_timeout_secs", self.idle_timeout_secs),
+            (
+                "auth_client_failures_per_minute",
+                u64::from(self.auth_client_failures_per_minute),
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid {

@@ -12,6 +12,7 @@ use poem::{
 use poem_openapi::OperationId;
 use tracing::Instrument;
 
+use super::text;
 use crate::{
     app::AppState,
     error::{ApiError, ErrorFamily, render_error},
@@ -86,6 +87,17 @@ async fn enforce_body_limit(
     let body = req.take_body();
     match tokio::time::timeout(timeout, body.into_bytes_limit(limit)).await {
         Ok(Ok(bytes)) => {
+            let media_type = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if media_type.starts_with("application/x-www-form-urlencoded") {
+                text::check_form(&bytes)?;
+            } else if media_type.contains("json") {
+                text::check_json(&bytes)?;
+            }
             req.set_body(bytes);
             Ok(())
         }
@@ -125,7 +137,11 @@ impl<E: Endpoint> Endpoint for Frontline<E> {
         let body_timeout = Duration::from_secs(self.state.settings().body_read_timeout_secs);
 
         async move {
-            let result = match enforce_body_limit(&mut req, limit, body_timeout).await {
+            let checked = match text::check_target(req.uri().path(), req.uri().query()) {
+                Ok(()) => enforce_body_limit(&mut req, limit, body_timeout).await,
+                Err(err) => Err(err.into()),
+            };
+            let result = match checked {
                 Ok(()) => self.inner.call(req).await.map(IntoResponse::into_response),
                 Err(err) => Err(err),
             };

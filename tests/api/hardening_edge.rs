@@ -8,12 +8,17 @@ use std::{
     time::{Duration, Instant},
 };
 
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
 
-use crate::support::TestApp;
+use crate::{
+    issuance::issuer_with_achievement,
+    support::{TestApp, assert_problem},
+};
 
 /// Reads from `stream` until the server closes it (EOF or reset) or `limit` passes; returns when
 /// it closed, measured from `since`, or `None` if it stayed open.
@@ -376,4 +381,357 @@ async fn emfile_does_not_spin_the_accept_loop_and_the_server_recovers() {
         logs.to_ascii_lowercase().contains("too many open files"),
         "{logs}"
     );
+}
+
+// ---- Item 3: U+0000 and other control characters; group commits isolate a failing member ----
+
+#[tokio::test]
+async fn nul_in_unauthenticated_paths_and_in_a_client_id_is_refused_not_a_500() {
+    let app = TestApp::spawn().await;
+    for path in ["/status/a%00b", "/issuers/a%00b", "/achievements/a%00b"] {
+        let resp = app.http.get(app.url(path)).send().await.unwrap();
+        assert_problem(resp, 400, "invalid_characters").await;
+    }
+    // Other C0 controls too, and in query values.
+    let resp = app
+        .http
+        .get(app.url("/issuers/a%1Fb"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 400, "invalid_characters").await;
+    let token = app.token("admin").await;
+    let resp = app
+        .http
+        .get(app.url("/api/v1/audit?actor=a%00b"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 400, "invalid_characters").await;
+
+    // The token endpoint: a NUL client_id in the form is an OAuth invalid_request ...
+    let resp = app
+        .http
+        .post(app.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&client_id=a%00b&client_secret=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    // ... and in HTTP Basic (where the edge cannot see it) a failed client authentication.
+    let resp = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth("a\u{0}b", Some("x"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client", "{body}");
+
+    // JSON strings: 422 naming the character; tab and line feed stay allowed.
+    let resp = app
+        .http
+        .post(app.url("/api/v1/issuers"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"name":"a\u0000b","url":"https://example.edu"}"#)
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(resp, 422, "invalid_characters").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("U+0000"),
+        "{problem}"
+    );
+    // An id that cannot exist is simply not there.
+    let resp = app
+        .http
+        .get(app.url("/issuers/no-such-issuer"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+/// Issues `n` credentials of one new achievement; returns their ids.
+async fn issue_many(app: &TestApp, token: &str, n: usize) -> Vec<String> {
+    let (_, achievement) = issuer_with_achievement(app, token).await;
+    let recipients: Vec<Value> = (0..n)
+        .map(|i| json!({"email": format!("edge{i}@example.edu")}))
+        .collect();
+    let batch: Value = app
+        .http
+        .post(app.url("/api/v1/credentials/batch"))
+        .bearer_auth(token)
+        .json(&json!({"achievementId": achievement, "recipients": recipients}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    batch["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Revokes 50 credentials concurrently with one bad change among them; asserts that all 50 are
+/// answered 200 and applied, and returns the bad change's status code.
+async fn revoke_fifty_around(app: &TestApp, bad_reason: &'static str) -> u16 {
+    let token = app
+        .token("issuers:write credentials:issue credentials:status credentials:read")
+        .await;
+    let ids = issue_many(app, &token, 51).await;
+    let mut tasks = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let (http, token) = (app.http.clone(), token.clone());
+        let url = app.url(&format!("/api/v1/credentials/{id}/status"));
+        let reason = if n == 25 {
+            bad_reason.to_owned()
+        } else {
+            format!("r{n}")
+        };
+        tasks.push(tokio::spawn(async move {
+            let body = format!(r#"{{"purpose":"revocation","status":true,"reason":"{reason}"}}"#);
+            let resp = http
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        }));
+    }
+    let mut bad = 0;
+    for (n, task) in tasks.into_iter().enumerate() {
+        let status = task.await.unwrap();
+        if n == 25 {
+            bad = status;
+        } else {
+            assert_eq!(status, 200, "revocation {n} was failed by another's change");
+        }
+    }
+    let flags = oxbadge::status::changes::flags_of(app.state.db(), &ids)
+        .await
+        .unwrap();
+    for (n, id) in ids.iter().enumerate() {
+        let revoked = flags.get(id).is_some_and(|f| f.0);
+        assert_eq!(revoked, n != 25, "credential {n} revoked: {revoked}");
+    }
+    bad
+}
+
+#[tokio::test]
+async fn a_nul_reason_among_fifty_concurrent_revocations_is_refused_alone() {
+    let app = TestApp::spawn().await;
+    let bad = revoke_fifty_around(&app, r"\u0000").await;
+    assert_eq!(bad, 422);
+}
+
+#[tokio::test]
+async fn a_status_change_the_database_refuses_fails_alone_in_its_group_commit() {
+    // A change that gets past every check and fails in the database (a trigger refuses the reason
+    // `poison`): the group it was in is applied without it, and only it fails.
+    let app = TestApp::spawn().await;
+    let db = app.state.db();
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        db.execute_unprepared(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.reason = 'poison' THEN RAISE EXCEPTION 'poisoned reason'; END IF; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_poison BEFORE UPDATE ON status_entries \
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+        )
+        .await
+        .unwrap();
+    } else {
+        db.execute_unprepared(
+            "CREATE TRIGGER refuse_poison BEFORE UPDATE ON status_entries \
+             WHEN NEW.reason = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned reason'); END;",
+        )
+        .await
+        .unwrap();
+    }
+    let bad = revoke_fifty_around(&app, "poison").await;
+    assert_eq!(bad, 500, "the poisoned change itself fails");
+}
+
+// ---- Item 7 (clients): blank scopes and non-string names ----
+
+#[tokio::test]
+async fn client_creation_refuses_blank_scopes_and_non_string_names() {
+    let app = TestApp::spawn().await;
+    let token = app.token("admin").await;
+    let create = |body: Value| {
+        app.http
+            .post(app.url("/api/v1/clients"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let cases = [
+        (json!({"name": false, "scopes": [""]}), "`name`"),
+        (json!({"name": 12, "scopes": ["issuers:read"]}), "`name`"),
+        (json!({"name": "ok", "scopes": [""]}), "`scopes[0]`"),
+        (
+            json!({"name": "ok", "scopes": ["issuers:read", "  "]}),
+            "`scopes[1]`",
+        ),
+        (json!({"name": "ok", "scopes": [true]}), "`scopes[0]`"),
+        (json!({"name": "   ", "scopes": ["issuers:read"]}), "`name`"),
+    ];
+    for (body, member) in cases {
+        let resp = create(body.clone()).await.unwrap();
+        let problem = assert_problem(resp, 422, "invalid_field").await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains(member),
+            "{body} -> {problem}"
+        );
+    }
+    let clients: Value = app
+        .http
+        .get(app.url("/api/v1/clients"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(clients.as_array().unwrap().len(), 1, "{clients}");
+    let resp = create(json!({"name": "reader", "scopes": ["issuers:read"]}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+}
+
+// ---- Item 8: the token endpoint's limiter ----
+
+async fn token_request(app: &TestApp, id: &str, secret: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+}
+
+fn retry_after(resp: &reqwest::Response) -> u64 {
+    resp.headers()
+        .get("retry-after")
+        .expect("a 429 says when to retry")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn token_rate_limit_says_the_real_wait_and_lets_the_right_secret_through() {
+    let app = TestApp::spawn_with(|s| {
+        s.auth_rate_limit_per_minute = 60;
+        s.auth_rate_limit_burst = 5;
+        s.auth_client_failures_per_minute = 6;
+        s.auth_client_failure_burst = 100;
+    })
+    .await;
+    // A neighbour on the same address guesses secrets of a made-up client until the address
+    // bucket is empty.
+    let mut limited = None;
+    for _ in 0..10 {
+        let resp = token_request(&app, "someone-else", "guess").await;
+        if resp.status() == 429 {
+            limited = Some(resp);
+            break;
+        }
+        assert_eq!(resp.status(), 401);
+    }
+    let limited = limited.expect("the address bucket ran out");
+    // 60 a minute refills one a second: the wait is about a second, not a minute.
+    let wait = retry_after(&limited);
+    assert!((1..=2).contains(&wait), "Retry-After: {wait}");
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    // The right secret still gets its token from the exhausted address ...
+    let resp = token_request(&app, &app.admin_id, &app.admin_secret).await;
+    assert_eq!(resp.status(), 200, "the right secret was locked out");
+    // ... while a wrong one is still refused with 429.
+    let resp = token_request(&app, &app.admin_id, "wrong").await;
+    assert_eq!(resp.status(), 429);
+}
+
+#[tokio::test]
+async fn failed_authentications_are_limited_per_client_with_the_real_wait() {
+    let app = TestApp::spawn_with(|s| {
+        s.auth_client_failures_per_minute = 6;
+        s.auth_client_failure_burst = 3;
+    })
+    .await;
+    for _ in 0..3 {
+        let resp = token_request(&app, &app.admin_id, "wrong").await;
+        assert_eq!(resp.status(), 401);
+    }
+    let resp = token_request(&app, &app.admin_id, "wrong").await;
+    assert_eq!(resp.status(), 429);
+    // 6 a minute: the next failure is allowed in about 10 s.
+    let wait = retry_after(&resp);
+    assert!((9..=10).contains(&wait), "Retry-After: {wait}");
+    // Another client is not affected.
+    let other = oxbadge::oauth::tokens::create_client(
+        app.state.db(),
+        "other",
+        oxbadge::oauth::ScopeSet::parse("issuers:read").unwrap(),
+    )
+    .await
+    .unwrap();
+    let resp = token_request(
+        &app,
+        &other.client_id,
+        secrecy::ExposeSecret::expose_secret(&other.client_secret),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+}
+
+// ---- Item 10: file modes ----
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_dir_is_created_0700_and_the_sqlite_files_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let data_dir = parent.path().join("nested").join("data");
+    let app = TestApp::spawn_with(|s| {
+        s.data_dir = data_dir.clone();
+        s.database_url = None;
+    })
+    .await;
+    // Something written, so the WAL exists.
+    let token = app.token("issuers:write").await;
+    let _ = issuer_with_achievement(&app, &token).await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data_dir), 0o700, "data dir");
+    let db = data_dir.join("oxbadge.db");
+    assert_eq!(mode(&db), 0o600, "database file");
+    for suffix in ["-wal", "-shm"] {
+        let file = data_dir.join(format!("oxbadge.db{suffix}"));
+        if file.exists() {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+    }
+    assert!(data_dir.join("oxbadge.db-wal").exists(), "WAL mode");
+    app.stop().await;
 }
