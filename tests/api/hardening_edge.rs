@@ -735,3 +735,74 @@ async fn the_data_dir_is_created_0700_and_the_sqlite_files_0600() {
     assert!(data_dir.join("oxbadge.db-wal").exists(), "WAL mode");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_issuance_the_database_refuses_fails_alone_in_its_group_commit() {
+    // 40 concurrent single issuances share group commits; a trigger refuses the one whose
+    // credential names `did:example:poison`. Every other one is stored and answered 201.
+    let app = TestApp::spawn().await;
+    let db = app.state.db();
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        db.execute_unprepared(
+            "CREATE FUNCTION refuse_poison_credential() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.document LIKE '%did:example:poison%' THEN \
+             RAISE EXCEPTION 'poisoned credential'; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_poison_credential BEFORE INSERT ON credentials \
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison_credential();",
+        )
+        .await
+        .unwrap();
+    } else {
+        db.execute_unprepared(
+            "CREATE TRIGGER refuse_poison_credential BEFORE INSERT ON credentials \
+             WHEN NEW.document LIKE '%did:example:poison%' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned credential'); END;",
+        )
+        .await
+        .unwrap();
+    }
+    let token = app
+        .token("issuers:write credentials:issue credentials:read")
+        .await;
+    let (_, achievement) = issuer_with_achievement(&app, &token).await;
+    let mut tasks = Vec::new();
+    for n in 0..40 {
+        let (http, token) = (app.http.clone(), token.clone());
+        let url = app.url("/api/v1/credentials");
+        let recipient = if n == 20 {
+            "did:example:poison".to_owned()
+        } else {
+            format!("did:example:learner{n}")
+        };
+        let body = json!({"achievementId": achievement, "recipient": {"id": recipient}});
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for (n, task) in tasks.into_iter().enumerate() {
+        let status = task.await.unwrap();
+        if n == 20 {
+            assert_eq!(status, 500, "the poisoned issuance itself fails");
+        } else {
+            assert_eq!(status, 201, "issuance {n} was failed by another's request");
+        }
+    }
+    let page: Value = app
+        .http
+        .get(app.url("/api/v1/credentials"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["total"], 39, "{page}");
+}
