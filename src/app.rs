@@ -11,7 +11,7 @@ use std::{
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use poem::{
-    Request, Server,
+    Request,
     listener::{
         Acceptor, AcceptorExt, BoxAcceptor, IntoTlsConfigStream, Listener, RustlsCertificate,
         RustlsConfig, TcpListener,
@@ -22,6 +22,7 @@ use url::Url;
 
 use crate::{
     config::Settings,
+    connections::{self, ConnectionLimits},
     db::{self, DbSetupError, issuer, signing_key},
     di::EddsaRdfc2022,
     http, invalidation,
@@ -33,7 +34,7 @@ use crate::{
         store::{KeyAlgorithm, KeyError, KeyStore, RotationOutcome, state as key_state},
     },
     metrics::Metrics,
-    oauth::{NewClient, OAuthError, ScopeSet, cache::TokenCache, tokens},
+    oauth::{NewClient, OAuthError, ScopeSet, cache::TokenCache, throttle::FailureBuckets, tokens},
     status::{
         allocator::InFlight,
         changes::StatusQueue,
@@ -97,6 +98,7 @@ struct StateInner {
     token_cache: TokenCache,
     public_url: Url,
     auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    auth_failures: FailureBuckets,
     verify_limiter: DefaultKeyedRateLimiter<IpAddr>,
     verifier: Verifier,
 }
@@ -184,13 +186,31 @@ impl AppState {
         self.0.settings.tls_enabled()
     }
 
-    /// Per-address rate limit on authentication endpoints.
+    /// Per-address rate limit on authentication endpoints; the 429 says the real wait.
     pub fn check_auth_rate_limit(&self, req: &Request) -> Result<(), OAuthError> {
+        match self.auth_rate_limit_wait(req) {
+            Some(wait) => Err(OAuthError::rate_limited_for(wait)),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes one request from the address's authentication bucket: `None` when it had one,
+    /// otherwise how long until it has one again. The token endpoint lets a correct client secret
+    /// through an empty bucket (so a neighbour guessing cannot lock the right secret out) and
+    /// answers anything else 429 with this wait.
+    pub fn auth_rate_limit_wait(&self, req: &Request) -> Option<Duration> {
         let ip = client_ip(req);
-        self.0.auth_limiter.check_key(&ip).map_err(|_| {
+        self.0.auth_limiter.check_key(&ip).err().map(|not_until| {
             tracing::warn!(%ip, "authentication rate limit exceeded");
-            OAuthError::rate_limited()
+            not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ))
         })
+    }
+
+    /// Failed client authentications per client id.
+    pub fn auth_failures(&self) -> &FailureBuckets {
+        &self.0.auth_failures
     }
 
     /// Per-address rate limit on verification; `Err` carries the seconds to wait.
@@ -267,6 +287,10 @@ impl AppState {
             NonZeroU32::new(settings.auth_rate_limit_burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let revalidate = Duration::from_millis(settings.cache_revalidate_ms);
         let auth_limiter = RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst));
+        let settings_failures = (
+            settings.auth_client_failures_per_minute,
+            settings.auth_client_failure_burst,
+        );
         let verify_limiter = RateLimiter::keyed(
             Quota::per_minute(
                 NonZeroU32::new(settings.verify_rate_limit_per_minute).unwrap_or(NonZeroU32::MIN),
@@ -299,6 +323,7 @@ impl AppState {
             token_cache: TokenCache::default(),
             public_url,
             auth_limiter,
+            auth_failures: FailureBuckets::new(settings_failures.0, settings_failures.1),
             verify_limiter,
             verifier,
         }));
@@ -310,6 +335,7 @@ impl AppState {
 pub struct App {
     acceptor: BoxAcceptor,
     local_addr: SocketAddr,
+    max_connections: usize,
     state: AppState,
     bootstrap_admin: Option<NewClient>,
 }
@@ -404,6 +430,17 @@ impl App {
     /// Opens and migrates the database, bootstraps the first admin client on an empty database,
     /// and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let open_files = connections::raise_open_file_limit();
+        let max_connections = connections::effective_max_connections(
+            settings.max_connections,
+            open_files,
+            settings.db_max_connections,
+        );
+        tracing::info!(
+            open_file_limit = open_files,
+            max_connections,
+            "connection cap"
+        );
         let tls = load_tls(&settings)?;
         let tcp = TcpListener::bind(settings.listen)
             .into_acceptor()
@@ -432,6 +469,7 @@ impl App {
         Ok(Self {
             acceptor,
             local_addr,
+            max_connections,
             state,
             bootstrap_admin,
         })
@@ -476,9 +514,13 @@ impl App {
         if let Some(listener) = invalidation::subscribe(&state).await {
             background.push(tokio::spawn(invalidation::listen(state.clone(), listener)));
         }
-        let result = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(endpoint, shutdown, Some(timeout))
-            .await;
+        let settings = state.settings();
+        let limits = ConnectionLimits {
+            header_read: Duration::from_secs(settings.header_read_timeout_secs),
+            idle: Duration::from_secs(settings.idle_timeout_secs),
+            max_connections: self.max_connections,
+        };
+        let result = connections::serve(self.acceptor, endpoint, limits, shutdown, timeout).await;
         for task in background {
             task.abort();
         }

@@ -130,6 +130,27 @@ pub struct Settings {
     /// the key); this is the shortest time between two such re-fetches of one document (within it
     /// the verdict is `indeterminate`). 0 removes the limit. Default 30.
     pub verify_refetch_interval_secs: u64,
+    /// `OXBADGE_HEADER_READ_TIMEOUT_SECS`: time a client has to send a request's head (request line
+    /// and headers), counted from the connection's start or from the first byte of a later request.
+    /// Slower clients (slowloris) are disconnected. Default 10.
+    pub header_read_timeout_secs: u64,
+    /// `OXBADGE_BODY_READ_TIMEOUT_SECS`: time a client has to send a request body once its head is
+    /// in; slower bodies are answered 408 and the connection is closed. Default 30.
+    pub body_read_timeout_secs: u64,
+    /// `OXBADGE_IDLE_TIMEOUT_SECS`: how long a kept-alive connection may wait for its next request.
+    /// Default 60.
+    pub idle_timeout_secs: u64,
+    /// `OXBADGE_MAX_CONNECTIONS`: client connections served at once; more wait in the listen
+    /// backlog. 0 (the default) picks what fits under the open-file limit (raised to its hard limit
+    /// at start-up) next to the database pool, at most 65,536.
+    pub max_connections: usize,
+    /// `OXBADGE_AUTH_CLIENT_FAILURES_PER_MINUTE`: failed authentications of one client id (from any
+    /// address) allowed per minute once its burst is spent; beyond, its authentication answers 429
+    /// with the real wait. Default 10.
+    pub auth_client_failures_per_minute: u32,
+    /// `OXBADGE_AUTH_CLIENT_FAILURE_BURST`: failed authentications of one client id allowed at once.
+    /// Default 10.
+    pub auth_client_failure_burst: u32,
 }
 
 impl Default for Settings {
@@ -169,6 +190,12 @@ impl Default for Settings {
             verify_fetch_max_bytes: 1024 * 1024,
             cache_revalidate_ms: 1000,
             verify_refetch_interval_secs: 30,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_connections: 0,
+            auth_client_failures_per_minute: 10,
+            auth_client_failure_burst: 10,
         }
     }
 }
@@ -309,6 +336,22 @@ impl Settings {
                 key: "verify_fetch_timeout_secs",
                 reason: "must be at least 1".into(),
             });
+        }
+        for (key, value) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("body_read_timeout_secs", self.body_read_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            (
+                "auth_client_failures_per_minute",
+                u64::from(self.auth_client_failures_per_minute),
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be at least 1".into(),
+                });
+            }
         }
         if self.db_max_connections == 0 {
             return Err(ConfigError::Invalid {

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod cache;
 pub mod config;
+pub mod connections;
 pub mod db;
 pub mod di;
 pub mod error;

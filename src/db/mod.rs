@@ -56,8 +56,14 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     match scheme.as_str() {
         "sqlite" => {
             if let Some(dir) = sqlite_parent_dir(url) {
-                std::fs::create_dir_all(&dir).map_err(|source| DbSetupError::DataDir {
+                create_private_dir(&dir).map_err(|source| DbSetupError::DataDir {
                     path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            if let Some(file) = sqlite_file(url) {
+                create_private_file(&file).map_err(|source| DbSetupError::DataDir {
+                    path: file.display().to_string(),
                     source,
                 })?;
             }
@@ -77,6 +83,50 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         _ => return Err(DbSetupError::UnsupportedScheme { scheme }),
     }
     Ok(Database::connect(opts).await?)
+}
+
+/// Creates `dir` and its missing parents accessible to the service's user only (0700 on Unix). An
+/// existing directory is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates the SQLite database file, empty, readable and writable by the service's user only
+/// (0600 on Unix), unless it exists. SQLite opens an empty file as a new database and gives its
+/// `-wal` and `-shm` files the database file's mode.
+fn create_private_file(file: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+/// The database file of a `sqlite:` URL (none for in-memory databases).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    if path.is_empty()
+        || path == ":memory:"
+        || url.contains("mode=memory")
+        || url.contains("mode=ro")
+    {
+        return None;
+    }
+    Some(Path::new(path).to_path_buf())
 }
 
 fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {

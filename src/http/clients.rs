@@ -8,6 +8,7 @@ use secrecy::ExposeSecret;
 use super::{
     ApiTags,
     auth::{Authorized, scope},
+    text::JsonText,
 };
 use crate::{
     app::AppState,
@@ -20,12 +21,44 @@ use crate::{
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase")]
 pub struct CreateClientRequest {
-    /// Display name (1–200 characters).
+    /// Display name (1–200 characters, not only blanks).
     #[oai(validator(min_length = 1, max_length = 200))]
-    pub name: String,
-    /// Scopes the client may request.
+    pub name: JsonText,
+    /// Scopes the client may request (each a known scope, none blank).
     #[oai(validator(min_items = 1, max_items = 32))]
-    pub scopes: Vec<String>,
+    pub scopes: Vec<JsonText>,
+}
+
+impl CreateClientRequest {
+    /// The trimmed name and the scope set, or 422 naming the first member that is not acceptable:
+    /// a non-string or blank name, a non-string, blank or unknown scope.
+    fn parse(self) -> Result<(String, ScopeSet), ApiError> {
+        let name = self.name.into_string("name")?;
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(ApiError::Unprocessable {
+                code: "invalid_field",
+                detail: "`name` must not be blank".into(),
+            });
+        }
+        let mut scopes = Vec::with_capacity(self.scopes.len());
+        for (i, scope) in self.scopes.into_iter().enumerate() {
+            let scope = scope.into_string(&format!("scopes[{i}]"))?;
+            let scope = scope.trim();
+            if scope.is_empty() || scope.contains(char::is_whitespace) {
+                return Err(ApiError::Unprocessable {
+                    code: "invalid_field",
+                    detail: format!("`scopes[{i}]` must be one scope, not blank or several"),
+                });
+            }
+            scopes.push(scope.to_owned());
+        }
+        let scopes = ScopeSet::parse(&scopes.join(" ")).map_err(|e| ApiError::Unprocessable {
+            code: "unknown_scope",
+            detail: e.to_string(),
+        })?;
+        Ok((name.to_owned(), scopes))
+    }
 }
 
 /// A newly created client, with its secret (shown only in this response).
@@ -108,12 +141,8 @@ impl ClientsApi {
         state: Data<&AppState>,
         body: Json<CreateClientRequest>,
     ) -> Result<CreateClientResponse, ApiError> {
-        let scopes =
-            ScopeSet::parse(&body.scopes.join(" ")).map_err(|e| ApiError::Unprocessable {
-                code: "unknown_scope",
-                detail: e.to_string(),
-            })?;
-        let client = tokens::create_client(state.db(), body.name.trim(), scopes).await?;
+        let (name, scopes) = body.0.parse()?;
+        let client = tokens::create_client(state.db(), &name, scopes).await?;
         tracing::info!(client_id = %client.client_id, created_by = %auth.client_id(), "client created");
         Ok(CreateClientResponse::Created(Json(CreatedClient {
             client_id: client.client_id,

@@ -2,15 +2,17 @@
 //! rendering (through `error::render_error`, the one mapping to HTTP), security headers, metrics and
 //! the access log.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use poem::{
     Endpoint, IntoResponse, Request, Response,
-    http::{HeaderName, HeaderValue, header},
+    error::ReadBodyError,
+    http::{HeaderName, HeaderValue, StatusCode, header},
 };
 use poem_openapi::OperationId;
 use tracing::Instrument;
 
+use super::text;
 use crate::{
     app::AppState,
     error::{ApiError, ErrorFamily, render_error},
@@ -56,28 +58,63 @@ fn new_request_id() -> String {
 }
 
 /// Refuses bodies over `limit` before any handler reads them (413), including chunked bodies whose
-/// size is unknown up front.
-async fn enforce_body_limit(req: &mut Request, limit: usize) -> Result<(), ApiError> {
-    if let Some(value) = req.headers().get(header::CONTENT_LENGTH) {
-        let length: u64 = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| ApiError::bad_request("malformed_request", "invalid Content-Length"))?;
-        if length > limit as u64 {
-            return Err(ApiError::PayloadTooLarge { limit });
+/// size is unknown up front, and reads every body in full within `timeout` (408 otherwise), so a
+/// client that dribbles its body cannot hold a handler, a database connection or a writer slot.
+async fn enforce_body_limit(
+    req: &mut Request,
+    limit: usize,
+    timeout: Duration,
+) -> Result<(), poem::Error> {
+    let declared = match req.headers().get(header::CONTENT_LENGTH) {
+        Some(value) => {
+            let length: u64 = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("malformed_request", "invalid Content-Length")
+                })?;
+            if length > limit as u64 {
+                return Err(ApiError::PayloadTooLarge { limit }.into());
+            }
+            length > 0
         }
+        None => req.headers().contains_key(header::TRANSFER_ENCODING),
+    };
+    if !declared {
         return Ok(());
     }
-    if req.headers().contains_key(header::TRANSFER_ENCODING) {
-        let body = req.take_body();
-        let bytes = body
-            .into_bytes_limit(limit)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge { limit })?;
-        req.set_body(bytes);
+    let body = req.take_body();
+    match tokio::time::timeout(timeout, body.into_bytes_limit(limit)).await {
+        Ok(Ok(bytes)) => {
+            let media_type = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if media_type.starts_with("application/x-www-form-urlencoded") {
+                text::check_form(&bytes)?;
+            } else if media_type.contains("json") {
+                text::check_json(&bytes)?;
+            }
+            req.set_body(bytes);
+            Ok(())
+        }
+        Ok(Err(ReadBodyError::PayloadTooLarge)) => Err(ApiError::PayloadTooLarge { limit }.into()),
+        Ok(Err(err)) => Err(ApiError::bad_request(
+            "malformed_request",
+            format!("the request body could not be read: {err}"),
+        )
+        .into()),
+        Err(_) => Err(poem::Error::from_string(
+            format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs()
+            ),
+            StatusCode::REQUEST_TIMEOUT,
+        )),
     }
-    Ok(())
 }
 
 fn set(resp: &mut Response, name: HeaderName, value: &'static str) {
@@ -97,11 +134,16 @@ impl<E: Endpoint> Endpoint for Frontline<E> {
         let authenticated = req.headers().contains_key(header::AUTHORIZATION);
         let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
         let limit = self.state.settings().max_body_bytes;
+        let body_timeout = Duration::from_secs(self.state.settings().body_read_timeout_secs);
 
         async move {
-            let result = match enforce_body_limit(&mut req, limit).await {
+            let checked = match text::check_target(req.uri().path(), req.uri().query()) {
+                Ok(()) => enforce_body_limit(&mut req, limit, body_timeout).await,
+                Err(err) => Err(err.into()),
+            };
+            let result = match checked {
                 Ok(()) => self.inner.call(req).await.map(IntoResponse::into_response),
-                Err(err) => Err(poem::Error::from(err)),
+                Err(err) => Err(err),
             };
             let (mut resp, operation) = match result {
                 Ok(resp) => {
@@ -114,6 +156,10 @@ impl<E: Endpoint> Endpoint for Frontline<E> {
                 }
             };
 
+            if resp.status() == StatusCode::REQUEST_TIMEOUT {
+                // The rest of a late body may still arrive: the connection cannot be reused.
+                set(&mut resp, header::CONNECTION, "close");
+            }
             if let Ok(v) = HeaderValue::from_str(&request_id) {
                 resp.headers_mut().insert(REQUEST_ID, v);
             }

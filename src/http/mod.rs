@@ -12,6 +12,7 @@ pub mod issuers;
 pub mod oauth;
 pub mod publication;
 pub mod status;
+pub mod text;
 pub mod vcapi;
 pub mod verify;
 

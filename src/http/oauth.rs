@@ -139,7 +139,9 @@ pub struct OAuthApi;
 impl OAuthApi {
     /// Token endpoint (RFC 6749 §3.2). Supports `grant_type=client_credentials` with client
     /// authentication by HTTP Basic (`client_secret_basic`) or form fields (`client_secret_post`).
-    /// Responses are never cached; requests are rate limited per client address.
+    /// Responses are never cached. Requests are rate limited per client address (a correct secret
+    /// is let through an exhausted address bucket) and failed authentications per client id; a 429
+    /// says in `Retry-After` how long to wait.
     #[oai(path = "/oauth/token", method = "post", operation_id = "token")]
     async fn token(
         &self,
@@ -147,32 +149,19 @@ impl OAuthApi {
         req: &Request,
         form: Form<TokenRequest>,
     ) -> Result<TokenResponse, OAuthError> {
-        state.check_auth_rate_limit(req)?;
+        // An exhausted address bucket refuses everything but a correct client secret.
+        let ip_wait = state.auth_rate_limit_wait(req);
         let form = form.0;
-        let basic = basic_credentials(req)?;
-        let (client_id, client_secret, used_basic) =
-            match (basic, form.client_id, form.client_secret) {
-                (Some(_), _, Some(_)) => {
-                    return Err(OAuthError::invalid_request(
-                        "use exactly one client authentication method",
-                    ));
-                }
-                (Some((id, secret)), form_id, None) => {
-                    if form_id.is_some_and(|f| f != id) {
-                        return Err(OAuthError::invalid_request(
-                            "client_id in the body differs from the authenticated client",
-                        ));
-                    }
-                    (id, secret, true)
-                }
-                (None, Some(id), Some(secret)) => (id, secret, false),
-                (None, _, _) => return Err(OAuthError::invalid_client(false)),
-            };
-        let grant_type = form
-            .grant_type
-            .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
-        let client =
-            tokens::authenticate_client(state.db(), &client_id, &client_secret, used_basic).await?;
+        let client = match authenticate(&state, req, &form).await {
+            Ok(client) => client,
+            Err(err) => {
+                return Err(match ip_wait {
+                    Some(wait) => OAuthError::rate_limited_for(wait),
+                    None => err,
+                });
+            }
+        };
+        let grant_type = form.grant_type.unwrap_or_default();
         if grant_type != "client_credentials" {
             return Err(OAuthError::unsupported_grant_type(&grant_type));
         }
@@ -198,5 +187,54 @@ impl OAuthApi {
             "no-store".into(),
             "no-cache".into(),
         ))
+    }
+}
+
+/// Reads the client's credentials (Basic or form) and authenticates it. A client id whose failure
+/// bucket is empty is refused (429, the real wait) before its secret is looked at; each failed
+/// authentication drains its bucket.
+async fn authenticate(
+    state: &AppState,
+    req: &Request,
+    form: &TokenRequest,
+) -> Result<crate::db::oauth_client::Model, OAuthError> {
+    let form_id = form.client_id.clone();
+    let form_secret = form.client_secret.clone();
+    let basic = basic_credentials(req)?;
+    let (client_id, client_secret, used_basic) = match (basic, form_id, form_secret) {
+        (Some(_), _, Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "use exactly one client authentication method",
+            ));
+        }
+        (Some((id, secret)), form_id, None) => {
+            if form_id.is_some_and(|f| f != id) {
+                return Err(OAuthError::invalid_request(
+                    "client_id in the body differs from the authenticated client",
+                ));
+            }
+            (id, secret, true)
+        }
+        (None, Some(id), Some(secret)) => (id, secret, false),
+        (None, _, _) => return Err(OAuthError::invalid_client(false)),
+    };
+    if form.grant_type.is_none() {
+        return Err(OAuthError::invalid_request("grant_type is required"));
+    }
+    if let Some(wait) = state.auth_failures().blocked_for(&client_id) {
+        tracing::warn!(
+            client_id,
+            "too many failed authentications of this client; refused"
+        );
+        return Err(OAuthError::rate_limited_for(wait));
+    }
+    match tokens::authenticate_client(state.db(), &client_id, &client_secret, used_basic).await {
+        Ok(client) => Ok(client),
+        Err(err) => {
+            if err.error == "invalid_client" {
+                state.auth_failures().record_failure(&client_id);
+            }
+            Err(err)
+        }
     }
 }

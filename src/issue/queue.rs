@@ -5,8 +5,9 @@
 //! the next one is picked and signed, so signing overlaps with the commit.
 //!
 //! Each request keeps its own result: an unknown achievement or an unsignable credential fails that
-//! request only. A database failure of the shared transaction answers every request of the group
-//! with that failure (nothing of the group was stored).
+//! request only. When the shared transaction fails for a reason other than a lost race or an
+//! unreachable database, nothing of the group was stored: each request is then prepared and stored
+//! on its own, so one caller's bad request can never fail another's issuance.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -152,7 +153,17 @@ async fn prepare(state: &AppState, group: &Group) -> Vec<Result<Part, IssueError
 }
 
 /// Stores the group in one transaction (retrying lost races with fresh picks) and answers.
-async fn commit(state: AppState, group: Group, mut parts: Vec<Result<Part, IssueError>>) {
+async fn commit(state: AppState, group: Group, parts: Vec<Result<Part, IssueError>>) {
+    commit_group(state, group, parts, true).await;
+}
+
+/// [`commit`]; with `isolate`, a group that fails as a whole is retried one request at a time.
+async fn commit_group(
+    state: AppState,
+    group: Group,
+    mut parts: Vec<Result<Part, IssueError>>,
+    isolate: bool,
+) {
     let mut pending = group.pending;
     for attempt in 0..5 {
         // Parts that could not be prepared (database failure while picking) are answered now.
@@ -188,6 +199,22 @@ async fn commit(state: AppState, group: Group, mut parts: Vec<Result<Part, Issue
                 pending = group.pending;
             }
             Err(err) => {
+                let requests: usize = pending.iter().map(|(_, p)| p.replies.len()).sum();
+                let unreachable = matches!(
+                    err,
+                    IssueError::Unavailable
+                        | IssueError::Db(sea_orm::DbErr::ConnectionAcquire(_))
+                        | IssueError::Db(sea_orm::DbErr::Conn(_))
+                );
+                if isolate && requests > 1 && !unreachable {
+                    tracing::warn!(
+                        requests,
+                        error = %err,
+                        "a grouped issuance failed; storing its requests one by one"
+                    );
+                    one_by_one(&state, pending).await;
+                    return;
+                }
                 for (_, p) in pending {
                     answer_all(p.replies, &err);
                 }
@@ -198,6 +225,27 @@ async fn commit(state: AppState, group: Group, mut parts: Vec<Result<Part, Issue
     for (_, p) in pending {
         for reply in p.replies {
             let _ = reply.send(Err(IssueError::Contention));
+        }
+    }
+}
+
+/// Prepares (fresh status indexes, a new signature) and stores each request of a failed group on
+/// its own, in arrival order within each part.
+async fn one_by_one(state: &AppState, pending: Vec<(Arc<Context>, Pending)>) {
+    for (ctx, p) in pending {
+        for (award, reply) in p.awards.into_iter().zip(p.replies) {
+            let single = Pending {
+                achievement_id: p.achievement_id.clone(),
+                format: p.format,
+                actor: p.actor.clone(),
+                awards: vec![award],
+                replies: vec![reply],
+            };
+            let group = Group {
+                pending: vec![(ctx.clone(), single)],
+            };
+            let parts = prepare(state, &group).await;
+            Box::pin(commit_group(state.clone(), group, parts, false)).await;
         }
     }
 }

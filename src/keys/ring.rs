@@ -53,7 +53,7 @@ pub fn load_kek_ring(settings: &Settings) -> Result<(KekRing, KekSource), KekCon
             source = KekSource::DevelopmentFile(path);
         } else {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(EnvelopeError::from)?;
+                crate::db::create_private_dir(dir).map_err(EnvelopeError::from)?;
             }
             keks.push(envelope::generate_dev_kek_file(&path)?);
             source = KekSource::DevelopmentGenerated(path);

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod scopes;
+pub mod throttle;
 pub mod tokens;
 
 use poem::{
@@ -27,6 +28,9 @@ pub struct OAuthError {
     pub error_description: String,
     #[serde(skip)]
     basic_challenge: bool,
+    /// Seconds for `Retry-After` on a 429.
+    #[serde(skip)]
+    retry_after_secs: Option<u64>,
 }
 
 impl OAuthError {
@@ -37,6 +41,7 @@ impl OAuthError {
             error,
             error_description: description.into(),
             basic_challenge: false,
+            retry_after_secs: None,
         }
     }
 
@@ -85,6 +90,15 @@ impl OAuthError {
         )
     }
 
+    /// 429 whose `Retry-After` says `wait` (rounded up to whole seconds, at least 1).
+    pub fn rate_limited_for(wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self {
+            retry_after_secs: Some(secs.max(1)),
+            ..Self::rate_limited()
+        }
+    }
+
     /// 500 `server_error`; the cause is logged, not sent.
     pub fn server_error(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "oauth server error");
@@ -121,7 +135,10 @@ impl ResponseError for OAuthError {
             );
         }
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            let secs = self.retry_after_secs.unwrap_or(60).to_string();
+            if let Ok(value) = HeaderValue::from_str(&secs) {
+                headers.insert(header::RETRY_AFTER, value);
+            }
         }
         resp
     }

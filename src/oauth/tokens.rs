@@ -154,6 +154,11 @@ pub async fn authenticate_client(
     client_secret: &str,
     basic: bool,
 ) -> Result<oauth_client::Model, OAuthError> {
+    // No client id has a control character (PostgreSQL cannot even compare one with U+0000).
+    if client_id.is_empty() || client_id.chars().any(char::is_control) {
+        tracing::info!("client authentication failed: malformed client_id");
+        return Err(OAuthError::invalid_client(basic));
+    }
     let client = oauth_client::Entity::find_by_id(client_id.to_owned())
         .one(db)
         .await?;

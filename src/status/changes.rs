@@ -5,7 +5,10 @@
 //!
 //! Single changes go through a group-commit writer ([`change_one`], [`run`]): the changes waiting
 //! at one moment are applied in ONE transaction, in arrival order, each with its own result (an
-//! unknown credential or an attempt to undo a revocation fails only that change).
+//! unknown credential or an attempt to undo a revocation fails only that change). Requests are
+//! checked before they join a group, and a group whose transaction fails on something other than
+//! a lost race or an unreachable database is split and retried without the failing change, so one
+//! caller's change can never fail another's.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -52,6 +55,7 @@ pub async fn set_status(
             "between 1 and {MAX_BULK} credentials per request"
         )));
     }
+    check_text(credential_ids.iter().map(String::as_str), reason)?;
     let unique: BTreeSet<&str> = credential_ids.iter().map(String::as_str).collect();
     let txn = db::begin_write(db).await?;
     // The entries of these credentials for this purpose.
@@ -139,6 +143,34 @@ pub async fn set_status(
     Ok((changes, lists))
 }
 
+/// A C0 control character (other than tab, line feed, carriage return) or DEL: no credential id
+/// has one, PostgreSQL cannot store U+0000, and no reason needs them.
+fn is_forbidden_control(c: char) -> bool {
+    (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}'
+}
+
+/// Refuses control characters in credential ids (404: no such credential can exist) and in the
+/// reason (422) before anything reaches the database or a group.
+fn check_text<'a>(
+    credential_ids: impl IntoIterator<Item = &'a str>,
+    reason: Option<&str>,
+) -> Result<(), StatusError> {
+    if credential_ids
+        .into_iter()
+        .any(|id| id.chars().any(|c| c.is_control()))
+    {
+        return Err(StatusError::NotFound("credential"));
+    }
+    if reason.is_some_and(|r| r.chars().any(is_forbidden_control)) {
+        return Err(StatusError::Invalid(
+            "reason may not contain control characters (U+0000 to U+001F except tab, line feed \
+             and carriage return, or U+007F)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Adds one to a list's version (its signed form must be rebuilt) and announces the change to the
 /// other instances when the transaction commits.
 async fn bump_version(
@@ -219,6 +251,8 @@ pub async fn change_one(
     reason: Option<String>,
     actor: &str,
 ) -> Result<StatusChange, StatusError> {
+    // Checked here, before grouping: a change that cannot be stored never joins a group.
+    check_text([credential_id.as_str()], reason.as_deref())?;
     let (reply, answer) = oneshot::channel();
     // The writer is gone only while shutting down: answer 503 like an unreachable database.
     let unavailable = || {
@@ -250,33 +284,58 @@ pub async fn run(state: AppState, mut rx: mpsc::Receiver<Request>) {
     }
 }
 
-async fn apply_group(state: &AppState, group: Vec<Request>) {
+/// Applies a group and answers each of its requests. When the group's transaction fails for a
+/// reason that is not the database being unreachable, it is split in two halves, applied in
+/// order, and so on down to the one change that fails alone: nothing of a failed transaction was
+/// stored, so the others are simply applied again without it.
+async fn apply_group(state: &AppState, mut group: Vec<Request>) {
+    let err = match apply_with_retries(state.db(), &group).await {
+        Ok((outcomes, lists)) => {
+            for list in lists {
+                state.status_cache().invalidate(&list);
+            }
+            for (request, outcome) in group.into_iter().zip(outcomes) {
+                let _ = request.reply.send(outcome);
+            }
+            return;
+        }
+        Err(err) => err,
+    };
+    let unreachable = matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_));
+    if group.len() > 1 && !unreachable {
+        tracing::warn!(
+            size = group.len(),
+            error = %err,
+            "a grouped status change failed; applying its changes in smaller groups"
+        );
+        let second = group.split_off(group.len() / 2);
+        Box::pin(apply_group(state, group)).await;
+        Box::pin(apply_group(state, second)).await;
+        return;
+    }
+    for request in group {
+        let _ = request.reply.send(Err(StatusError::Db(err.clone())));
+    }
+}
+
+/// One group in one transaction, retried (up to five times) while it loses races.
+async fn apply_with_retries(
+    db: &DatabaseConnection,
+    group: &[Request],
+) -> Result<GroupOutcome, DbErr> {
     let mut last = DbErr::Custom("status changes kept losing races".into());
     for attempt in 0..5 {
-        match try_apply(state.db(), &group).await {
-            Ok((outcomes, lists)) => {
-                for list in lists {
-                    state.status_cache().invalidate(&list);
-                }
-                for (request, outcome) in group.into_iter().zip(outcomes) {
-                    let _ = request.reply.send(outcome);
-                }
-                return;
-            }
+        match try_apply(db, group).await {
+            Ok(outcome) => return Ok(outcome),
             Err(err) if db::is_retryable(&err) => {
                 tracing::debug!(attempt, error = %err, "grouped status change lost a race; retrying");
                 last = err;
                 db::retry_backoff().await;
             }
-            Err(err) => {
-                last = err;
-                break;
-            }
+            Err(err) => return Err(err),
         }
     }
-    for request in group {
-        let _ = request.reply.send(Err(StatusError::Db(last.clone())));
-    }
+    Err(last)
 }
 
 /// An entry as the group has left it so far.
