@@ -99,6 +99,8 @@ struct StateInner {
     auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
     verify_limiter: DefaultKeyedRateLimiter<IpAddr>,
     verifier: Verifier,
+    verify_pool: crate::compute::ComputePool,
+    connections: Arc<crate::http::disconnect::Connections>,
 }
 
 /// The peer address of a request (the unspecified address when unknown).
@@ -132,6 +134,16 @@ impl AppState {
     /// The Data Integrity (`eddsa-rdfc-2022`) signer and verifier over the pinned contexts.
     pub fn signer(&self) -> &EddsaRdfc2022 {
         &self.0.signer
+    }
+
+    /// The bounded pool verification's CPU work runs on (`verify_workers`).
+    pub fn verify_pool(&self) -> &crate::compute::ComputePool {
+        &self.0.verify_pool
+    }
+
+    /// The open client connections, to learn when a client hung up on its request.
+    pub fn connections(&self) -> &Arc<crate::http::disconnect::Connections> {
+        &self.0.connections
     }
 
     /// Signed status lists.
@@ -283,12 +295,17 @@ impl AppState {
             ..FetchPolicy::default()
         })
         .map_err(|e| StartupError::Outbound(e.to_string()))?;
+        let canonicalization_limits = settings.canonicalization_limits();
+        let verify_workers = settings.verify_workers;
         let state = AppState(Arc::new(StateInner {
             db,
             settings,
             metrics: Metrics::new(),
             keys,
-            signer: EddsaRdfc2022::new(Arc::new(ContextLoader::new())),
+            signer: EddsaRdfc2022::new(Arc::new(ContextLoader::new()))
+                .with_limits(canonicalization_limits),
+            verify_pool: crate::compute::ComputePool::new(verify_workers),
+            connections: Arc::default(),
             status_cache: StatusListCache::new(revalidate),
             revocation_cache: RevocationListCache::default(),
             issuance_contexts: ContextCache::new(revalidate),
@@ -427,6 +444,9 @@ impl App {
             .and_then(|a| a.as_socket_addr().copied())
             .unwrap_or(settings.listen);
         let (state, bootstrap_admin) = AppState::open(settings, local_addr).await?;
+        let acceptor =
+            crate::http::disconnect::WatchedAcceptor::new(acceptor, state.connections().clone())
+                .boxed();
         rotate_aged_keys(&state).await;
         Ok(Self {
             acceptor,

@@ -281,8 +281,8 @@ impl VcApi {
         let key = state.keys().active_signing_key(state.db(), &issuer).await?;
         let key_id = key.key_id.clone();
         let signer_state = state.clone();
-        let signed = tokio::task::spawn_blocking(move || {
-            signer_state.signer().sign(
+        let signed = crate::compute::spawn_interruptible(move |cancel| {
+            signer_state.signer().clone().with_cancel(cancel).sign(
                 &vc,
                 crate::di::ProofOptions {
                     verification_method: key.verification_method.clone(),
@@ -296,7 +296,15 @@ impl VcApi {
         })
         .await
         .map_err(ApiError::internal)?
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| match e {
+            crate::di::DiError::JsonLd(limit) if limit.is_resource_limit() => {
+                ApiError::Unprocessable {
+                    code: "canonicalization_limit",
+                    detail: limit.to_string(),
+                }
+            }
+            other => bad(other.to_string()),
+        })?;
         let now = Utc::now();
         let valid_until = signed
             .get("validUntil")

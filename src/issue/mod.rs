@@ -295,7 +295,16 @@ fn sign(
                     },
                     &key.signing_key,
                 )
-                .map_err(|e| IssueError::Unsignable(e.to_string()))?;
+                .map_err(|e| match e {
+                    // A bound on canonicalization work (a poison graph): 422 naming the limit.
+                    crate::di::DiError::JsonLd(limit) if limit.is_resource_limit() => {
+                        IssueError::Invalid(Invalid {
+                            field: "credential".into(),
+                            reason: limit.to_string(),
+                        })
+                    }
+                    other => IssueError::Unsignable(other.to_string()),
+                })?;
             Ok((signed, None))
         }
         // `prepare_part` selects the key from the format, so this cannot happen.

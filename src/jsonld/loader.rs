@@ -10,7 +10,7 @@ use super::JsonLdError;
 use super::context::{ActiveContext, LocalContext, ProcessOptions, process_context};
 use super::expand::{Expander, Profile, TopLevel};
 use super::rdf::Quad;
-use super::urdna2015;
+use super::urdna2015::{self, Budget, CanonicalizationLimits, CanonicalizationWork};
 
 /// Bound on memoized top-level context lists; real documents use a handful of combinations.
 const MAX_TOP_LEVEL: usize = 64;
@@ -231,19 +231,50 @@ impl ContextLoader {
             .nquads)
     }
 
+    /// [`ContextLoader::canonicalize`] within explicit `limits`, also returning the RDFC-1.0
+    /// work it took (how the limits' defaults were measured).
+    pub fn canonicalize_within(
+        &self,
+        document: &Value,
+        limits: CanonicalizationLimits,
+    ) -> Result<(String, CanonicalizationWork), JsonLdError> {
+        let canonical = self.canonicalize_bounded(
+            document,
+            TopLevel::default(),
+            Profile::Rdfc10,
+            Budget {
+                limits,
+                cancel: None,
+            },
+        )?;
+        Ok((canonical.nquads, canonical.work))
+    }
+
     pub(crate) fn canonicalize_with(
         &self,
         document: &Value,
         top: TopLevel<'_>,
         profile: Profile,
     ) -> Result<Canonical, JsonLdError> {
+        self.canonicalize_bounded(document, top, profile, Budget::default())
+    }
+
+    pub(crate) fn canonicalize_bounded(
+        &self,
+        document: &Value,
+        top: TopLevel<'_>,
+        profile: Profile,
+        budget: Budget<'_>,
+    ) -> Result<Canonical, JsonLdError> {
         let mut expander = Expander::new(self, profile);
         expander.expand_document(document, top)?;
         let mut quads = expander.quads;
         dedup(&mut quads);
+        let (nquads, work) = urdna2015::canonicalize(&quads, expander.blank_count, budget)?;
         Ok(Canonical {
-            nquads: urdna2015::canonicalize(&quads, expander.blank_count)?,
+            nquads,
             profile_matters: expander.diverged,
+            work,
         })
     }
 }
@@ -254,6 +285,8 @@ pub(crate) struct Canonical {
     pub(crate) nquads: String,
     /// The document holds literals whose form depends on the profile.
     pub(crate) profile_matters: bool,
+    /// The RDFC-1.0 work it took.
+    pub(crate) work: CanonicalizationWork,
 }
 
 /// Key for a `@context` that is a pinned URL or a list of them.

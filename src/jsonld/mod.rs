@@ -20,3 +20,5 @@ pub use loader::{
     CREDENTIALS_V1, CREDENTIALS_V2, ContextLoader, DATA_INTEGRITY_V2, OB_V3P0_CONTEXT,
     OB_V3P0_EXTENSIONS,
 };
+pub(crate) use urdna2015::Budget;
+pub use urdna2015::{CanonicalizationLimits, CanonicalizationWork};

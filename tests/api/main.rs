@@ -8,6 +8,7 @@ mod fuzz_corpus;
 mod issuance;
 mod keys;
 mod openapi;
+mod poison;
 mod status;
 mod support;
 mod verify;
