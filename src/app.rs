@@ -74,6 +74,15 @@ pub enum StartupError {
     /// The verifier's outbound HTTP client could not be built.
     #[error("outbound HTTP client: {0}")]
     Outbound(String),
+    /// Credentials issued under this configuration could not be signed (a context is missing).
+    #[error(
+        "credential_profile `{profile}` with status_shape `{shape}` cannot sign credentials: {reason}"
+    )]
+    Unsignable {
+        profile: String,
+        shape: String,
+        reason: String,
+    },
 }
 
 impl From<sea_orm::DbErr> for StartupError {
@@ -420,6 +429,25 @@ impl App {
     /// Opens and migrates the database, bootstraps the first admin client on an empty database,
     /// and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        crate::issue::check_signable(
+            &EddsaRdfc2022::new(ContextLoader::shared()),
+            settings.credential_profile,
+            settings.status_shape,
+        )
+        .map_err(|reason| StartupError::Unsignable {
+            profile: match settings.credential_profile {
+                crate::ob::CredentialProfile::Vc2 => "vc2",
+                crate::ob::CredentialProfile::Vc11 => "vc1.1",
+            }
+            .to_owned(),
+            shape: match settings.status_shape {
+                crate::ob::StatusShape::OneEdTech => "1edtech",
+                crate::ob::StatusShape::Bitstring => "bitstring",
+                crate::ob::StatusShape::BitstringBoth => "bitstring-both",
+            }
+            .to_owned(),
+            reason,
+        })?;
         let tls = load_tls(&settings)?;
         let tcp = TcpListener::bind(settings.listen)
             .into_acceptor()

@@ -439,4 +439,3 @@ mod tests {
         assert!(!format!("{s:?}").contains("c2VjcmV0"));
     }
 }
-

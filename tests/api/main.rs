@@ -6,6 +6,7 @@ mod es256;
 mod foundation;
 mod fuzz_corpus;
 mod issuance;
+mod jsonld_conformance;
 mod keys;
 mod openapi;
 mod poison;
