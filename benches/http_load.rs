@@ -19,6 +19,9 @@
 //! service's JSON log subscriber with that filter (e.g. `info` to include the per-request access
 //! log; send stderr to a file); `LOAD_HOLD_SECS`, when set, keeps the server up that long
 //! afterwards and prints a status-list URL, so another load generator can be pointed at it).
+//!
+//! The last two rows run together: issuance as in the first row while 64 in-process clients send
+//! poison graphs (9-node blank-node cliques) to the public verifier.
 
 use std::{
     io::Write as _,
@@ -558,6 +561,76 @@ function check(status, body) return status == 200 end
         }
     });
 
+    // Poison graphs (issue 12): a burst of credentials whose 9 blank nodes form a clique (each
+    // would cost minutes of RDFC-1.0 work unbounded) sent to the public verifier by 64 clients
+    // in this process, while issuance runs as in the first scenario. The bound refuses each one
+    // quickly (`indeterminate`, canonicalization_limit) and the bounded verify pool keeps the
+    // burst off the cores issuance needs.
+    const POISON: &str = "POST /api/v1/verify (9-clique poison burst, 64 clients)";
+    const ISSUE_UNDER_POISON: &str = "POST /api/v1/credentials during the poison burst";
+    let poison = Arc::new(poison_credential(9).to_string().into_bytes());
+    let burst = {
+        let b = base.clone();
+        tokio::spawn(drive(POISON, 64, secs, move |http, _| {
+            let (b, poison) = (b.clone(), poison.clone());
+            async move {
+                match http
+                    .post(format!("{b}/api/v1/verify"))
+                    .header("content-type", "application/json")
+                    .body((*poison).clone())
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => r.bytes().await.is_ok_and(|b| {
+                        const LIMIT: &[u8] = b"canonicalization_limit";
+                        b.windows(LIMIT.len()).any(|w| w == LIMIT)
+                    }),
+                    _ => false,
+                }
+            }
+        }))
+    };
+    let issuing = match driver {
+        Driver::Wrk => {
+            let script = format!(
+                r#"
+local headers = {{["Authorization"] = "Bearer " .. {token}, ["Content-Type"] = "application/json"}}
+function request()
+  n = n + 1
+  return wrk.format("POST", "/api/v1/credentials", headers,
+    '{{"achievementId":"' .. {achievement} .. '","recipient":{{"email":"poisoned' .. n .. '@example.edu"}}}}')
+end
+function check(status, body) return status == 201 end
+"#,
+                token = lua_string(&token),
+                achievement = lua_string(&achievement_id),
+            );
+            let base = base.clone();
+            tokio::task::spawn_blocking(move || {
+                drive_wrk(ISSUE_UNDER_POISON, &base, clients, secs, &script)
+            })
+            .await
+            .unwrap()
+        }
+        Driver::Reqwest => {
+            let (b, t, a) = (base.clone(), token.clone(), achievement_id.clone());
+            drive(ISSUE_UNDER_POISON, clients, secs, move |http, i| {
+                let (b, t, a) = (b.clone(), t.clone(), a.clone());
+                async move {
+                    http.post(format!("{b}/api/v1/credentials"))
+                        .bearer_auth(&t)
+                        .json(&json!({"achievementId": a, "recipient": {"email": format!("poisoned{i}@example.edu")}}))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == 201)
+                }
+            })
+            .await
+        }
+    };
+    rows.push(issuing);
+    rows.push(burst.await.unwrap());
+
     let driver_name = match driver {
         Driver::Wrk => "wrk (1 thread, separate process)",
         Driver::Reqwest => "reqwest clients in the server's process",
@@ -594,4 +667,39 @@ function check(status, body) return status == 200 end
             let _ = admin.close().await;
         }
     }
+}
+
+/// A VC 2.0 credential whose subject `knows` `n` blank nodes that all `knows` each other (a
+/// clique: every blank node has the same first-degree hash), with a well-formed proof by an
+/// offline did:key and a garbage signature, so verification reaches canonicalization.
+fn poison_credential(n: usize) -> Value {
+    let key = "did:key:z6MkrJVnaZkeFzdQyMZu1cgjg7k1pZZ6pvBQ7XJPt4swbTQ2";
+    let nodes: Vec<Value> = (0..n)
+        .map(|i| {
+            let others: Vec<Value> = (0..n)
+                .filter(|&j| j != i)
+                .map(|j| json!({"id": format!("_:n{j}")}))
+                .collect();
+            json!({"id": format!("_:n{i}"), "knows": others})
+        })
+        .collect();
+    json!({
+        "@context": [
+            "https://www.w3.org/ns/credentials/v2",
+            "https://www.w3.org/ns/credentials/examples/v2"
+        ],
+        "id": "urn:uuid:0d3c1a1e-5b1c-4c53-9f6f-7d4e3c2b1a00",
+        "type": ["VerifiableCredential"],
+        "issuer": key,
+        "validFrom": "2026-01-01T00:00:00Z",
+        "credentialSubject": {"id": "did:example:subject", "knows": nodes},
+        "proof": {
+            "type": "DataIntegrityProof",
+            "cryptosuite": "eddsa-rdfc-2022",
+            "created": "2026-01-01T00:00:00Z",
+            "verificationMethod": format!("{key}#{}", key.trim_start_matches("did:key:")),
+            "proofPurpose": "assertionMethod",
+            "proofValue": format!("z{}", bs58::encode([7u8; 64]).into_string()),
+        }
+    })
 }

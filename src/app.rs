@@ -75,6 +75,15 @@ pub enum StartupError {
     /// The verifier's outbound HTTP client could not be built.
     #[error("outbound HTTP client: {0}")]
     Outbound(String),
+    /// Credentials issued under this configuration could not be signed (a context is missing).
+    #[error(
+        "credential_profile `{profile}` with status_shape `{shape}` cannot sign credentials: {reason}"
+    )]
+    Unsignable {
+        profile: String,
+        shape: String,
+        reason: String,
+    },
 }
 
 impl From<sea_orm::DbErr> for StartupError {
@@ -101,6 +110,8 @@ struct StateInner {
     auth_failures: FailureBuckets,
     verify_limiter: DefaultKeyedRateLimiter<IpAddr>,
     verifier: Verifier,
+    verify_pool: crate::compute::ComputePool,
+    connections: Arc<crate::http::disconnect::Connections>,
 }
 
 /// The peer address of a request (the unspecified address when unknown).
@@ -134,6 +145,16 @@ impl AppState {
     /// The Data Integrity (`eddsa-rdfc-2022`) signer and verifier over the pinned contexts.
     pub fn signer(&self) -> &EddsaRdfc2022 {
         &self.0.signer
+    }
+
+    /// The bounded pool verification's CPU work runs on (`verify_workers`).
+    pub fn verify_pool(&self) -> &crate::compute::ComputePool {
+        &self.0.verify_pool
+    }
+
+    /// The open client connections, to learn when a client hung up on its request.
+    pub fn connections(&self) -> &Arc<crate::http::disconnect::Connections> {
+        &self.0.connections
     }
 
     /// Signed status lists.
@@ -308,12 +329,17 @@ impl AppState {
             ..FetchPolicy::default()
         })
         .map_err(|e| StartupError::Outbound(e.to_string()))?;
+        let canonicalization_limits = settings.canonicalization_limits();
+        let verify_workers = settings.verify_workers;
         let state = AppState(Arc::new(StateInner {
             db,
             settings,
             metrics: Metrics::new(),
             keys,
-            signer: EddsaRdfc2022::new(Arc::new(ContextLoader::new())),
+            signer: EddsaRdfc2022::new(Arc::new(ContextLoader::new()))
+                .with_limits(canonicalization_limits),
+            verify_pool: crate::compute::ComputePool::new(verify_workers),
+            connections: Arc::default(),
             status_cache: StatusListCache::new(revalidate),
             revocation_cache: RevocationListCache::default(),
             issuance_contexts: ContextCache::new(revalidate),
@@ -441,6 +467,25 @@ impl App {
             max_connections,
             "connection cap"
         );
+        crate::issue::check_signable(
+            &EddsaRdfc2022::new(ContextLoader::shared()),
+            settings.credential_profile,
+            settings.status_shape,
+        )
+        .map_err(|reason| StartupError::Unsignable {
+            profile: match settings.credential_profile {
+                crate::ob::CredentialProfile::Vc2 => "vc2",
+                crate::ob::CredentialProfile::Vc11 => "vc1.1",
+            }
+            .to_owned(),
+            shape: match settings.status_shape {
+                crate::ob::StatusShape::OneEdTech => "1edtech",
+                crate::ob::StatusShape::Bitstring => "bitstring",
+                crate::ob::StatusShape::BitstringBoth => "bitstring-both",
+            }
+            .to_owned(),
+            reason,
+        })?;
         let tls = load_tls(&settings)?;
         let tcp = TcpListener::bind(settings.listen)
             .into_acceptor()
@@ -465,6 +510,9 @@ impl App {
             .and_then(|a| a.as_socket_addr().copied())
             .unwrap_or(settings.listen);
         let (state, bootstrap_admin) = AppState::open(settings, local_addr).await?;
+        let acceptor =
+            crate::http::disconnect::WatchedAcceptor::new(acceptor, state.connections().clone())
+                .boxed();
         rotate_aged_keys(&state).await;
         Ok(Self {
             acceptor,

@@ -151,6 +151,19 @@ pub struct Settings {
     /// `OXBADGE_AUTH_CLIENT_FAILURE_BURST`: failed authentications of one client id allowed at once.
     /// Default 10.
     pub auth_client_failure_burst: u32,
+    /// `OXBADGE_VERIFY_WORKERS`: verification jobs (canonicalization and signature checks) that
+    /// run at once; the rest wait. Bounds the cores verify load can take from issuance and status
+    /// lists. Default 1.
+    pub verify_workers: usize,
+    /// `OXBADGE_RDFC_MAX_CALLS`: calls of RDFC-1.0 Hash N-Degree Quads one canonicalization may
+    /// make (signing and verifying); a document needing more is refused (422 on issuance,
+    /// `indeterminate` on verification). Default 4000.
+    pub rdfc_max_calls: u64,
+    /// `OXBADGE_RDFC_MAX_PERMUTATIONS`: permutations of indistinguishable blank nodes one
+    /// canonicalization may examine. Default 4000.
+    pub rdfc_max_permutations: u64,
+    /// `OXBADGE_RDFC_MAX_DEPTH`: recursion depth of Hash N-Degree Quads. Default 32.
+    pub rdfc_max_depth: u32,
 }
 
 impl Default for Settings {
@@ -196,6 +209,21 @@ impl Default for Settings {
             max_connections: 0,
             auth_client_failures_per_minute: 10,
             auth_client_failure_burst: 10,
+            verify_workers: 1,
+            rdfc_max_calls: crate::jsonld::CanonicalizationLimits::DEFAULT_MAX_CALLS,
+            rdfc_max_permutations: crate::jsonld::CanonicalizationLimits::DEFAULT_MAX_PERMUTATIONS,
+            rdfc_max_depth: crate::jsonld::CanonicalizationLimits::DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+impl Settings {
+    /// The bounds on RDFC-1.0 canonicalization work these settings ask for.
+    pub fn canonicalization_limits(&self) -> crate::jsonld::CanonicalizationLimits {
+        crate::jsonld::CanonicalizationLimits {
+            max_calls: self.rdfc_max_calls,
+            max_permutations: self.rdfc_max_permutations,
+            max_depth: self.rdfc_max_depth,
         }
     }
 }
@@ -275,6 +303,20 @@ impl Settings {
 
     /// Rejects combinations that cannot work, before anything is started.
     pub fn check(&self) -> Result<(), ConfigError> {
+        if self.verify_workers == 0 {
+            return Err(ConfigError::Invalid {
+                key: "verify_workers",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.rdfc_max_calls == 0 || self.rdfc_max_permutations == 0 || self.rdfc_max_depth == 0 {
+            return Err(ConfigError::Invalid {
+                key: "rdfc_max_calls",
+                reason:
+                    "rdfc_max_calls, rdfc_max_permutations and rdfc_max_depth must be at least 1"
+                        .into(),
+            });
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::Invalid {
                 key: "tls_cert",

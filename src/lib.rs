@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod cache;
+pub mod compute;
 pub mod config;
 pub mod connections;
 pub mod db;

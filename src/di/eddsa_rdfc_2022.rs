@@ -2,6 +2,7 @@
 //! RDFC-1.0 canonicalization, SHA-256, Ed25519, base58btc multibase.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -9,7 +10,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{Cryptosuite, DiError, eddsa_jcs_2022};
-use crate::jsonld::{Canonical, ContextLoader, Profile, TopLevel};
+use crate::jsonld::{Budget, Canonical, CanonicalizationLimits, ContextLoader, Profile, TopLevel};
 
 const PROOF_TYPE: &str = "DataIntegrityProof";
 const CRYPTOSUITE: &str = "eddsa-rdfc-2022";
@@ -83,6 +84,9 @@ impl CanonicalForms {
 pub struct EddsaRdfc2022 {
     loader: Arc<ContextLoader>,
     profile: Profile,
+    limits: CanonicalizationLimits,
+    /// Set when the request this work serves is gone; canonicalization then stops.
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for EddsaRdfc2022 {
@@ -97,6 +101,34 @@ impl EddsaRdfc2022 {
         Self {
             loader,
             profile: Profile::Rdfc10,
+            limits: CanonicalizationLimits::default(),
+            cancel: None,
+        }
+    }
+
+    /// The same suite with other bounds on RDFC-1.0 work (signing and verifying alike): a
+    /// document that needs more fails with [`crate::jsonld::JsonLdError::LimitExceeded`].
+    pub fn with_limits(mut self, limits: CanonicalizationLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The bounds on RDFC-1.0 work in force.
+    pub fn limits(&self) -> CanonicalizationLimits {
+        self.limits
+    }
+
+    /// The same suite, stopping its canonicalization (with
+    /// [`crate::jsonld::JsonLdError::Cancelled`]) once `cancel` is set.
+    pub fn with_cancel(mut self, cancel: Arc<AtomicBool>) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    fn budget(&self) -> Budget<'_> {
+        Budget {
+            limits: self.limits,
+            cancel: self.cancel.as_deref(),
         }
     }
 
@@ -129,13 +161,14 @@ impl EddsaRdfc2022 {
     }
 
     fn canonical_document(&self, document: &Value, profile: Profile) -> Result<Canonical, DiError> {
-        Ok(self.loader.canonicalize_with(
+        Ok(self.loader.canonicalize_bounded(
             document,
             TopLevel {
                 context: None,
                 skip: &["proof"],
             },
             profile,
+            self.budget(),
         )?)
     }
 
@@ -146,13 +179,14 @@ impl EddsaRdfc2022 {
         context: &Value,
         profile: Profile,
     ) -> Result<Canonical, DiError> {
-        Ok(self.loader.canonicalize_with(
+        Ok(self.loader.canonicalize_bounded(
             proof,
             TopLevel {
                 context: Some(context),
                 skip: &["proofValue", "@context"],
             },
             profile,
+            self.budget(),
         )?)
     }
 
@@ -276,13 +310,14 @@ impl EddsaRdfc2022 {
         let secured = chained.as_ref().unwrap_or(signed);
         let canonical = |profile| match &chained {
             None => self.canonical_document(secured, profile),
-            Some(doc) => Ok(self.loader.canonicalize_with(
+            Some(doc) => Ok(self.loader.canonicalize_bounded(
                 doc,
                 TopLevel {
                     context: None,
                     skip: &[],
                 },
                 profile,
+                self.budget(),
             )?),
         };
         let document = canonical(self.profile)?;

@@ -104,6 +104,10 @@ impl From<VcApiError> for ApiError {
                 code: "duplicate_credential_id",
                 detail: err.to_string(),
             },
+            VcApiError::CanonicalizationLimit(detail) => ApiError::Unprocessable {
+                code: "canonicalization_limit",
+                detail,
+            },
             // Unknown contexts and undefined terms are the credential's fault.
             VcApiError::Issue(IssueError::Unsignable(detail)) => bad(detail),
             VcApiError::Issue(other) => other.into(),

@@ -229,7 +229,16 @@ impl VerifyApi {
         } else {
             input::parse(&body.media_type, &body.bytes).map_err(|e| bad_input(&e))?
         };
-        let report = verify::verify(&state, submitted, &options).await;
+        // Verification is the expensive part: when the client hangs up, stop it (dropping the
+        // future stops its canonicalization) instead of finishing work nobody will read.
+        let work = verify::verify(&state, submitted, &options);
+        let report = match state.connections().peer(req.remote_addr()) {
+            Some(peer) => tokio::select! {
+                report = work => report,
+                () = peer.gone() => return Err(ApiError::Unavailable),
+            },
+            None => work.await,
+        };
         state.metrics().record_verification(report.outcome);
         Ok(VerifyResponse::Ok(Json(report)))
     }

@@ -225,16 +225,16 @@ fn build(state: &AppState, t: &Template, award: &Award, uri: &str, slots: &[Slot
         &t.ctx.achievement_doc,
         &award.results,
     );
-    let mut context = match t.profile {
-        CredentialProfile::Vc2 => vec![json!(ob::CREDENTIALS_V2), json!(ob::OB_CONTEXT)],
-        CredentialProfile::Vc11 => vec![json!(ob::CREDENTIALS_V1), json!(ob::OB_CONTEXT)],
+    let bitstring = match (
+        t.shape,
+        slots.iter().any(|s| s.purpose == Purpose::Revocation),
+    ) {
+        (StatusShape::OneEdTech, _) | (StatusShape::Bitstring, false) => false,
+        (StatusShape::Bitstring, true) => true,
+        (StatusShape::BitstringBoth, _) => !slots.is_empty(),
     };
-    context.push(json!(ob::OB_EXTENSIONS));
-    if t.profile == CredentialProfile::Vc11 {
-        context.push(json!(ob::DATA_INTEGRITY_V2));
-    }
     let mut vc = json!({
-        "@context": context,
+        "@context": credential_contexts(t.profile, bitstring),
         "id": uri,
         "type": ["VerifiableCredential", "OpenBadgeCredential"],
         "issuer": t.ctx.issuer_profile,
@@ -264,6 +264,84 @@ fn build(state: &AppState, t: &Template, award: &Award, uri: &str, slots: &[Slot
         }
     };
     vc
+}
+
+/// The `@context` of credentials issued under `profile`. VC 1.1 has no terms for
+/// `BitstringStatusListEntry` (VC 2.0 has): such credentials also list the W3C status context.
+fn credential_contexts(profile: CredentialProfile, bitstring: bool) -> Vec<Value> {
+    let mut context = match profile {
+        CredentialProfile::Vc2 => vec![json!(ob::CREDENTIALS_V2), json!(ob::OB_CONTEXT)],
+        CredentialProfile::Vc11 => vec![json!(ob::CREDENTIALS_V1), json!(ob::OB_CONTEXT)],
+    };
+    context.push(json!(ob::OB_EXTENSIONS));
+    if profile == CredentialProfile::Vc11 {
+        context.push(json!(ob::DATA_INTEGRITY_V2));
+        if bitstring {
+            context.push(json!(crate::jsonld::CREDENTIALS_STATUS_V1));
+        }
+    }
+    context
+}
+
+/// Checks at start-up that credentials issued under `profile` and `shape` can be signed: a
+/// representative credential (every type and member issuance writes, both status shapes' entries)
+/// goes through the JSON-LD safe-mode check. A configuration that fails here would refuse every
+/// issuance, so the service must not start with it.
+pub fn check_signable(
+    signer: &crate::di::EddsaRdfc2022,
+    profile: CredentialProfile,
+    shape: StatusShape,
+) -> Result<(), String> {
+    let list = "https://issuer.example/status/probe";
+    let entry = |purpose: &str, index: u32| {
+        json!({
+            "id": format!("{list}#{index}"),
+            "type": "BitstringStatusListEntry",
+            "statusPurpose": purpose,
+            "statusListIndex": index.to_string(),
+            "statusListCredential": list,
+        })
+    };
+    let (status, bitstring) = match shape {
+        StatusShape::OneEdTech => (
+            json!({"id": "https://issuer.example/revocations/probe", "type": "1EdTechRevocationList"}),
+            false,
+        ),
+        StatusShape::Bitstring => (entry("revocation", 1), true),
+        StatusShape::BitstringBoth => (
+            json!([entry("revocation", 1), entry("suspension", 2)]),
+            true,
+        ),
+    };
+    let subject = ob::credential_subject(
+        &Recipient::Id("did:example:recipient".into()),
+        Some(&IdentityObject::hashed_email("probe@example.org")),
+        &json!({
+            "id": "https://issuer.example/achievements/probe",
+            "type": ["Achievement"],
+            "name": "Probe",
+            "description": "Start-up check of the issuance contexts",
+            "criteria": {"narrative": "None"}
+        }),
+        &[],
+    );
+    let (from_key, until_key) = match profile {
+        CredentialProfile::Vc2 => ("validFrom", "validUntil"),
+        CredentialProfile::Vc11 => ("issuanceDate", "expirationDate"),
+    };
+    let mut probe = json!({
+        "@context": credential_contexts(profile, bitstring),
+        "id": "urn:uuid:00000000-0000-4000-8000-000000000000",
+        "type": ["VerifiableCredential", "OpenBadgeCredential"],
+        "issuer": {"id": "https://issuer.example/issuers/probe", "type": ["Profile"], "name": "Probe"},
+        "name": "Probe",
+        "credentialSubject": subject,
+        "credentialSchema": [{"id": ob::OB_SCHEMA_ID, "type": "1EdTechJsonSchemaValidator2019"}],
+        "credentialStatus": status,
+    });
+    probe[from_key] = json!("2026-01-01T00:00:00Z");
+    probe[until_key] = json!("2027-01-01T00:00:00Z");
+    signer.check_contexts(&probe).map_err(|e| e.to_string())
 }
 
 /// Signs one built credential (CPU only; callers run it off the reactor).
@@ -313,7 +391,16 @@ fn sign(
                     &key.signing_key,
                     suite,
                 )
-                .map_err(|e| IssueError::Unsignable(e.to_string()))?;
+                .map_err(|e| match e {
+                    // A bound on canonicalization work (a poison graph): 422 naming the limit.
+                    crate::di::DiError::JsonLd(limit) if limit.is_resource_limit() => {
+                        IssueError::Invalid(Invalid {
+                            field: "credential".into(),
+                            reason: limit.to_string(),
+                        })
+                    }
+                    other => IssueError::Unsignable(other.to_string()),
+                })?;
             Ok((signed, None))
         }
         // `prepare_part` selects the key from the format, so this cannot happen.

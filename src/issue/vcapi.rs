@@ -96,6 +96,10 @@ pub enum VcApiError {
     /// 409: a credential with this `id` was already issued.
     #[error("a credential with id `{0}` was already issued")]
     Duplicate(String),
+    /// 422: canonicalizing the credential would pass a configured bound on RDFC-1.0 work (a
+    /// poison graph); names the limit.
+    #[error("{0}")]
+    CanonicalizationLimit(String),
     /// Signing, key, database and contention failures, as for native issuance.
     #[error(transparent)]
     Issue(#[from] IssueError),
@@ -402,8 +406,9 @@ async fn sign(
     key: std::sync::Arc<Key>,
 ) -> Result<(String, Value), VcApiError> {
     let signer = state.signer().clone();
-    let signed = tokio::task::spawn_blocking(move || match (securing, key.as_ref()) {
+    let signed = crate::compute::spawn_interruptible(move |cancel| match (securing, key.as_ref()) {
         (Securing::DataIntegrity(suite), Key::Ed25519(k)) => signer
+            .with_cancel(cancel)
             .sign_with(
                 &vc,
                 ProofOptions {
@@ -417,13 +422,19 @@ async fn sign(
                 suite,
             )
             .map(|signed| (signed.to_string(), signed))
-            .map_err(|e| IssueError::Unsignable(e.to_string())),
+            .map_err(|e| match e {
+                // A bound on canonicalization work (a poison graph): 422 naming the limit.
+                crate::di::DiError::JsonLd(limit) if limit.is_resource_limit() => {
+                    VcApiError::CanonicalizationLimit(limit.to_string())
+                }
+                other => IssueError::Unsignable(other.to_string()).into(),
+            }),
         (Securing::VcJwt(_), key) => {
             // Signing a vc+jwt does not expand the credential: hold it to the pinned contexts
             // first, as every credential we sign.
             signer
                 .check_contexts(&vc)
-                .map_err(|e| IssueError::Unsignable(e.to_string()))?;
+                .map_err(|e| VcApiError::from(IssueError::Unsignable(e.to_string())))?;
             let (kid, jose_key) = match key {
                 Key::Ed25519(k) => (
                     &k.verification_method,
@@ -432,12 +443,13 @@ async fn sign(
                 Key::P256(k) => (&k.verification_method, jwt::VcJoseKey::P256(&k.signing_key)),
             };
             let jws = jwt::sign_vc_jose(&vc, kid, jose_key)
-                .map_err(|e| IssueError::Unsignable(e.to_string()))?;
+                .map_err(|e| VcApiError::from(IssueError::Unsignable(e.to_string())))?;
             Ok((jws.clone(), jwt::enveloped(&jws)))
         }
         (Securing::DataIntegrity(_), Key::P256(_)) => Err(IssueError::Unsignable(
             "Data Integrity proofs are signed with the issuer's Ed25519 key".into(),
-        )),
+        )
+        .into()),
     })
     .await
     .map_err(|e| IssueError::Unsignable(format!("signing task failed: {e}")))??;

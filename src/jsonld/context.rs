@@ -232,6 +232,18 @@ pub(crate) fn process_context(
                 remote_stack.pop();
             }
             Value::Object(definition) => {
+                // A map holding `@context` stands for that context (JSON-LD 1.1 API §4.1.2
+                // step 5.5.1, as jsonld.js and pyld "dereference @context key if present"); what
+                // it holds must then be a context definition.
+                let definition = match definition.get("@context") {
+                    None => definition,
+                    Some(Value::Object(inner)) => inner,
+                    Some(_) => {
+                        return Err(JsonLdError::InvalidContext(
+                            "invalid local context: a nested @context must be an object".into(),
+                        ));
+                    }
+                };
                 process_context_object(&mut result, definition, options)?;
             }
             _ => {

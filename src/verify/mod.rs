@@ -414,7 +414,10 @@ fn schema_basis(credential: &Value) -> SchemaBasis {
 async fn contexts_check(state: &AppState, value: &Arc<Value>) -> Check {
     let signer = state.signer().clone();
     let doc = value.clone();
-    let result = tokio::task::spawn_blocking(move || signer.check_contexts(&doc)).await;
+    let result = state
+        .verify_pool()
+        .run(move |cancel| signer.with_cancel(cancel).check_contexts(&doc))
+        .await;
     match result {
         Ok(Ok(())) => contexts_passed(),
         Ok(Err(e)) => contexts_failure(&e).unwrap_or_else(contexts_passed),
@@ -437,6 +440,13 @@ fn contexts_passed() -> Check {
 /// The contexts check a JSON-LD error amounts to (`None` when the error is not about contexts).
 fn contexts_failure(err: &DiError) -> Option<Check> {
     match err {
+        // A bound on the work, not a property of the document: no verdict.
+        DiError::JsonLd(e) if e.is_resource_limit() => Some(Check::indeterminate(
+            "contexts",
+            problem::ours("canonicalization_limit"),
+            "Canonicalization limit reached",
+            e.to_string(),
+        )),
         DiError::JsonLd(JsonLdError::UnknownContext { url }) => Some(Check::indeterminate(
             "contexts",
             problem::ours("unknown_context"),
@@ -530,7 +540,10 @@ async fn data_integrity(
                 "proof",
                 problem::PROOF_VERIFICATION,
                 "Proof not checked",
-                "the document uses a context this verifier does not have",
+                match &c.detail {
+                    Some(why) => format!("the document could not be canonicalized: {why}"),
+                    None => "the document could not be canonicalized".to_owned(),
+                },
             )
         }
     } else if !failures.is_empty() {
@@ -702,7 +715,10 @@ async fn verify_one_proof(
     };
     let signer = state.signer().clone();
     let doc = doc.clone();
-    let result = tokio::task::spawn_blocking(move || signer.verify_proof(&doc, index, &key)).await;
+    let result = state
+        .verify_pool()
+        .run(move |cancel| signer.with_cancel(cancel).verify_proof(&doc, index, &key))
+        .await;
     match result {
         Ok(Ok(())) => ProofResult::Verified(method),
         Ok(Err(e)) => match contexts_failure(&e) {

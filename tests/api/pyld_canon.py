@@ -1,5 +1,6 @@
 """Canonicalizes a JSON-LD document (proof removed) with pyld, a second, spec-conformant JSON-LD and
 URDNA2015 implementation, using only the given pinned context documents (never the network).
+Base direction is converted as the Data Integrity suites do (rdfDirection "i18n-datatype").
 
 usage: python3 pyld_canon.py CONTEXTS.json < document.json > canonical.nq
 CONTEXTS.json maps each context URL to its document text.
@@ -21,4 +22,12 @@ def loader(url, options=None):
 jsonld.set_document_loader(loader)
 doc = json.load(sys.stdin)
 doc.pop("proof", None)
-sys.stdout.write(jsonld.normalize(doc, {"algorithm": "URDNA2015", "format": "application/n-quads"}))
+try:
+    nquads = jsonld.normalize(
+        doc,
+        {"algorithm": "URDNA2015", "format": "application/n-quads", "rdfDirection": "i18n-datatype"},
+    )
+except Exception as e:  # a document pyld refuses
+    sys.stderr.write("%s: %s\n" % (type(e).__name__, e))
+    sys.exit(2)
+sys.stdout.write(nquads)
