@@ -22,7 +22,7 @@ pub const PROBLEM_TYPE_PREFIX: &str = "urn:oxbadge:problem:";
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, Serialize, Deserialize, Object)]
-#[oai(rename = "Problem")]
+#[oai(rename = "Problem", skip_serializing_if_is_none)]
 pub struct Problem {
     /// URI identifying the problem type: `urn:oxbadge:problem:<code>`.
     #[oai(rename = "type")]

@@ -5,6 +5,7 @@ mod di_vectors;
 mod es256;
 mod foundation;
 mod fuzz_corpus;
+mod hardening_state;
 mod issuance;
 mod keys;
 mod openapi;
