@@ -340,8 +340,11 @@ pub fn render_error(err: poem::Error, family: ErrorFamily, request_id: Option<&s
                 _ => "invalid_request",
             };
             // RFC 6749 §5.2: request errors are 400 whatever the framework said (415, 413, ...).
+            // A method the endpoint does not have is no token request: it stays 405 (with Allow).
             let status = match error {
-                "invalid_request" => StatusCode::BAD_REQUEST,
+                "invalid_request" if status != StatusCode::METHOD_NOT_ALLOWED => {
+                    StatusCode::BAD_REQUEST
+                }
                 _ => status,
             };
             crate::oauth::OAuthError::new(status, error, problem.detail.unwrap_or_default())

@@ -53,6 +53,7 @@ impl From<StatusError> for ApiError {
 
 /// The recipient: exactly one of `email` (published only as a salted hash) or `id` (DID or URL).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RecipientInput {
     /// Email address.
     pub email: Option<String>,
@@ -62,7 +63,7 @@ pub struct RecipientInput {
 
 /// A learner's result.
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ResultInput {
     /// The value (grade, score…).
     pub value: Option<String>,
@@ -76,6 +77,7 @@ pub struct ResultInput {
 
 /// Evidence of the achievement.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EvidenceInput {
     /// URL of the evidence.
     pub id: Option<String>,
@@ -93,7 +95,7 @@ pub struct EvidenceInput {
 
 /// Request to issue one credential.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct IssueRequest {
     /// The achievement (CUID).
     pub achievement_id: String,
@@ -116,7 +118,7 @@ pub struct IssueRequest {
 
 /// One recipient of a batch.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct BatchRecipient {
     /// Email address.
     pub email: Option<String>,
@@ -134,7 +136,7 @@ pub struct BatchRecipient {
 
 /// Request to issue one achievement to many recipients.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct BatchRequest {
     /// The achievement (CUID).
     pub achievement_id: String,
@@ -151,7 +153,7 @@ pub struct BatchRequest {
 
 /// An issued credential.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct IssuedCredential {
     /// Our id (CUID).
     pub id: String,
@@ -179,7 +181,7 @@ pub struct BatchItem {
 
 /// Batch result.
 #[derive(Debug, Object, serde::Serialize, serde::Deserialize)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct BatchResult {
     /// Number issued.
     pub issued: u32,
@@ -253,45 +255,11 @@ impl ApiResponse for BatchResponse {
 
 /// The batch operation's errors: [`ApiError`], whose 422 also documents the all-failed batch
 /// result (`application/json`, a [`BatchResult`]) next to the problem document.
-pub struct BatchError(ApiError);
-
-impl<E: Into<ApiError>> From<E> for BatchError {
-    fn from(err: E) -> Self {
-        Self(err.into())
-    }
-}
-
-impl From<BatchError> for poem::Error {
-    fn from(err: BatchError) -> Self {
-        err.0.into()
-    }
-}
-
-impl ApiResponse for BatchError {
-    fn meta() -> MetaResponses {
-        let mut meta = ApiError::meta();
-        for resp in &mut meta.responses {
-            if resp.status == Some(422) {
-                resp.description = "Semantically invalid request (problem document), or every \
-                                    item of the batch failed (the batch result, nothing issued)";
-                resp.content.push(MetaMediaType {
-                    content_type: "application/json; charset=utf-8",
-                    schema: BatchResult::schema_ref(),
-                });
-            }
-        }
-        meta
-    }
-
-    fn register(registry: &mut Registry) {
-        ApiError::register(registry);
-        BatchResult::register(registry);
-    }
-}
+pub type BatchError = super::documented::ApiErrorOr422<BatchResult>;
 
 /// A stored credential.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct CredentialResource {
     /// Our id.
     pub id: String,
@@ -317,6 +285,7 @@ pub struct CredentialResource {
 
 /// A page of credentials.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CredentialPage {
     /// Credentials on this page, newest first.
     pub items: Vec<CredentialResource>,
@@ -326,6 +295,7 @@ pub struct CredentialPage {
 
 /// A status change for one credential.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct StatusRequest {
     /// `revocation` or `suspension`.
     pub purpose: String,
@@ -338,7 +308,7 @@ pub struct StatusRequest {
 
 /// A status change for many credentials, applied atomically.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct BulkStatusRequest {
     /// Our credential ids (up to 10,000).
     pub credential_ids: Vec<String>,
@@ -353,7 +323,7 @@ pub struct BulkStatusRequest {
 
 /// The outcome of a status change.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct StatusResult {
     /// Our credential id.
     pub credential_id: String,
@@ -369,6 +339,7 @@ pub struct StatusResult {
 
 /// Bulk outcome.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BulkStatusResult {
     /// Credentials whose status changed.
     pub changed: u32,
@@ -866,7 +837,7 @@ impl CredentialsApi {
         )]
         limit: Query<u64>,
         /// Items to skip.
-        #[oai(default)]
+        #[oai(default, validator(minimum(value = "0")))]
         offset: Query<u64>,
         /// Only this issuer (CUID).
         issuer: Query<Option<String>>,
@@ -958,13 +929,14 @@ fn default_limit() -> u64 {
 
 /// 409 for a key another live request holds.
 fn in_progress(wait: std::time::Duration) -> BatchError {
-    BatchError(ApiError::Conflict {
+    ApiError::Conflict {
         code: "idempotency_in_progress",
         detail: format!(
             "a request with this Idempotency-Key is still being processed; retry in {} s",
             wait.as_secs().max(1)
         ),
-    })
+    }
+    .into()
 }
 
 async fn release_key(state: &AppState, row_id: &str) {

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod clients;
 pub mod credentials;
+pub mod documented;
 pub mod frontline;
 pub mod health;
 pub mod issuers;

@@ -484,8 +484,11 @@ pub struct Answer<'a> {
     /// The claimed idempotency row (see [`db::idempotency_key::claim`]).
     pub key_row: &'a str,
     /// Renders the stored answer from the per-award results (the caller answers the same).
-    pub render: &'a (dyn Fn(&[Result<Issued, IssueError>]) -> String + Send + Sync),
+    pub render: &'a RenderAnswer<'a>,
 }
+
+/// Renders an idempotent issuance's stored answer from its per-award results.
+pub type RenderAnswer<'r> = dyn Fn(&[Result<Issued, IssueError>]) -> String + Send + Sync + 'r;
 
 /// What [`issue_answered`] did.
 #[derive(Debug)]
@@ -549,7 +552,10 @@ async fn issue_inner(
         }));
     }
     let ctx = context(state, achievement_id).await?;
-    for attempt in 0..5 {
+    // Lost races are retried with fresh picks. Besides index collisions, instances that fill the
+    // same list at once lose its capped counter update (see `allocator::reserve`) until one of
+    // them has closed it, so a batch gets a few more attempts than a single race needs.
+    for attempt in 0..10 {
         let part = prepare_part(state, ctx.clone(), &awards, format, actor).await?;
         match store_answered(state, vec![part], answer).await {
             Ok(StoredParts::Done(mut results)) => {

@@ -471,7 +471,8 @@ async fn two_instances_allocating_at_once_never_fill_a_list_past_the_ratio() {
         }
     }
     for task in tasks {
-        assert_eq!(task.await.unwrap(), StatusCode::CREATED);
+        let status = task.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "a batch was not issued");
     }
     let lists = oxbadge::db::status_list::Entity::find()
         .all(a.state.db())
