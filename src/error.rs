@@ -22,7 +22,7 @@ pub const PROBLEM_TYPE_PREFIX: &str = "urn:oxbadge:problem:";
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, Serialize, Deserialize, Object)]
-#[oai(rename = "Problem")]
+#[oai(rename = "Problem", skip_serializing_if_is_none)]
 pub struct Problem {
     /// URI identifying the problem type: `urn:oxbadge:problem:<code>`.
     #[oai(rename = "type")]
@@ -341,8 +341,11 @@ pub fn render_error(err: poem::Error, family: ErrorFamily, request_id: Option<&s
                 _ => "invalid_request",
             };
             // RFC 6749 §5.2: request errors are 400 whatever the framework said (415, 413, ...).
+            // A method the endpoint does not have is no token request: it stays 405 (with Allow).
             let status = match error {
-                "invalid_request" => StatusCode::BAD_REQUEST,
+                "invalid_request" if status != StatusCode::METHOD_NOT_ALLOWED => {
+                    StatusCode::BAD_REQUEST
+                }
                 _ => status,
             };
             crate::oauth::OAuthError::new(status, error, problem.detail.unwrap_or_default())

@@ -40,7 +40,7 @@ impl From<IssueError> for ApiError {
 
 /// Criteria.
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct CriteriaInput {
     /// How the achievement is earned.
     pub narrative: Option<String>,
@@ -50,7 +50,7 @@ pub struct CriteriaInput {
 
 /// An alignment to a framework or competency.
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct AlignmentInput {
     /// Name of the aligned item.
     pub target_name: String,
@@ -68,7 +68,7 @@ pub struct AlignmentInput {
 
 /// An achievement definition.
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct AchievementInput {
     /// Name (1–500 characters).
     pub name: String,
@@ -133,7 +133,7 @@ impl TryFrom<AchievementInput> for ob::AchievementDefinition {
 
 /// A stored achievement.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct AchievementResource {
     /// Our id (CUID).
     pub id: String,

@@ -13,7 +13,7 @@ use crate::{app::AppState, db::audit_event, error::ApiError, oauth::Scope};
 
 /// One audited action.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct AuditEvent {
     /// Event id.
     pub id: String,
@@ -33,7 +33,7 @@ pub struct AuditEvent {
 
 /// A page of audit events, newest first.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct AuditPage {
     /// Events on this page.
     pub items: Vec<AuditEvent>,
@@ -64,7 +64,7 @@ impl AuditApi {
         )]
         limit: Query<u64>,
         /// Items to skip.
-        #[oai(default)]
+        #[oai(default, validator(minimum(value = "0")))]
         offset: Query<u64>,
     ) -> Result<Json<AuditPage>, ApiError> {
         let total = audit_event::Entity::find().count(state.db()).await?;

@@ -19,7 +19,7 @@ use crate::{
 
 /// Request to create a client-credentials client.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct CreateClientRequest {
     /// Display name (1–200 characters, not only blanks).
     #[oai(validator(min_length = 1, max_length = 200))]
@@ -63,7 +63,7 @@ impl CreateClientRequest {
 
 /// A newly created client, with its secret (shown only in this response).
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct CreatedClient {
     /// Client id (CUID2).
     pub client_id: String,
@@ -75,7 +75,7 @@ pub struct CreatedClient {
 
 /// A client as listed (never with secret material).
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ClientInfo {
     /// Client id.
     pub id: String,

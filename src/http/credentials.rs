@@ -7,11 +7,10 @@ use poem_openapi::{
     ApiResponse, Object, OpenApi,
     param::{Header, Path, Query},
     payload::{Json, PlainText},
+    registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
+    types::Type,
 };
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -21,7 +20,7 @@ use super::{
 };
 use crate::{
     app::AppState,
-    db::{self, credential, idempotency_key},
+    db::{credential, idempotency_key},
     error::{ApiError, Problem},
     issue::{self, Award, IssueError, Issued, JwtAlgorithm, ProofFormat},
     oauth::Scope,
@@ -54,6 +53,7 @@ impl From<StatusError> for ApiError {
 
 /// The recipient: exactly one of `email` (published only as a salted hash) or `id` (DID or URL).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RecipientInput {
     /// Email address.
     pub email: Option<String>,
@@ -63,7 +63,7 @@ pub struct RecipientInput {
 
 /// A learner's result.
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ResultInput {
     /// The value (grade, score…).
     pub value: Option<String>,
@@ -77,6 +77,7 @@ pub struct ResultInput {
 
 /// Evidence of the achievement.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EvidenceInput {
     /// URL of the evidence.
     pub id: Option<String>,
@@ -94,7 +95,7 @@ pub struct EvidenceInput {
 
 /// Request to issue one credential.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct IssueRequest {
     /// The achievement (CUID).
     pub achievement_id: String,
@@ -119,7 +120,7 @@ pub struct IssueRequest {
 
 /// One recipient of a batch.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct BatchRecipient {
     /// Email address.
     pub email: Option<String>,
@@ -137,7 +138,7 @@ pub struct BatchRecipient {
 
 /// Request to issue one achievement to many recipients.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct BatchRequest {
     /// The achievement (CUID).
     pub achievement_id: String,
@@ -156,7 +157,7 @@ pub struct BatchRequest {
 
 /// An issued credential.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct IssuedCredential {
     /// Our id (CUID).
     pub id: String,
@@ -168,7 +169,7 @@ pub struct IssuedCredential {
 
 /// One item of a batch result.
 #[derive(Debug, Object, serde::Serialize, serde::Deserialize)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct BatchItem {
     /// Position in the request.
     pub index: u32,
@@ -184,7 +185,7 @@ pub struct BatchItem {
 
 /// Batch result.
 #[derive(Debug, Object, serde::Serialize, serde::Deserialize)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct BatchResult {
     /// Number issued.
     pub issued: u32,
@@ -202,20 +203,67 @@ pub enum IssueResponse {
     Created(Json<IssuedCredential>),
 }
 
-/// Batch answered.
-#[derive(ApiResponse)]
+/// Batch answered: 201 when at least one credential was issued, 200 for a replay, 422 with the
+/// per-item results when every item failed (nothing was issued).
 pub enum BatchResponse {
     /// Processed (see each item); every credential returned is stored.
-    #[oai(status = 201)]
     Created(Json<BatchResult>),
     /// A retry with the same `Idempotency-Key`: the original answer.
-    #[oai(status = 200)]
     Replayed(Json<BatchResult>),
+    /// Every item failed; nothing was issued (documented with [`BatchError`]'s 422).
+    AllFailed(Json<BatchResult>),
 }
+
+impl poem::IntoResponse for BatchResponse {
+    fn into_response(self) -> poem::Response {
+        use poem::http::StatusCode;
+        let (status, body) = match self {
+            Self::Created(body) => (StatusCode::CREATED, body),
+            Self::Replayed(body) => (StatusCode::OK, body),
+            Self::AllFailed(body) => (StatusCode::UNPROCESSABLE_ENTITY, body),
+        };
+        body.with_status(status).into_response()
+    }
+}
+
+impl ApiResponse for BatchResponse {
+    fn meta() -> MetaResponses {
+        let json = |description: &'static str, status: u16| MetaResponse {
+            description,
+            status: Some(status),
+            status_range: None,
+            content: vec![MetaMediaType {
+                content_type: "application/json; charset=utf-8",
+                schema: BatchResult::schema_ref(),
+            }],
+            headers: vec![],
+        };
+        MetaResponses {
+            responses: vec![
+                json(
+                    "Processed (see each item); every credential returned is stored.",
+                    201,
+                ),
+                json(
+                    "A retry with the same `Idempotency-Key`: the original answer.",
+                    200,
+                ),
+            ],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        BatchResult::register(registry);
+    }
+}
+
+/// The batch operation's errors: [`ApiError`], whose 422 also documents the all-failed batch
+/// result (`application/json`, a [`BatchResult`]) next to the problem document.
+pub type BatchError = super::documented::ApiErrorOr422<BatchResult>;
 
 /// A stored credential.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct CredentialResource {
     /// Our id.
     pub id: String,
@@ -241,6 +289,7 @@ pub struct CredentialResource {
 
 /// A page of credentials.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CredentialPage {
     /// Credentials on this page, newest first.
     pub items: Vec<CredentialResource>,
@@ -250,6 +299,7 @@ pub struct CredentialPage {
 
 /// A status change for one credential.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct StatusRequest {
     /// `revocation` or `suspension`.
     pub purpose: String,
@@ -262,7 +312,7 @@ pub struct StatusRequest {
 
 /// A status change for many credentials, applied atomically.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct BulkStatusRequest {
     /// Our credential ids (up to 10,000).
     pub credential_ids: Vec<String>,
@@ -277,7 +327,7 @@ pub struct BulkStatusRequest {
 
 /// The outcome of a status change.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct StatusResult {
     /// Our credential id.
     pub credential_id: String,
@@ -293,6 +343,7 @@ pub struct StatusResult {
 
 /// Bulk outcome.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BulkStatusResult {
     /// Credentials whose status changed.
     pub changed: u32,
@@ -596,13 +647,14 @@ impl CredentialsApi {
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
         body: Json<BatchRequest>,
-    ) -> Result<BatchResponse, ApiError> {
+    ) -> Result<BatchResponse, BatchError> {
         let req = body.0;
         if req.recipients.is_empty() || req.recipients.len() > issue::MAX_BATCH {
             return Err(unprocessable(format!(
                 "recipients: between 1 and {} per batch",
                 issue::MAX_BATCH
-            )));
+            ))
+            .into());
         }
         let format = parse_format_and_suite(
             req.proof_format.as_deref(),
@@ -621,14 +673,30 @@ impl CredentialsApi {
             fingerprint.push_str(&format!("|cryptosuite={suite:?}"));
         }
         let request_hash = hex::encode(Sha256::digest(fingerprint.as_bytes()));
-        let idem = match idempotency_key.0 {
+        let key_row = match idempotency_key.0 {
             Some(key) if key.is_empty() || key.len() > 200 => {
-                return Err(unprocessable("Idempotency-Key must be 1-200 characters"));
+                return Err(unprocessable("Idempotency-Key must be 1-200 characters").into());
             }
-            Some(key) => match claim_key(&state, auth.client_id(), &key, &request_hash).await? {
-                Claim::Replay(result) => return Ok(BatchResponse::Replayed(Json(result))),
-                Claim::Fresh(row_id) => Some(row_id),
-            },
+            Some(key) => {
+                match idempotency_key::claim(state.db(), auth.client_id(), &key, &request_hash)
+                    .await?
+                {
+                    idempotency_key::Claimed::Fresh(row_id) => Some(row_id),
+                    idempotency_key::Claimed::Answered(stored) => {
+                        let stored: BatchResult =
+                            serde_json::from_str(&stored).map_err(ApiError::internal)?;
+                        return Ok(BatchResponse::Replayed(Json(stored)));
+                    }
+                    idempotency_key::Claimed::Reused => {
+                        return Err(ApiError::Unprocessable {
+                            code: "idempotency_key_reused",
+                            detail: "this Idempotency-Key was used with a different request".into(),
+                        }
+                        .into());
+                    }
+                    idempotency_key::Claimed::InProgress(wait) => return Err(in_progress(wait)),
+                }
+            }
             None => None,
         };
         let mut awards = Vec::with_capacity(req.recipients.len());
@@ -649,60 +717,73 @@ impl CredentialsApi {
                 Err(e) => invalid.push((i, problem_of(IssueError::Invalid(e)))),
             }
         }
-        let mut items: Vec<BatchItem> = Vec::new();
-        if !awards.is_empty() {
-            let results = match issue::issue(
-                &state,
-                &req.achievement_id,
-                awards,
-                format,
-                auth.client_id(),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    release_key(&state, idem.as_deref()).await;
-                    return Err(e.into());
-                }
-            };
-            for (pos, r) in positions.into_iter().zip(results) {
-                items.push(match r {
-                    Ok(i) => BatchItem {
-                        index: pos as u32,
-                        id: Some(i.id),
-                        credential: Some(i.credential),
-                        jwt: i.jwt,
-                        error: None,
-                    },
-                    Err(e) => BatchItem {
-                        index: pos as u32,
-                        id: None,
-                        credential: None,
-                        jwt: None,
-                        error: Some(problem_of(e)),
-                    },
+        let result = match &key_row {
+            None => {
+                let results = if awards.is_empty() {
+                    Vec::new()
+                } else {
+                    issue::issue(
+                        &state,
+                        &req.achievement_id,
+                        awards,
+                        format,
+                        auth.client_id(),
+                    )
+                    .await?
+                };
+                let items = positions.into_iter().zip(results).map(|(pos, r)| match r {
+                    Ok(i) => issued_item(pos, i.id, i.credential, i.jwt),
+                    Err(e) => failed_item(pos, problem_of(e)),
                 });
+                batch_result(items, &invalid)
             }
-        }
-        for (pos, problem) in invalid {
-            items.push(BatchItem {
-                index: pos as u32,
-                id: None,
-                credential: None,
-                jwt: None,
-                error: Some(problem),
-            });
-        }
-        items.sort_by_key(|i| i.index);
-        let issued = items.iter().filter(|i| i.id.is_some()).count() as u32;
-        let result = BatchResult {
-            issued,
-            failed: items.len() as u32 - issued,
-            results: items,
+            Some(row_id) => {
+                let render_result = |results: &[Result<Issued, IssueError>]| {
+                    let items = positions.iter().zip(results).map(|(&pos, r)| match r {
+                        Ok(i) => {
+                            issued_item(pos, i.id.clone(), i.credential.clone(), i.jwt.clone())
+                        }
+                        Err(e) => failed_item(pos, problem_of_ref(e)),
+                    });
+                    batch_result(items, &invalid)
+                };
+                let outcome = if awards.is_empty() {
+                    Ok(issue::Stored::Done(Vec::new()))
+                } else {
+                    let render = |results: &[Result<Issued, IssueError>]| {
+                        serde_json::to_string(&render_result(results)).unwrap_or_default()
+                    };
+                    issue::issue_answered(
+                        &state,
+                        &req.achievement_id,
+                        awards,
+                        format,
+                        auth.client_id(),
+                        &issue::Answer {
+                            key_row: row_id,
+                            render: &render,
+                        },
+                    )
+                    .await
+                };
+                match outcome {
+                    Ok(issue::Stored::Done(results)) => render_result(&results),
+                    Ok(issue::Stored::ClaimLost) => {
+                        return Err(in_progress(idempotency_key::LEASE_RENEW));
+                    }
+                    Err(e) => {
+                        release_key(&state, row_id).await;
+                        return Err(e.into());
+                    }
+                }
+            }
         };
-        if let Some(row_id) = idem {
-            finish_key(&state, &row_id, &result).await?;
+        if result.issued == 0 {
+            // Nothing was stored: the key (if any) is released, so a corrected retry can use it.
+            if let Some(row_id) = &key_row {
+                release_key(&state, row_id).await;
+            }
+            return Ok(BatchResponse::AllFailed(Json(result)));
         }
         Ok(BatchResponse::Created(Json(result)))
     }
@@ -798,7 +879,7 @@ impl CredentialsApi {
         )]
         limit: Query<u64>,
         /// Items to skip.
-        #[oai(default)]
+        #[oai(default, validator(minimum(value = "0")))]
         offset: Query<u64>,
         /// Only this issuer (CUID).
         issuer: Query<Option<String>>,
@@ -888,100 +969,77 @@ fn default_limit() -> u64 {
     50
 }
 
-/// How long a claimed idempotency key may stay pending before a retry may take it over.
-const STALE_PENDING: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
-
-enum Claim {
-    Fresh(String),
-    Replay(BatchResult),
+/// 409 for a key another live request holds.
+fn in_progress(wait: std::time::Duration) -> BatchError {
+    ApiError::Conflict {
+        code: "idempotency_in_progress",
+        detail: format!(
+            "a request with this Idempotency-Key is still being processed; retry in {} s",
+            wait.as_secs().max(1)
+        ),
+    }
+    .into()
 }
 
-/// Claims an idempotency key for this client, or returns the stored answer of an earlier request.
-async fn claim_key(
-    state: &AppState,
-    client_id: &str,
-    key: &str,
-    request_hash: &str,
-) -> Result<Claim, ApiError> {
-    let existing = idempotency_key::Entity::find()
-        .filter(idempotency_key::Column::ClientId.eq(client_id))
-        .filter(idempotency_key::Column::Key.eq(key))
-        .one(state.db())
-        .await?;
-    if let Some(row) = existing {
-        if row.request_hash != request_hash {
-            return Err(ApiError::Unprocessable {
-                code: "idempotency_key_reused",
-                detail: "this Idempotency-Key was used with a different request".into(),
-            });
-        }
-        if !row.response.is_empty() {
-            let stored: BatchResult =
-                serde_json::from_str(&row.response).map_err(ApiError::internal)?;
-            return Ok(Claim::Replay(stored));
-        }
-        // Still pending. A pending key older than STALE_PENDING belongs to a request that died
-        // (a 10,000-recipient batch takes seconds): take it over; the delete only succeeds for one
-        // retry, the others see the fresh claim.
-        let stale = Utc::now() - row.created_at > STALE_PENDING;
-        let removed = if stale {
-            idempotency_key::Entity::delete_many()
-                .filter(idempotency_key::Column::Id.eq(&row.id))
-                .filter(idempotency_key::Column::Response.eq(""))
-                .exec(state.db())
-                .await?
-                .rows_affected
-        } else {
-            0
-        };
-        if removed == 0 {
-            return Err(ApiError::Conflict {
-                code: "idempotency_in_progress",
-                detail: "a request with this Idempotency-Key is still being processed".into(),
-            });
-        }
-        tracing::warn!(key_row = %row.id, "took over a stale pending idempotency key");
-    }
-    let id = db::new_id();
-    let inserted = idempotency_key::ActiveModel {
-        id: Set(id.clone()),
-        client_id: Set(client_id.to_owned()),
-        key: Set(key.to_owned()),
-        request_hash: Set(request_hash.to_owned()),
-        response: Set(String::new()),
-        created_at: Set(Utc::now()),
-    }
-    .insert(state.db())
-    .await;
-    match inserted {
-        Ok(_) => Ok(Claim::Fresh(id)),
-        Err(err) if db::is_unique_violation(&err) => Err(ApiError::Conflict {
-            code: "idempotency_in_progress",
-            detail: "a request with this Idempotency-Key is still being processed".into(),
-        }),
-        Err(err) => Err(err.into()),
-    }
-}
-
-async fn release_key(state: &AppState, row_id: Option<&str>) {
-    if let Some(id) = row_id
-        && let Err(err) = idempotency_key::Entity::delete_by_id(id.to_owned())
-            .exec(state.db())
-            .await
-    {
+async fn release_key(state: &AppState, row_id: &str) {
+    if let Err(err) = idempotency_key::release(state.db(), row_id).await {
         tracing::warn!(error = %err, "could not release an idempotency key");
     }
 }
 
-async fn finish_key(state: &AppState, row_id: &str, result: &BatchResult) -> Result<(), ApiError> {
-    let stored = serde_json::to_string(result).map_err(ApiError::internal)?;
-    idempotency_key::Entity::update_many()
-        .col_expr(
-            idempotency_key::Column::Response,
-            sea_orm::sea_query::Expr::value(stored),
-        )
-        .filter(idempotency_key::Column::Id.eq(row_id))
-        .exec(state.db())
-        .await?;
-    Ok(())
+fn issued_item(pos: usize, id: String, credential: Value, jwt: Option<String>) -> BatchItem {
+    BatchItem {
+        index: pos as u32,
+        id: Some(id),
+        credential: Some(credential),
+        jwt,
+        error: None,
+    }
+}
+
+fn failed_item(pos: usize, problem: Problem) -> BatchItem {
+    BatchItem {
+        index: pos as u32,
+        id: None,
+        credential: None,
+        jwt: None,
+        error: Some(problem),
+    }
+}
+
+/// The batch result: issued or failed items and the recipients refused before issuance, in
+/// request order.
+fn batch_result(
+    items: impl Iterator<Item = BatchItem>,
+    invalid: &[(usize, Problem)],
+) -> BatchResult {
+    let mut items: Vec<BatchItem> = items
+        .chain(invalid.iter().map(|(pos, p)| failed_item(*pos, p.clone())))
+        .collect();
+    items.sort_by_key(|i| i.index);
+    let issued = items.iter().filter(|i| i.id.is_some()).count() as u32;
+    BatchResult {
+        issued,
+        failed: items.len() as u32 - issued,
+        results: items,
+    }
+}
+
+/// [`problem_of`] for a borrowed error (the stored answer is rendered before the results are
+/// handed back). Per-item failures are signing failures; the rest map as [`ApiError`] does.
+fn problem_of_ref(err: &IssueError) -> Problem {
+    let api = match err {
+        IssueError::Invalid(e) => ApiError::Unprocessable {
+            code: "invalid_request",
+            detail: e.to_string(),
+        },
+        IssueError::NotFound(what) => ApiError::NotFound { what },
+        IssueError::Unsignable(detail) => ApiError::BadRequest {
+            code: "unsignable_credential",
+            detail: detail.clone(),
+        },
+        IssueError::Contention | IssueError::Unavailable => ApiError::Unavailable,
+        other => ApiError::Internal(other.to_string().into()),
+    };
+    api.to_problem()
 }

@@ -163,6 +163,13 @@ impl<E: Endpoint> Endpoint for Frontline<E> {
             if let Ok(v) = HeaderValue::from_str(&request_id) {
                 resp.headers_mut().insert(REQUEST_ID, v);
             }
+            // RFC 9110 §15.5.6: a 405 lists the methods the path does support.
+            if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
+                && !resp.headers().contains_key(header::ALLOW)
+                && let Some(allow) = super::documented::allowed_methods(&path)
+            {
+                set(&mut resp, header::ALLOW, allow);
+            }
             set(&mut resp, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
             set(&mut resp, header::REFERRER_POLICY, "no-referrer");
             set(&mut resp, header::X_FRAME_OPTIONS, "DENY");

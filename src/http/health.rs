@@ -8,6 +8,7 @@ use crate::{app::AppState, db, error::ApiError};
 
 /// Health status.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct HealthStatus {
     /// `ok` or `ready`.
     pub status: String,

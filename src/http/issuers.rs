@@ -74,7 +74,7 @@ impl From<KeyError> for ApiError {
 
 /// Request to create an issuer.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct CreateIssuerRequest {
     /// Display name (1–200 characters).
     pub name: String,
@@ -96,7 +96,7 @@ pub struct CreateIssuerRequest {
 
 /// Partial profile update. An absent field is unchanged; `null` clears an optional field.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct UpdateIssuerRequest {
     /// New display name.
     pub name: Option<String>,
@@ -112,7 +112,7 @@ pub struct UpdateIssuerRequest {
 
 /// An issuer.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct IssuerResource {
     /// Our id (CUID).
     pub id: String,
@@ -142,7 +142,7 @@ pub struct IssuerResource {
 
 /// A page of issuers.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct IssuerPage {
     /// Issuers on this page.
     pub items: Vec<IssuerResource>,
@@ -152,7 +152,7 @@ pub struct IssuerPage {
 
 /// A public signing key and its state (never private material).
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct KeyResource {
     /// Key id (CUID, never reused).
     pub id: String,
@@ -176,7 +176,7 @@ pub struct KeyResource {
 
 /// Result of a rotation.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct RotationResult {
     /// The new active key.
     pub active: KeyResource,
@@ -186,7 +186,7 @@ pub struct RotationResult {
 
 /// Request to revoke a key.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct RevokeKeyRequest {
     /// Why (kept in the audit trail).
     #[oai(validator(min_length = 1, max_length = 1000))]
@@ -349,7 +349,7 @@ impl IssuersApi {
         )]
         limit: Query<u64>,
         /// Items to skip.
-        #[oai(default)]
+        #[oai(default, validator(minimum(value = "0")))]
         offset: Query<u64>,
     ) -> Result<Json<IssuerPage>, ApiError> {
         let (items, total) = issuers::list_issuers(state.db(), limit.0, offset.0).await?;

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod clients;
 pub mod credentials;
 pub mod disconnect;
+pub mod documented;
 pub mod frontline;
 pub mod health;
 pub mod issuers;

@@ -20,7 +20,7 @@ use crate::{
 
 /// Token request (RFC 6749 §4.4), form-encoded.
 #[derive(Debug, Deserialize, Object)]
-#[oai(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case", skip_serializing_if_is_none)]
 pub struct TokenRequest {
     /// `client_credentials`.
     pub grant_type: Option<String>,
@@ -34,7 +34,7 @@ pub struct TokenRequest {
 
 /// Successful token response (RFC 6749 §5.1).
 #[derive(Debug, Object)]
-#[oai(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case", skip_serializing_if_is_none)]
 pub struct TokenBody {
     /// The opaque bearer token.
     pub access_token: String,
@@ -48,7 +48,7 @@ pub struct TokenBody {
 
 /// OAuth error body (RFC 6749 §5.2).
 #[derive(Debug, Object)]
-#[oai(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case", skip_serializing_if_is_none)]
 pub struct OAuthErrorBody {
     /// Error code: invalid_request, invalid_client, invalid_grant, unauthorized_client,
     /// unsupported_grant_type, invalid_scope, temporarily_unavailable, server_error.

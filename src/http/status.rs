@@ -5,7 +5,6 @@ use poem::web::Data;
 use poem_openapi::{
     ApiResponse, OpenApi,
     param::{Header, Path},
-    payload::PlainText,
 };
 
 use super::ApiTags;
@@ -17,7 +16,7 @@ pub enum StatusListResponse {
     /// The `BitstringStatusListCredential`, signed with eddsa-rdfc-2022.
     #[oai(status = 200, content_type = "application/vc+ld+json")]
     Ok(
-        PlainText<String>,
+        super::documented::JsonText,
         /// Strong entity tag; it changes with every status change.
         #[oai(header = "ETag")]
         String,
@@ -58,7 +57,7 @@ impl StatusApi {
             return Ok(StatusListResponse::NotModified(list.etag.clone()));
         }
         Ok(StatusListResponse::Ok(
-            PlainText(list.body.clone()),
+            super::documented::JsonText(list.body.clone()),
             list.etag.clone(),
             format!("public, max-age={}", list.max_age),
         ))
@@ -94,7 +93,7 @@ impl StatusApi {
 /// The 1EdTech revocation list document (for the OpenAPI description; the body is served as
 /// serialized once).
 #[derive(poem_openapi::Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct RevocationList {
     /// Every revoked credential of the issuer.
     pub revoked_credential: Vec<RevokedCredential>,
@@ -102,7 +101,7 @@ pub struct RevocationList {
 
 /// One revoked credential.
 #[derive(poem_openapi::Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct RevokedCredential {
     /// The credential's `id`.
     pub id: String,

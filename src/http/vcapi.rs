@@ -30,6 +30,7 @@ use crate::{
 
 /// `POST /credentials/issue` request.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct IssueCredentialRequest {
     /// The unsigned credential (VC 2.0 or VC 1.1). Its `issuer` must be an issuer of this service.
     pub credential: Value,
@@ -69,7 +70,7 @@ pub struct IssueStatusOption {
 
 /// `POST /credentials/issue` response.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct IssueCredentialResponse {
     /// The credential with its Data Integrity proof, or the `EnvelopedVerifiableCredential` of
     /// its `vc+jwt`.
@@ -202,7 +203,7 @@ fn issue_request(credential: Value, options: Option<IssueOptions>) -> Result<VcA
 
 /// One requested status.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct CredentialStatusItem {
     /// `BitstringStatusListEntry` (or the purpose itself: `revocation`, `suspension`).
     #[oai(rename = "type")]
@@ -215,7 +216,7 @@ pub struct CredentialStatusItem {
 
 /// `POST /credentials/status` request.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct UpdateStatusRequest {
     /// The credential's `id`.
     pub credential_id: String,
@@ -225,7 +226,7 @@ pub struct UpdateStatusRequest {
 
 /// `POST /credentials/status` response.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct UpdateStatusResponse {
     /// The credential's `id`.
     pub credential_id: String,
@@ -235,7 +236,7 @@ pub struct UpdateStatusResponse {
 
 /// Verification options of the VC API.
 #[derive(Debug, Default, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct VerifyRequestOptions {
     /// Checks the caller asks for (all checks always run; accepted for compatibility).
     pub checks: Option<Vec<String>>,
@@ -247,7 +248,7 @@ pub struct VerifyRequestOptions {
 
 /// `POST /credentials/verify` request.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct VerifyCredentialRequest {
     /// The credential: a JSON object, or an `EnvelopedVerifiableCredential` whose `id` is a
     /// `data:application/vc+jwt,…` URL. A credential sent as a JSON string is malformed (400).
@@ -258,7 +259,7 @@ pub struct VerifyCredentialRequest {
 
 /// `POST /presentations/verify` request.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct VerifyPresentationRequest {
     /// The presentation (a JSON object).
     pub verifiable_presentation: Value,
@@ -268,7 +269,7 @@ pub struct VerifyPresentationRequest {
 
 /// The VC API verification result.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct VerificationResult {
     /// `true` only when the outcome is `verified`.
     pub verified: bool,
@@ -284,16 +285,42 @@ pub struct VerificationResult {
     pub report: Report,
 }
 
-/// Verification answers: 200 only when verified.
-#[derive(ApiResponse)]
+/// Verification answers: 200 only when verified, 422 (documented with the errors' 422, see
+/// [`VcVerifyError`]) otherwise.
 pub enum VcVerifyResponse {
     /// Verified.
-    #[oai(status = 200)]
     Verified(Json<VerificationResult>),
     /// Not verified (invalid, revoked, suspended, expired, not yet valid, or indeterminate).
-    #[oai(status = 422)]
     NotVerified(Json<VerificationResult>),
 }
+
+impl poem::IntoResponse for VcVerifyResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Self::Verified(body) => body.into_response(),
+            Self::NotVerified(body) => body
+                .with_status(poem::http::StatusCode::UNPROCESSABLE_ENTITY)
+                .into_response(),
+        }
+    }
+}
+
+impl ApiResponse for VcVerifyResponse {
+    fn meta() -> poem_openapi::registry::MetaResponses {
+        let mut meta = Json::<VerificationResult>::meta();
+        for resp in &mut meta.responses {
+            resp.description = "Verified.";
+        }
+        meta
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        Json::<VerificationResult>::register(registry);
+    }
+}
+
+/// The verify operations' errors; their 422 also documents the not-verified result.
+pub type VcVerifyError = super::documented::ApiErrorOr422<VerificationResult>;
 
 fn collect_problems(report: &Report, status: CheckStatus, out: &mut Vec<ProblemDetail>) {
     out.extend(
@@ -462,7 +489,7 @@ impl VcApi {
         req: &poem::Request,
         state: Data<&AppState>,
         body: Json<VerifyCredentialRequest>,
-    ) -> Result<VcVerifyResponse, ApiError> {
+    ) -> Result<VcVerifyResponse, VcVerifyError> {
         super::verify::admit(req, &state).await?;
         let body = body.0;
         let options = options_of(body.options);
@@ -488,11 +515,9 @@ impl VcApi {
             }
             Value::Object(o) => Submitted::Json(Value::Object(o), Source::Json),
             Value::String(_) => {
-                return Err(bad(
-                    "verifiableCredential must be a JSON object, not a string",
-                ));
+                return Err(bad("verifiableCredential must be a JSON object, not a string").into());
             }
-            _ => return Err(bad("verifiableCredential must be a JSON object")),
+            _ => return Err(bad("verifiableCredential must be a JSON object").into()),
         };
         if let Submitted::Json(v, _) = &submitted
             && v.get("type").is_some_and(|t| {
@@ -501,9 +526,7 @@ impl VcApi {
                         .is_some_and(|a| a.iter().any(|x| x == "VerifiablePresentation"))
             })
         {
-            return Err(bad(
-                "this is a presentation: POST it to /presentations/verify",
-            ));
+            return Err(bad("this is a presentation: POST it to /presentations/verify").into());
         }
         let report = verify::verify(&state, submitted, &options).await;
         state.metrics().record_verification(report.outcome);
@@ -523,11 +546,11 @@ impl VcApi {
         req: &poem::Request,
         state: Data<&AppState>,
         body: Json<VerifyPresentationRequest>,
-    ) -> Result<VcVerifyResponse, ApiError> {
+    ) -> Result<VcVerifyResponse, VcVerifyError> {
         super::verify::admit(req, &state).await?;
         let body = body.0;
         let Value::Object(vp) = body.verifiable_presentation else {
-            return Err(bad("verifiablePresentation must be a JSON object"));
+            return Err(bad("verifiablePresentation must be a JSON object").into());
         };
         let vp = Value::Object(vp);
         let is_vp = vp.get("type").is_some_and(|t| {
@@ -536,7 +559,7 @@ impl VcApi {
                     .is_some_and(|a| a.iter().any(|x| x == "VerifiablePresentation"))
         });
         if !is_vp {
-            return Err(bad("type must include VerifiablePresentation"));
+            return Err(bad("type must include VerifiablePresentation").into());
         }
         let options = options_of(body.options);
         let report = verify::verify(&state, Submitted::Json(vp, Source::Json), &options).await;

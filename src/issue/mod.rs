@@ -575,6 +575,81 @@ pub async fn issue(
     format: ProofFormat,
     actor: &str,
 ) -> Result<Vec<Result<Issued, IssueError>>, IssueError> {
+    match issue_inner(state, achievement_id, awards, format, actor, None).await? {
+        Stored::Done(results) => Ok(results),
+        // Without an idempotency claim there is none to lose.
+        Stored::ClaimLost => Err(IssueError::Contention),
+    }
+}
+
+/// The answer of an idempotent issuance, written in the transaction that stores its credentials:
+/// a retry after any crash finds either nothing of the issuance committed (and the key pending,
+/// to be taken over when its lease runs out) or the credentials together with this answer.
+pub struct Answer<'a> {
+    /// The claimed idempotency row (see [`db::idempotency_key::claim`]).
+    pub key_row: &'a str,
+    /// Renders the stored answer from the per-award results (the caller answers the same).
+    pub render: &'a RenderAnswer<'a>,
+}
+
+/// Renders an idempotent issuance's stored answer from its per-award results.
+pub type RenderAnswer<'r> = dyn Fn(&[Result<Issued, IssueError>]) -> String + Send + Sync + 'r;
+
+/// What [`issue_answered`] did.
+#[derive(Debug)]
+pub enum Stored {
+    /// Issued (every `Ok` is stored). When at least one was issued, the answer is stored with them;
+    /// when none was, nothing was written at all.
+    Done(Vec<Result<Issued, IssueError>>),
+    /// Another request took the idempotency key over (this one had stopped renewing its lease):
+    /// nothing was stored; that request's answer is the one.
+    ClaimLost,
+}
+
+/// [`issue`] under an idempotency claim: the claim's lease is renewed while the work runs and the
+/// answer is stored with the credentials.
+pub async fn issue_answered(
+    state: &AppState,
+    achievement_id: &str,
+    awards: Vec<Award>,
+    format: ProofFormat,
+    actor: &str,
+    answer: &Answer<'_>,
+) -> Result<Stored, IssueError> {
+    let renewal = {
+        let db = state.db().clone();
+        let row = answer.key_row.to_owned();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(db::idempotency_key::LEASE_RENEW);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match db::idempotency_key::renew(&db, &row).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(key_row = %row, "idempotency claim lost while working");
+                        break;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not renew an idempotency lease")
+                    }
+                }
+            }
+        })
+    };
+    let outcome = issue_inner(state, achievement_id, awards, format, actor, Some(answer)).await;
+    renewal.abort();
+    outcome
+}
+
+async fn issue_inner(
+    state: &AppState,
+    achievement_id: &str,
+    awards: Vec<Award>,
+    format: ProofFormat,
+    actor: &str,
+    answer: Option<&Answer<'_>>,
+) -> Result<Stored, IssueError> {
     if awards.is_empty() || awards.len() > MAX_BATCH {
         return Err(IssueError::Invalid(Invalid {
             field: "recipients".into(),
@@ -582,10 +657,16 @@ pub async fn issue(
         }));
     }
     let ctx = context(state, achievement_id).await?;
-    for attempt in 0..5 {
+    // Lost races are retried with fresh picks. Besides index collisions, instances that fill the
+    // same list at once lose its capped counter update (see `allocator::reserve`) until one of
+    // them has closed it, so a batch gets a few more attempts than a single race needs.
+    for attempt in 0..10 {
         let part = prepare_part(state, ctx.clone(), &awards, format, actor).await?;
-        match store(state, vec![part]).await {
-            Ok(mut results) => return Ok(results.pop().unwrap_or_default()),
+        match store_answered(state, vec![part], answer).await {
+            Ok(StoredParts::Done(mut results)) => {
+                return Ok(Stored::Done(results.pop().unwrap_or_default()));
+            }
+            Ok(StoredParts::ClaimLost) => return Ok(Stored::ClaimLost),
             Err(IssueError::Db(err)) if db::is_retryable(&err) => {
                 tracing::debug!(attempt, error = %err, "lost a concurrent race; picking again");
                 db::retry_backoff().await;
@@ -594,6 +675,27 @@ pub async fn issue(
         }
     }
     Err(IssueError::Contention)
+}
+
+/// A pause in the idempotent batch's commit window, for the crash tests only
+/// (tests/api/hardening_state.rs): `OXBADGE_TEST_ONLY_BATCH_PAUSE=before-commit:MS` sleeps with
+/// the transaction open, `after-commit:MS` after the commit, before the answer goes out. Unset in
+/// any real deployment (a warning is logged when it is set).
+async fn test_only_pause(point: &str) {
+    let Ok(spec) = std::env::var("OXBADGE_TEST_ONLY_BATCH_PAUSE") else {
+        return;
+    };
+    if let Some((at, ms)) = spec.split_once(':')
+        && at == point
+        && let Ok(ms) = ms.parse::<u64>()
+    {
+        tracing::warn!(
+            point,
+            ms,
+            "OXBADGE_TEST_ONLY_BATCH_PAUSE: pausing (test hook)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
 }
 
 type Signed = Result<(String, String, Value, Option<String>), IssueError>;
@@ -660,6 +762,23 @@ async fn store(
     state: &AppState,
     parts: Vec<Part>,
 ) -> Result<Vec<Vec<Result<Issued, IssueError>>>, IssueError> {
+    match store_answered(state, parts, None).await? {
+        StoredParts::Done(results) => Ok(results),
+        StoredParts::ClaimLost => Err(IssueError::Contention),
+    }
+}
+
+enum StoredParts {
+    Done(Vec<Vec<Result<Issued, IssueError>>>),
+    ClaimLost,
+}
+
+/// [`store`], writing `answer` (rendered from the results) in the same transaction.
+async fn store_answered(
+    state: &AppState,
+    parts: Vec<Part>,
+    answer: Option<&Answer<'_>>,
+) -> Result<StoredParts, IssueError> {
     let now = Utc::now();
     let mut rows = Vec::new();
     let mut reservations: Vec<(String, Vec<Slot>)> = Vec::new();
@@ -724,7 +843,7 @@ async fn store(
         all_results.push(results);
     }
     if rows.is_empty() {
-        return Ok(all_results);
+        return Ok(StoredParts::Done(all_results));
     }
     let txn = db::begin_write(state.db()).await?;
     let refs: Vec<(&str, &[Slot])> = reservations
@@ -758,9 +877,23 @@ async fn store(
         )
         .await?;
     }
+    if let Some(answer) = answer {
+        let rendered = all_results
+            .first()
+            .map(|results| (answer.render)(results))
+            .unwrap_or_default();
+        if !db::idempotency_key::finish(&txn, answer.key_row, rendered).await? {
+            txn.rollback().await?;
+            return Ok(StoredParts::ClaimLost);
+        }
+        test_only_pause("before-commit").await;
+    }
     txn.commit().await?;
     drop(held);
-    Ok(all_results)
+    if answer.is_some() {
+        test_only_pause("after-commit").await;
+    }
+    Ok(StoredParts::Done(all_results))
 }
 
 /// Stores a new achievement definition for an issuer.

@@ -411,7 +411,11 @@ impl KeyStore {
     }
 
     /// Revokes a key (compromise). Revoking the active key activates a fresh one in the same
-    /// transaction, so the issuer can keep signing; revocation is final.
+    /// transaction, so the issuer can keep signing; revocation is final. Atomic against a
+    /// concurrent rotation on any engine: the key is revoked only in the state this transaction
+    /// read (a rotation that retired it in between makes the update miss), and a lost race (that
+    /// miss, or the replacement losing the one-active-key index) is retried from a fresh read, so
+    /// the key always ends revoked and the issuer with exactly one active key.
     pub async fn revoke(
         &self,
         db: &DatabaseConnection,
@@ -433,15 +437,45 @@ impl KeyStore {
                 key_id: key_id.to_owned(),
                 reason: e.to_string(),
             })?;
-        let replacement = if issuer
+        let rotates = issuer
             .id_type
             .parse::<IdType>()
-            .is_ok_and(IdType::supports_rotation)
-        {
-            Some(self.new_key_row(&issuer.id, algorithm)?)
-        } else {
-            None
-        };
+            .is_ok_and(IdType::supports_rotation);
+        for attempt in 0..20u32 {
+            let replacement = if rotates {
+                Some(self.new_key_row(&issuer.id, algorithm)?)
+            } else {
+                None
+            };
+            match self
+                .try_revoke(db, issuer, key_id, reason, actor, replacement)
+                .await
+            {
+                Ok(revoked) => {
+                    self.forget(&revoked.id);
+                    return Ok(revoked);
+                }
+                Err(KeyError::Db(err)) if db::is_retryable(&err) => {
+                    tracing::debug!(attempt, issuer = %issuer.id, key = %key_id, "revocation lost a race; retrying");
+                    let jitter = u64::from(rand::random::<u8>() % 20);
+                    tokio::time::sleep(Duration::from_millis(5 + jitter + u64::from(attempt) * 5))
+                        .await;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(KeyError::Contention(issuer.id.clone()))
+    }
+
+    async fn try_revoke(
+        &self,
+        db: &DatabaseConnection,
+        issuer: &issuer::Model,
+        key_id: &str,
+        reason: &str,
+        actor: &str,
+        replacement: Option<signing_key::ActiveModel>,
+    ) -> Result<signing_key::Model, KeyError> {
         let txn = db::begin_write(db).await?;
         let key = signing_key::Entity::find_by_id(key_id.to_owned())
             .filter(signing_key::Column::IssuerId.eq(&issuer.id))
@@ -452,11 +486,31 @@ impl KeyStore {
             return Err(KeyError::AlreadyRevoked(key.id));
         }
         let was_active = key.state == state::ACTIVE;
-        let mut row: signing_key::ActiveModel = key.into();
-        row.state = Set(state::REVOKED.to_owned());
-        row.revoked_at = Set(Some(Utc::now()));
-        row.revocation_reason = Set(Some(reason.to_owned()));
-        let revoked = row.update(&txn).await?;
+        let now = Utc::now();
+        // Conditional on the state read above: on PostgreSQL a rotation that retired this key
+        // after our read (or holds its row lock) makes this match no row once it commits.
+        let updated = signing_key::Entity::update_many()
+            .col_expr(signing_key::Column::State, state::REVOKED.into())
+            .col_expr(signing_key::Column::RevokedAt, Some(now).into())
+            .col_expr(
+                signing_key::Column::RevocationReason,
+                Some(reason.to_owned()).into(),
+            )
+            .filter(signing_key::Column::Id.eq(&key.id))
+            .filter(signing_key::Column::State.eq(&key.state))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        if updated == 0 {
+            txn.rollback().await?;
+            return Err(KeyError::Db(DbErr::RecordNotUpdated));
+        }
+        let revoked = signing_key::Model {
+            state: state::REVOKED.to_owned(),
+            revoked_at: Some(now),
+            revocation_reason: Some(reason.to_owned()),
+            ..key
+        };
         audit_event::record(
             &txn,
             actor,
@@ -470,7 +524,6 @@ impl KeyStore {
             self.insert_prepared_key(&txn, new_row, actor).await?;
         }
         txn.commit().await?;
-        self.forget(&revoked.id);
         Ok(revoked)
     }
 

@@ -61,6 +61,13 @@ pub struct Slot {
     pub purpose: Purpose,
     pub list_id: String,
     pub index: i32,
+    /// The list's fill limit when the slot was picked: [`reserve`] never takes a list past it.
+    pub fill_limit: i32,
+}
+
+/// How many entries of a list of `size` are handed out at `fill_ratio`.
+pub fn fill_limit(size: i32, fill_ratio: f64) -> i32 {
+    ((f64::from(size) * fill_ratio) as i32).clamp(1, size)
 }
 
 /// Indexes this process picked and has not yet committed or abandoned, by list.
@@ -237,7 +244,7 @@ async fn pick_purpose(
     while picked.len() < count {
         let assigned = picked.len();
         let list = open_list(db, issuer_id, purpose).await?;
-        let limit = ((f64::from(list.size) * fill_ratio) as i32).clamp(1, list.size);
+        let limit = fill_limit(list.size, fill_ratio);
         let room = usize::try_from(limit - list.allocated)
             .unwrap_or(0)
             .saturating_sub(in_flight.count(&list.id));
@@ -280,6 +287,7 @@ async fn pick_purpose(
                     purpose,
                     list_id: list.id.clone(),
                     index,
+                    fill_limit: limit,
                 });
             }
         }
@@ -302,7 +310,10 @@ async fn close_list(db: &impl ConnectionTrait, list_id: &str) -> Result<(), DbEr
 
 /// Takes the slots of many credentials inside the caller's transaction: one multi-row insert and
 /// one counter update per list. A slot another writer took first fails with a unique violation;
-/// the caller picks again.
+/// a list that other instances filled meanwhile (the in-flight picks of [`InFlight`] are per
+/// process, so two instances can pick past the fill ratio together) fails the counter update,
+/// which is capped at the fill limit in the query itself. Both are retryable: the caller picks
+/// again (and then sees the list full).
 pub async fn reserve(
     txn: &impl ConnectionTrait,
     reservations: &[(&str, &[Slot])],
@@ -310,10 +321,15 @@ pub async fn reserve(
     let now = Utc::now();
     let mut rows = Vec::new();
     // Lists are updated in a fixed (sorted) order so concurrent transactions cannot deadlock.
-    let mut per_list: std::collections::BTreeMap<&str, i32> = std::collections::BTreeMap::new();
+    let mut per_list: std::collections::BTreeMap<&str, (i32, i32)> =
+        std::collections::BTreeMap::new();
     for (credential_id, slots) in reservations {
         for slot in *slots {
-            *per_list.entry(slot.list_id.as_str()).or_default() += 1;
+            let entry = per_list
+                .entry(slot.list_id.as_str())
+                .or_insert((0, slot.fill_limit));
+            entry.0 += 1;
+            entry.1 = std::cmp::min(entry.1, slot.fill_limit);
             rows.push(status_entry::ActiveModel {
                 list_id: Set(slot.list_id.clone()),
                 idx: Set(slot.index),
@@ -324,21 +340,29 @@ pub async fn reserve(
             });
         }
     }
-    // Keep statements well under the bind-parameter limits of both engines.
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<_> = rows.by_ref().take(1000).collect();
-        status_entry::Entity::insert_many(chunk).exec(txn).await?;
-    }
-    for (list_id, n) in per_list {
-        status_list::Entity::update_many()
+    // The counters first: on PostgreSQL the update locks each list row until the commit, so the
+    // capped check below sees every committed allocation and serialises writers per list.
+    for (list_id, (n, limit)) in per_list {
+        let updated = status_list::Entity::update_many()
             .col_expr(
                 status_list::Column::Allocated,
                 Expr::col(status_list::Column::Allocated).add(n),
             )
             .filter(status_list::Column::Id.eq(list_id))
+            .filter(Expr::col(status_list::Column::Allocated).lte(limit - n))
             .exec(txn)
-            .await?;
+            .await?
+            .rows_affected;
+        if updated == 0 {
+            tracing::debug!(list = %list_id, "status list reached its fill limit meanwhile; picking again");
+            return Err(DbErr::RecordNotUpdated);
+        }
+    }
+    // Keep statements well under the bind-parameter limits of both engines.
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(1000).collect();
+        status_entry::Entity::insert_many(chunk).exec(txn).await?;
     }
     Ok(())
 }

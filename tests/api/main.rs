@@ -6,6 +6,7 @@ mod es256;
 mod foundation;
 mod fuzz_corpus;
 mod hardening_edge;
+mod hardening_state;
 mod issuance;
 mod jsonld_conformance;
 mod keys;
