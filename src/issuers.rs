@@ -3,8 +3,8 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::{Value, json};
 use url::Url;
@@ -299,6 +299,29 @@ pub async fn list_issuers(
 ) -> Result<(Vec<issuer::Model>, u64), DbErr> {
     let total = issuer::Entity::find().count(db).await?;
     let items = issuer::Entity::find()
+        .order_by_asc(issuer::Column::CreatedAt)
+        .order_by_asc(issuer::Column::Id)
+        .limit(limit)
+        .offset(offset)
+        .all(db)
+        .await?;
+    Ok((items, total))
+}
+
+/// A page of the issuers in `visible` (all of them when `None`), oldest first, and their count.
+pub async fn list_visible_issuers(
+    db: &impl ConnectionTrait,
+    visible: Option<&std::collections::HashMap<String, memberships::Role>>,
+    limit: u64,
+    offset: u64,
+) -> Result<(Vec<issuer::Model>, u64), DbErr> {
+    let Some(visible) = visible else {
+        return list_issuers(db, limit, offset).await;
+    };
+    let ids: Vec<String> = visible.keys().cloned().collect();
+    let query = issuer::Entity::find().filter(issuer::Column::Id.is_in(ids));
+    let total = query.clone().count(db).await?;
+    let items = query
         .order_by_asc(issuer::Column::CreatedAt)
         .order_by_asc(issuer::Column::Id)
         .limit(limit)

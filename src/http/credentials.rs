@@ -32,6 +32,7 @@ use crate::{
         lists::StatusError,
     },
 };
+use super::tenancy::{self, Role};
 
 impl From<StatusError> for ApiError {
     fn from(err: StatusError) -> Self {
@@ -528,6 +529,7 @@ impl CredentialsApi {
         state: Data<&AppState>,
         body: Json<IssueRequest>,
     ) -> Result<IssueResponse, ApiError> {
+        tenancy::achievement(&state, &auth.caller, &body.achievement_id, Role::Issuer).await?;
         let req = body.0;
         let format = parse_format(req.proof_format.as_deref(), req.jwt_algorithm.as_deref())?;
         let award = award(
@@ -562,6 +564,7 @@ impl CredentialsApi {
         idempotency_key: Header<Option<String>>,
         body: Json<BatchRequest>,
     ) -> Result<BatchResponse, ApiError> {
+        tenancy::achievement(&state, &auth.caller, &body.achievement_id, Role::Issuer).await?;
         let req = body.0;
         if req.recipients.is_empty() || req.recipients.len() > issue::MAX_BATCH {
             return Err(unprocessable(format!(
@@ -673,11 +676,12 @@ impl CredentialsApi {
     )]
     async fn get(
         &self,
-        #[oai(scope = "Scope::CredentialsRead")] _auth: Authorized<scope::CredentialsRead>,
+        #[oai(scope = "Scope::CredentialsRead")] auth: Authorized<scope::CredentialsRead>,
         state: Data<&AppState>,
         /// Credential id (CUID).
         id: Path<String>,
     ) -> Result<Json<CredentialResource>, ApiError> {
+        tenancy::credential(&state, &auth.caller, &id, Role::Viewer).await?;
         let row = credential::Entity::find_by_id(id.0)
             .one(state.db())
             .await?
@@ -697,11 +701,12 @@ impl CredentialsApi {
     )]
     async fn baked_png(
         &self,
-        #[oai(scope = "Scope::CredentialsRead")] _auth: Authorized<scope::CredentialsRead>,
+        #[oai(scope = "Scope::CredentialsRead")] auth: Authorized<scope::CredentialsRead>,
         state: Data<&AppState>,
         /// Credential id (CUID).
         id: Path<String>,
     ) -> Result<BakedPng, ApiError> {
+        tenancy::credential(&state, &auth.caller, &id, Role::Viewer).await?;
         let (embedded, image, seed, _) = bake_source(&state, &id.0).await?;
         let base = match image {
             Some((mime, bytes)) if mime == "image/png" => bytes,
@@ -720,11 +725,12 @@ impl CredentialsApi {
     )]
     async fn baked_svg(
         &self,
-        #[oai(scope = "Scope::CredentialsRead")] _auth: Authorized<scope::CredentialsRead>,
+        #[oai(scope = "Scope::CredentialsRead")] auth: Authorized<scope::CredentialsRead>,
         state: Data<&AppState>,
         /// Credential id (CUID).
         id: Path<String>,
     ) -> Result<BakedSvg, ApiError> {
+        tenancy::credential(&state, &auth.caller, &id, Role::Viewer).await?;
         let (embedded, image, seed, name) = bake_source(&state, &id.0).await?;
         let base = match image {
             Some((mime, bytes)) if mime == "image/svg+xml" => {
@@ -747,7 +753,7 @@ impl CredentialsApi {
     )]
     async fn list(
         &self,
-        #[oai(scope = "Scope::CredentialsRead")] _auth: Authorized<scope::CredentialsRead>,
+        #[oai(scope = "Scope::CredentialsRead")] auth: Authorized<scope::CredentialsRead>,
         state: Data<&AppState>,
         /// Page size (1–200, default 50).
         #[oai(
@@ -764,6 +770,10 @@ impl CredentialsApi {
         let mut query = credential::Entity::find();
         if let Some(issuer) = &issuer.0 {
             query = query.filter(credential::Column::IssuerId.eq(issuer));
+        }
+        // Only the caller's issuers (an issuer outside them lists nothing, like an unknown one).
+        if let Some(visible) = auth.caller.visible_issuers() {
+            query = query.filter(credential::Column::IssuerId.is_in(visible.keys().cloned()));
         }
         let total = query.clone().count(state.db()).await?;
         let rows = query
@@ -792,6 +802,7 @@ impl CredentialsApi {
         id: Path<String>,
         body: Json<StatusRequest>,
     ) -> Result<Json<StatusResult>, ApiError> {
+        tenancy::credential(&state, &auth.caller, &id, Role::Issuer).await?;
         let purpose = parse_purpose(&body.purpose)?;
         let body = body.0;
         // Grouped with concurrent single changes into one transaction; answers after the commit.
@@ -820,6 +831,7 @@ impl CredentialsApi {
         state: Data<&AppState>,
         body: Json<BulkStatusRequest>,
     ) -> Result<Json<BulkStatusResult>, ApiError> {
+        tenancy::credentials(&state, &auth.caller, &body.credential_ids, Role::Issuer).await?;
         let purpose = parse_purpose(&body.purpose)?;
         let (changes, lists) = changes::set_status(
             state.db(),

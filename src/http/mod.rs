@@ -9,9 +9,11 @@ pub mod credentials;
 pub mod frontline;
 pub mod health;
 pub mod issuers;
+pub mod members;
 pub mod oauth;
 pub mod publication;
 pub mod status;
+pub mod tenancy;
 pub mod vcapi;
 pub mod verify;
 
@@ -62,6 +64,7 @@ pub type Apis = (
     vcapi::VcApi,
     verify::VerifyApi,
     audit::AuditApi,
+    members::MembersApi,
 );
 
 /// The OpenAPI service (independent of any running state, so `oxbadge openapi` needs no database).
@@ -79,6 +82,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             vcapi::VcApi,
             verify::VerifyApi,
             audit::AuditApi,
+            members::MembersApi,
         ),
         "oxbadge",
         env!("CARGO_PKG_VERSION"),

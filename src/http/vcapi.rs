@@ -24,6 +24,7 @@ use crate::{
         report::{CheckStatus, Outcome, ProblemDetail, Report},
     },
 };
+use super::tenancy::{self, Role};
 
 /// `POST /credentials/issue` request.
 #[derive(Debug, Object)]
@@ -226,6 +227,7 @@ impl VcApi {
         state: Data<&AppState>,
         body: Json<IssueCredentialRequest>,
     ) -> Result<VcIssueResponse, ApiError> {
+        tenancy::vc_issuer(&state, &auth.caller, &body.credential, Role::Issuer).await?;
         let mut vc = body.0.credential;
         let obj = vc
             .as_object_mut()
@@ -357,6 +359,7 @@ impl VcApi {
         state: Data<&AppState>,
         body: Json<UpdateStatusRequest>,
     ) -> Result<Json<UpdateStatusResponse>, ApiError> {
+        tenancy::credential_uri(&state, &auth.caller, &body.credential_id, Role::Issuer).await?;
         let req = body.0;
         let row = credential::Entity::find()
             .filter(credential::Column::CredentialUri.eq(&req.credential_id))

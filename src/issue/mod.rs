@@ -178,6 +178,13 @@ pub struct Context {
     revocation_list: String,
 }
 
+impl Context {
+    /// Our id of the issuer that awards the achievement (for tenancy checks).
+    pub fn issuer_id(&self) -> &str {
+        &self.issuer.id
+    }
+}
+
 /// Everything shared by the credentials of one issuance.
 struct Template<'a> {
     ctx: &'a Context,
