@@ -10,4 +10,5 @@ mod keys;
 mod openapi;
 mod status;
 mod support;
+mod tenancy;
 mod verify;
