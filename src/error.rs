@@ -220,7 +220,7 @@ impl ResponseError for ApiError {
 const DOCUMENTED_ERRORS: &[(u16, &str)] = &[
     (400, "Malformed request (problem document)"),
     (401, "Missing, invalid or expired access token"),
-    (403, "The access token lacks the required scope, or the caller the required role"),
+    (403, "The access token lacks the required scope or role"),
     (404, "Not found"),
     (409, "Conflict with the current state"),
     (413, "Request body too large"),

@@ -275,7 +275,10 @@ async fn owner_count(db: &impl ConnectionTrait, issuer_id: &str) -> Result<u64, 
         .await
 }
 
-async fn require_client(db: &impl ConnectionTrait, principal: &Principal) -> Result<(), MembershipError> {
+async fn require_client(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+) -> Result<(), MembershipError> {
     if let Principal::Client(id) = principal
         && oauth_client::Entity::find_by_id(id.clone())
             .one(db)

@@ -6,6 +6,7 @@ use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
+use super::tenancy::{self, Role};
 use super::{
     ApiTags,
     auth::{Authorized, scope},
@@ -18,7 +19,6 @@ use crate::{
     oauth::Scope,
     ob,
 };
-use super::tenancy::{self, Role};
 
 impl From<IssueError> for ApiError {
     fn from(err: IssueError) -> Self {

@@ -105,13 +105,18 @@ pub struct IssuerRole {
     pub role: MemberRole,
 }
 
-fn parse_memberships(list: Option<Vec<IssuerRole>>) -> Result<Option<HashMap<String, Role>>, ApiError> {
+fn parse_memberships(
+    list: Option<Vec<IssuerRole>>,
+) -> Result<Option<HashMap<String, Role>>, ApiError> {
     let Some(list) = list else {
         return Ok(None);
     };
     let mut out = HashMap::with_capacity(list.len());
     for m in list {
-        if out.insert(m.issuer_id.clone(), Role::from(m.role)).is_some() {
+        if out
+            .insert(m.issuer_id.clone(), Role::from(m.role))
+            .is_some()
+        {
             return Err(ApiError::Unprocessable {
                 code: "invalid_request",
                 detail: format!("issuers: `{}` is named twice", m.issuer_id),
@@ -390,7 +395,8 @@ impl ClientsApi {
             issuers: parse_memberships(body.issuers)?,
             global: body.global,
         };
-        let client = clients::update_client(state.db(), &client_id, update, auth.client_id()).await?;
+        let client =
+            clients::update_client(state.db(), &client_id, update, auth.client_id()).await?;
         invalidation::changed(&state, Change::Client(client_id.0.clone())).await;
         Ok(Json(client.into()))
     }

@@ -15,6 +15,7 @@ use sea_orm::{
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::tenancy::{self, Role};
 use super::{
     ApiTags,
     auth::{Authorized, scope},
@@ -32,7 +33,6 @@ use crate::{
         lists::StatusError,
     },
 };
-use super::tenancy::{self, Role};
 
 impl From<StatusError> for ApiError {
     fn from(err: StatusError) -> Self {

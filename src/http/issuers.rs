@@ -10,6 +10,7 @@ use poem_openapi::{
 };
 use sea_orm::EntityTrait;
 
+use super::tenancy::{self, Role};
 use super::{
     ApiTags,
     auth::{Authorized, scope},
@@ -26,7 +27,6 @@ use crate::{
     },
     oauth::Scope,
 };
-use super::tenancy::{self, Role};
 
 impl From<IssuerError> for ApiError {
     fn from(err: IssuerError) -> Self {

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, param::Path, payload::Json};
 
+use super::tenancy;
 use super::{
     ApiTags,
     auth::{Authorized, scope},
@@ -17,7 +18,6 @@ use crate::{
     invalidation::{self, Change},
     oauth::Scope,
 };
-use super::tenancy;
 
 /// Whether a member is a client or a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -128,7 +128,9 @@ impl MembersApi {
         tenancy::issuer(&auth.caller, &id, Role::Owner)?;
         crate::issuers::find_issuer(state.db(), &id).await?;
         let members = memberships::list_members(state.db(), &id).await?;
-        Ok(Json(members.into_iter().map(MemberResource::from).collect()))
+        Ok(Json(
+            members.into_iter().map(MemberResource::from).collect(),
+        ))
     }
 
     /// Add a client or user to an issuer with a role, or change a member's role (201 when added,

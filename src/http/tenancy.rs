@@ -49,7 +49,7 @@ pub async fn achievement(
         Err(other) => return Err(other.into()),
     };
     caller
-        .require_issuer(ctx.issuer_id(), min)
+        .require_issuer(ctx.issuer_row_id(), min)
         .map_err(|e| as_missing(e, "achievement"))
 }
 
@@ -60,7 +60,13 @@ pub async fn credential(
     credential_id: &str,
     min: Role,
 ) -> Result<(), ApiError> {
-    credentials(state, caller, std::slice::from_ref(&credential_id.to_owned()), min).await
+    credentials(
+        state,
+        caller,
+        std::slice::from_ref(&credential_id.to_owned()),
+        min,
+    )
+    .await
 }
 
 /// The caller may act with at least `min` on the issuers of every credential in `ids`; any that is

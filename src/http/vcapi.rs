@@ -7,6 +7,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde_json::{Value, json};
 
+use super::tenancy::{self, Role};
 use super::{
     ApiTags,
     auth::{Authorized, scope},
@@ -24,7 +25,6 @@ use crate::{
         report::{CheckStatus, Outcome, ProblemDetail, Report},
     },
 };
-use super::tenancy::{self, Role};
 
 /// `POST /credentials/issue` request.
 #[derive(Debug, Object)]

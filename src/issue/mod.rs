@@ -180,7 +180,7 @@ pub struct Context {
 
 impl Context {
     /// Our id of the issuer that awards the achievement (for tenancy checks).
-    pub fn issuer_id(&self) -> &str {
+    pub fn issuer_row_id(&self) -> &str {
         &self.issuer.id
     }
 }

@@ -96,10 +96,7 @@ pub fn parse_redirect_uris(uris: &[String]) -> Result<Vec<String>, ClientError> 
             return Err(bad("is too long"));
         }
         let url = Url::parse(raw).map_err(|_| bad("is not an absolute URL"))?;
-        let loopback = matches!(
-            url.host_str(),
-            Some("localhost" | "127.0.0.1" | "[::1]")
-        );
+        let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
         match url.scheme() {
             "https" => {}
             "http" if loopback => {}
@@ -119,15 +116,16 @@ pub fn parse_redirect_uris(uris: &[String]) -> Result<Vec<String>, ClientError> 
 fn parse_name(name: &str) -> Result<String, ClientError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(ClientError::Invalid("name: must be 1 to 200 characters".into()));
+        return Err(ClientError::Invalid(
+            "name: must be 1 to 200 characters".into(),
+        ));
     }
     Ok(name.to_owned())
 }
 
 /// The memberships of a client.
 async fn view(db: &impl ConnectionTrait, client: oauth_client::Model) -> Result<ClientView, DbErr> {
-    let memberships =
-        memberships::member_roles(db, &Principal::Client(client.id.clone())).await?;
+    let memberships = memberships::member_roles(db, &Principal::Client(client.id.clone())).await?;
     Ok(ClientView {
         client,
         memberships,
@@ -135,7 +133,10 @@ async fn view(db: &impl ConnectionTrait, client: oauth_client::Model) -> Result<
 }
 
 /// One client.
-pub async fn get_client(db: &impl ConnectionTrait, client_id: &str) -> Result<ClientView, ClientError> {
+pub async fn get_client(
+    db: &impl ConnectionTrait,
+    client_id: &str,
+) -> Result<ClientView, ClientError> {
     let client = oauth_client::Entity::find_by_id(client_id.to_owned())
         .one(db)
         .await?

@@ -85,7 +85,9 @@ impl Scope {
             Scope::ObProfileReadonly => {
                 "https://purl.imsglobal.org/spec/ob/v3p0/scope/profile.readonly"
             }
-            Scope::ObProfileUpdate => "https://purl.imsglobal.org/spec/ob/v3p0/scope/profile.update",
+            Scope::ObProfileUpdate => {
+                "https://purl.imsglobal.org/spec/ob/v3p0/scope/profile.update"
+            }
             Scope::OfflineAccess => "offline_access",
         }
     }
@@ -94,16 +96,24 @@ impl Scope {
     /// and the consent page of the authorization server show this text.
     pub fn description(self) -> &'static str {
         match self {
-            Scope::IssuersRead => "See the issuers you belong to, their achievements and public keys.",
+            Scope::IssuersRead => {
+                "See the issuers you belong to, their achievements and public keys."
+            }
             Scope::IssuersWrite => {
                 "Create issuers, change their profiles, and create and change their achievements."
             }
             Scope::KeysManage => "Rotate and revoke the signing keys of issuers you own.",
             Scope::CredentialsIssue => "Issue badges in the name of issuers you belong to.",
             Scope::CredentialsRead => "See the badges issued by issuers you belong to.",
-            Scope::CredentialsStatus => "Revoke, suspend and unsuspend badges of issuers you belong to.",
-            Scope::CredentialsVerify => "Verify badges (when this service requires a token for it).",
-            Scope::Admin => "Administer this service: manage clients and read the whole audit trail.",
+            Scope::CredentialsStatus => {
+                "Revoke, suspend and unsuspend badges of issuers you belong to."
+            }
+            Scope::CredentialsVerify => {
+                "Verify badges (when this service requires a token for it)."
+            }
+            Scope::Admin => {
+                "Administer this service: manage clients and read the whole audit trail."
+            }
             Scope::ObCredentialReadonly => "Read the badges in your collection.",
             Scope::ObCredentialUpsert => "Add badges to your collection and update them.",
             Scope::ObProfileReadonly => "Read your profile.",

@@ -17,10 +17,17 @@ use crate::{
 };
 
 /// Every scope an issuer-scoped caller may need.
-const WORK_SCOPES: &str = "issuers:read issuers:write keys:manage credentials:issue credentials:read credentials:status";
+const WORK_SCOPES: &str =
+    "issuers:read issuers:write keys:manage credentials:issue credentials:read credentials:status";
 
 /// Sends a JSON request; returns status and body (Null when not JSON).
-async fn call(app: &TestApp, method: Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut req = app.http.request(method, app.url(path)).bearer_auth(token);
     if let Some(body) = body {
         req = req.json(&body);
@@ -28,7 +35,10 @@ async fn call(app: &TestApp, method: Method, path: &str, token: &str, body: Opti
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let bytes = resp.bytes().await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// Creates a client through the API; returns (id, secret).
@@ -87,7 +97,14 @@ async fn two_issuers(app: &TestApp, admin: &str) -> World {
     )
     .await;
     let b_id = b["id"].as_str().unwrap().to_owned();
-    let (_, keys) = call(app, Method::GET, &format!("/api/v1/issuers/{b_id}/keys"), admin, None).await;
+    let (_, keys) = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/issuers/{b_id}/keys"),
+        admin,
+        None,
+    )
+    .await;
     World {
         a: a["id"].as_str().unwrap().to_owned(),
         a_achievement,
@@ -114,28 +131,96 @@ async fn works_on_a(app: &TestApp, t: &str, w: &World, label: &str) {
     let a = &w.a;
     let (s, body) = call(app, Method::GET, &format!("/api/v1/issuers/{a}"), t, None).await;
     assert_eq!(s, 200, "{label} get A: {body}");
-    let (s, _) = call(app, Method::GET, &format!("/api/v1/issuers/{a}/keys"), t, None).await;
+    let (s, _) = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/issuers/{a}/keys"),
+        t,
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{label} keys of A");
-    let (s, _) = call(app, Method::GET, &format!("/api/v1/issuers/{a}/achievements"), t, None).await;
+    let (s, _) = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/issuers/{a}/achievements"),
+        t,
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{label} achievements of A");
-    let (s, body) = call(app, Method::POST, &format!("/api/v1/issuers/{a}/achievements"), t, Some(achievement_body())).await;
+    let (s, body) = call(
+        app,
+        Method::POST,
+        &format!("/api/v1/issuers/{a}/achievements"),
+        t,
+        Some(achievement_body()),
+    )
+    .await;
     assert_eq!(s, 201, "{label} create achievement on A: {body}");
     let new_achievement = body["id"].as_str().unwrap().to_owned();
-    let (s, _) = call(app, Method::PUT, &format!("/api/v1/issuers/{a}/achievements/{new_achievement}"), t, Some(achievement_body())).await;
+    let (s, _) = call(
+        app,
+        Method::PUT,
+        &format!("/api/v1/issuers/{a}/achievements/{new_achievement}"),
+        t,
+        Some(achievement_body()),
+    )
+    .await;
     assert_eq!(s, 200, "{label} update achievement on A");
-    let issued = issue(app, t, json!({"achievementId": w.a_achievement, "recipient": recipient()})).await;
+    let issued = issue(
+        app,
+        t,
+        json!({"achievementId": w.a_achievement, "recipient": recipient()}),
+    )
+    .await;
     let cred = issued["id"].as_str().unwrap().to_owned();
     let uri = issued["credential"]["id"].as_str().unwrap().to_owned();
-    let (s, body) = call(app, Method::POST, "/api/v1/credentials/batch", t, Some(json!({"achievementId": w.a_achievement, "recipients": [recipient(), recipient()]}))).await;
+    let (s, body) = call(
+        app,
+        Method::POST,
+        "/api/v1/credentials/batch",
+        t,
+        Some(json!({"achievementId": w.a_achievement, "recipients": [recipient(), recipient()]})),
+    )
+    .await;
     assert_eq!(s, 201, "{label} batch on A: {body}");
     assert_eq!(body["issued"], 2);
-    let (s, _) = call(app, Method::GET, &format!("/api/v1/credentials/{cred}"), t, None).await;
+    let (s, _) = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/credentials/{cred}"),
+        t,
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{label} read credential of A");
-    let (s, _) = call(app, Method::GET, &format!("/api/v1/credentials/{cred}/baked.svg"), t, None).await;
+    let (s, _) = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/credentials/{cred}/baked.svg"),
+        t,
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{label} baked credential of A");
-    let (s, body) = call(app, Method::POST, &format!("/api/v1/credentials/{cred}/status"), t, Some(json!({"purpose": "suspension", "status": true}))).await;
+    let (s, body) = call(
+        app,
+        Method::POST,
+        &format!("/api/v1/credentials/{cred}/status"),
+        t,
+        Some(json!({"purpose": "suspension", "status": true})),
+    )
+    .await;
     assert_eq!(s, 200, "{label} suspend on A: {body}");
-    let (s, body) = call(app, Method::POST, "/api/v1/credentials/status", t, Some(json!({"credentialIds": [cred], "purpose": "suspension", "status": false}))).await;
+    let (s, body) = call(
+        app,
+        Method::POST,
+        "/api/v1/credentials/status",
+        t,
+        Some(json!({"credentialIds": [cred], "purpose": "suspension", "status": false})),
+    )
+    .await;
     assert_eq!(s, 200, "{label} bulk on A: {body}");
     let (s, body) = call(app, Method::POST, "/credentials/status", t, Some(json!({"credentialId": uri, "credentialStatus": [{"type": "BitstringStatusListEntry", "statusPurpose": "revocation", "status": true}]}))).await;
     assert_eq!(s, 200, "{label} VC API status on A: {body}");
@@ -155,18 +240,57 @@ async fn works_on_a(app: &TestApp, t: &str, w: &World, label: &str) {
     let (_, creds) = call(app, Method::GET, "/api/v1/credentials?limit=200", t, None).await;
     let items = creds["items"].as_array().unwrap();
     assert!(!items.is_empty());
-    assert!(items.iter().all(|c| c["issuerId"] == json!(a)), "{label}: {creds}");
+    assert!(
+        items.iter().all(|c| c["issuerId"] == json!(a)),
+        "{label}: {creds}"
+    );
     assert_eq!(creds["total"].as_u64().unwrap() as usize, items.len());
-    let (_, none) = call(app, Method::GET, &format!("/api/v1/credentials?issuer={}", w.b), t, None).await;
+    let (_, none) = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/credentials?issuer={}", w.b),
+        t,
+        None,
+    )
+    .await;
     assert_eq!(none["total"], 0, "{label}: B's credentials are not listed");
     // The `issuer` role does not manage keys or members.
-    let (s, body) = call(app, Method::POST, &format!("/api/v1/issuers/{a}/keys/rotate"), t, None).await;
+    let (s, body) = call(
+        app,
+        Method::POST,
+        &format!("/api/v1/issuers/{a}/keys/rotate"),
+        t,
+        None,
+    )
+    .await;
     assert_eq!(s, 403, "{label} rotate on A: {body}");
     assert_eq!(body["code"], "insufficient_role");
-    let (s, body) = call(app, Method::GET, &format!("/api/v1/issuers/{a}/members"), t, None).await;
-    assert_eq!((s, body["code"].clone()), (403, json!("insufficient_role")), "{label} members of A");
-    let (s, body) = call(app, Method::PATCH, &format!("/api/v1/issuers/{a}"), t, Some(json!({"name": "Renamed"}))).await;
-    assert_eq!((s, body["code"].clone()), (403, json!("insufficient_role")), "{label} profile of A");
+    let (s, body) = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/issuers/{a}/members"),
+        t,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, body["code"].clone()),
+        (403, json!("insufficient_role")),
+        "{label} members of A"
+    );
+    let (s, body) = call(
+        app,
+        Method::PATCH,
+        &format!("/api/v1/issuers/{a}"),
+        t,
+        Some(json!({"name": "Renamed"})),
+    )
+    .await;
+    assert_eq!(
+        (s, body["code"].clone()),
+        (403, json!("insufficient_role")),
+        "{label} profile of A"
+    );
 }
 
 /// Every issuer-scoped operation on B answers like a missing resource.
@@ -174,26 +298,126 @@ async fn hidden_b(app: &TestApp, t: &str, w: &World, label: &str) {
     let b = &w.b;
     let ghost = "nosuchissuer0000000000000";
     let cases: Vec<(Method, String, String, Option<Value>)> = vec![
-        (Method::GET, format!("/api/v1/issuers/{b}"), format!("/api/v1/issuers/{ghost}"), None),
-        (Method::PATCH, format!("/api/v1/issuers/{b}"), format!("/api/v1/issuers/{ghost}"), Some(json!({"name": "Mine now"}))),
-        (Method::GET, format!("/api/v1/issuers/{b}/keys"), format!("/api/v1/issuers/{ghost}/keys"), None),
-        (Method::POST, format!("/api/v1/issuers/{b}/keys/rotate"), format!("/api/v1/issuers/{ghost}/keys/rotate"), None),
-        (Method::POST, format!("/api/v1/issuers/{b}/keys/{}/revoke", w.b_key), format!("/api/v1/issuers/{ghost}/keys/{}/revoke", w.b_key), Some(json!({"reason": "compromised"}))),
-        (Method::GET, format!("/api/v1/issuers/{b}/achievements"), format!("/api/v1/issuers/{ghost}/achievements"), None),
-        (Method::POST, format!("/api/v1/issuers/{b}/achievements"), format!("/api/v1/issuers/{ghost}/achievements"), Some(achievement_body())),
-        (Method::GET, format!("/api/v1/issuers/{b}/achievements/{}", w.b_achievement), format!("/api/v1/issuers/{ghost}/achievements/{}", w.b_achievement), None),
-        (Method::PUT, format!("/api/v1/issuers/{b}/achievements/{}", w.b_achievement), format!("/api/v1/issuers/{ghost}/achievements/{}", w.b_achievement), Some(achievement_body())),
-        (Method::GET, format!("/api/v1/issuers/{b}/members"), format!("/api/v1/issuers/{ghost}/members"), None),
-        (Method::PUT, format!("/api/v1/issuers/{b}/members"), format!("/api/v1/issuers/{ghost}/members"), Some(json!({"userId": "intruder", "role": "owner"}))),
-        (Method::DELETE, format!("/api/v1/issuers/{b}/members/client/{}", app.admin_id), format!("/api/v1/issuers/{ghost}/members/client/{}", app.admin_id), None),
-        (Method::POST, "/api/v1/credentials".into(), "/api/v1/credentials".into(), None),
-        (Method::POST, "/api/v1/credentials/batch".into(), "/api/v1/credentials/batch".into(), None),
-        (Method::GET, format!("/api/v1/credentials/{}", w.b_credential), "/api/v1/credentials/nosuchcredential".into(), None),
-        (Method::GET, format!("/api/v1/credentials/{}/baked.png", w.b_credential), "/api/v1/credentials/nosuchcredential/baked.png".into(), None),
-        (Method::POST, format!("/api/v1/credentials/{}/status", w.b_credential), "/api/v1/credentials/nosuchcredential/status".into(), Some(json!({"purpose": "revocation", "status": true}))),
-        (Method::POST, "/api/v1/credentials/status".into(), "/api/v1/credentials/status".into(), None),
-        (Method::POST, "/credentials/status".into(), "/credentials/status".into(), None),
-        (Method::POST, "/credentials/issue".into(), "/credentials/issue".into(), None),
+        (
+            Method::GET,
+            format!("/api/v1/issuers/{b}"),
+            format!("/api/v1/issuers/{ghost}"),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/issuers/{b}"),
+            format!("/api/v1/issuers/{ghost}"),
+            Some(json!({"name": "Mine now"})),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/issuers/{b}/keys"),
+            format!("/api/v1/issuers/{ghost}/keys"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/issuers/{b}/keys/rotate"),
+            format!("/api/v1/issuers/{ghost}/keys/rotate"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/issuers/{b}/keys/{}/revoke", w.b_key),
+            format!("/api/v1/issuers/{ghost}/keys/{}/revoke", w.b_key),
+            Some(json!({"reason": "compromised"})),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/issuers/{b}/achievements"),
+            format!("/api/v1/issuers/{ghost}/achievements"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/issuers/{b}/achievements"),
+            format!("/api/v1/issuers/{ghost}/achievements"),
+            Some(achievement_body()),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/issuers/{b}/achievements/{}", w.b_achievement),
+            format!("/api/v1/issuers/{ghost}/achievements/{}", w.b_achievement),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/issuers/{b}/achievements/{}", w.b_achievement),
+            format!("/api/v1/issuers/{ghost}/achievements/{}", w.b_achievement),
+            Some(achievement_body()),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/issuers/{b}/members"),
+            format!("/api/v1/issuers/{ghost}/members"),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/issuers/{b}/members"),
+            format!("/api/v1/issuers/{ghost}/members"),
+            Some(json!({"userId": "intruder", "role": "owner"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/issuers/{b}/members/client/{}", app.admin_id),
+            format!("/api/v1/issuers/{ghost}/members/client/{}", app.admin_id),
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/credentials".into(),
+            "/api/v1/credentials".into(),
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/credentials/batch".into(),
+            "/api/v1/credentials/batch".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/credentials/{}", w.b_credential),
+            "/api/v1/credentials/nosuchcredential".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/credentials/{}/baked.png", w.b_credential),
+            "/api/v1/credentials/nosuchcredential/baked.png".into(),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/credentials/{}/status", w.b_credential),
+            "/api/v1/credentials/nosuchcredential/status".into(),
+            Some(json!({"purpose": "revocation", "status": true})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/credentials/status".into(),
+            "/api/v1/credentials/status".into(),
+            None,
+        ),
+        (
+            Method::POST,
+            "/credentials/status".into(),
+            "/credentials/status".into(),
+            None,
+        ),
+        (
+            Method::POST,
+            "/credentials/issue".into(),
+            "/credentials/issue".into(),
+            None,
+        ),
     ];
     for (method, path, ghost_path, body) in cases {
         // Bodies that name B's resources, and the same bodies naming resources that do not exist.
@@ -207,20 +431,30 @@ async fn hidden_b(app: &TestApp, t: &str, w: &World, label: &str) {
                 Some(json!({"achievementId": "nosuchachievement", "recipients": [recipient()]})),
             ),
             ("POST", "/api/v1/credentials/status") => (
-                Some(json!({"credentialIds": [w.b_credential], "purpose": "revocation", "status": true})),
-                Some(json!({"credentialIds": ["nosuchcredential"], "purpose": "revocation", "status": true})),
+                Some(
+                    json!({"credentialIds": [w.b_credential], "purpose": "revocation", "status": true}),
+                ),
+                Some(
+                    json!({"credentialIds": ["nosuchcredential"], "purpose": "revocation", "status": true}),
+                ),
             ),
             ("POST", "/credentials/status") => (
-                Some(json!({"credentialId": w.b_credential_uri, "credentialStatus": [{"type": "BitstringStatusListEntry", "statusPurpose": "revocation", "status": true}]})),
-                Some(json!({"credentialId": "urn:uuid:00000000-0000-4000-8000-000000000000", "credentialStatus": [{"type": "BitstringStatusListEntry", "statusPurpose": "revocation", "status": true}]})),
+                Some(
+                    json!({"credentialId": w.b_credential_uri, "credentialStatus": [{"type": "BitstringStatusListEntry", "statusPurpose": "revocation", "status": true}]}),
+                ),
+                Some(
+                    json!({"credentialId": "urn:uuid:00000000-0000-4000-8000-000000000000", "credentialStatus": [{"type": "BitstringStatusListEntry", "statusPurpose": "revocation", "status": true}]}),
+                ),
             ),
             ("POST", "/credentials/issue") => {
-                let vc = |issuer: &str| json!({"credential": {
-                    "@context": ["https://www.w3.org/ns/credentials/v2"],
-                    "type": ["VerifiableCredential"],
-                    "issuer": issuer,
-                    "credentialSubject": {"id": "did:example:subject"}
-                }});
+                let vc = |issuer: &str| {
+                    json!({"credential": {
+                        "@context": ["https://www.w3.org/ns/credentials/v2"],
+                        "type": ["VerifiableCredential"],
+                        "issuer": issuer,
+                        "credentialSubject": {"id": "did:example:subject"}
+                    }})
+                };
                 (Some(vc(&w.b_did)), Some(vc("did:web:nosuch.example")))
             }
             _ => (body.clone(), body),
@@ -232,21 +466,41 @@ async fn hidden_b(app: &TestApp, t: &str, w: &World, label: &str) {
         }
         let missing = call(app, method.clone(), &ghost_path, t, body_ghost).await;
         let what = format!("{label} {method} {path}");
-        assert!(got.0 == 404 || path == "/credentials/issue", "{what}: {}", got.1);
+        assert!(
+            got.0 == 404 || path == "/credentials/issue",
+            "{what}: {}",
+            got.1
+        );
         assert_hidden(&what, &got, &missing);
     }
     // Nothing changed on B.
     let admin = app.token("issuers:read credentials:read").await;
-    let (_, issuer_b) = call(app, Method::GET, &format!("/api/v1/issuers/{b}"), &admin, None).await;
+    let (_, issuer_b) = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/issuers/{b}"),
+        &admin,
+        None,
+    )
+    .await;
     assert_ne!(issuer_b["name"], "Mine now");
-    let (_, cred) = call(app, Method::GET, &format!("/api/v1/credentials/{}", w.b_credential), &admin, None).await;
+    let (_, cred) = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/credentials/{}", w.b_credential),
+        &admin,
+        None,
+    )
+    .await;
     assert_eq!(cred["revoked"], false);
 }
 
 #[tokio::test]
 async fn members_of_a_act_on_a_and_get_404_for_everything_of_b() {
     let app = TestApp::spawn().await;
-    let admin = app.token("issuers:write issuers:read credentials:issue keys:manage admin").await;
+    let admin = app
+        .token("issuers:write issuers:read credentials:issue keys:manage admin")
+        .await;
     let w = two_issuers(&app, &admin).await;
 
     // A client that is a member of A only.
@@ -262,7 +516,14 @@ async fn members_of_a_act_on_a_and_get_404_for_everything_of_b() {
     hidden_b(&app, &client_token, &w, "client").await;
 
     // A user-bound token for a user that is a member of A only.
-    let (s, body) = call(&app, Method::PUT, &format!("/api/v1/issuers/{}/members", w.a), &admin, Some(json!({"userId": "user-of-a", "role": "issuer"}))).await;
+    let (s, body) = call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/issuers/{}/members", w.a),
+        &admin,
+        Some(json!({"userId": "user-of-a", "role": "issuer"})),
+    )
+    .await;
     assert_eq!(s, 201, "{body}");
     assert_eq!(body["kind"], "user");
     let user = user_token(&app, "user-of-a", WORK_SCOPES).await;
@@ -273,23 +534,51 @@ async fn members_of_a_act_on_a_and_get_404_for_everything_of_b() {
     let stranger = user_token(&app, "stranger", WORK_SCOPES).await;
     let (_, list) = call(&app, Method::GET, "/api/v1/issuers", &stranger, None).await;
     assert_eq!(list["total"], 0);
-    let (s, _) = call(&app, Method::GET, &format!("/api/v1/issuers/{}", w.a), &stranger, None).await;
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/issuers/{}", w.a),
+        &stranger,
+        None,
+    )
+    .await;
     assert_eq!(s, 404);
 
     // Removing the user's membership takes effect on its next request.
-    let (s, _) = call(&app, Method::DELETE, &format!("/api/v1/issuers/{}/members/user/user-of-a", w.a), &admin, None).await;
+    let (s, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/issuers/{}/members/user/user-of-a", w.a),
+        &admin,
+        None,
+    )
+    .await;
     assert_eq!(s, 204);
-    let (s, _) = call(&app, Method::GET, &format!("/api/v1/issuers/{}", w.a), &user, None).await;
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/issuers/{}", w.a),
+        &user,
+        None,
+    )
+    .await;
     assert_eq!(s, 404, "membership removal is immediate");
 }
 
 #[tokio::test]
 async fn a_viewer_reads_and_gets_403_insufficient_role_on_every_write() {
     let app = TestApp::spawn().await;
-    let admin = app.token("issuers:write issuers:read credentials:issue credentials:read admin").await;
+    let admin = app
+        .token("issuers:write issuers:read credentials:issue credentials:read admin")
+        .await;
     let (issuer, achievement) = issuer_with_achievement(&app, &admin).await;
     let a = issuer["id"].as_str().unwrap();
-    let cred = issue(&app, &admin, json!({"achievementId": achievement, "recipient": recipient()})).await;
+    let cred = issue(
+        &app,
+        &admin,
+        json!({"achievementId": achievement, "recipient": recipient()}),
+    )
+    .await;
     let cred_id = cred["id"].as_str().unwrap();
     let (id, secret) = create_client(
         &app,
@@ -317,27 +606,91 @@ async fn a_viewer_reads_and_gets_403_insufficient_role_on_every_write() {
         "credentialSubject": {"id": "did:example:subject"}
     }});
     let writes: Vec<(Method, String, Value)> = vec![
-        (Method::PATCH, format!("/api/v1/issuers/{a}"), json!({"name": "x"})),
-        (Method::POST, format!("/api/v1/issuers/{a}/keys/rotate"), json!({})),
-        (Method::POST, format!("/api/v1/issuers/{a}/achievements"), achievement_body()),
-        (Method::PUT, format!("/api/v1/issuers/{a}/achievements/{achievement}"), achievement_body()),
-        (Method::PUT, format!("/api/v1/issuers/{a}/members"), json!({"clientId": id, "role": "owner"})),
-        (Method::POST, "/api/v1/credentials".into(), json!({"achievementId": achievement, "recipient": recipient()})),
-        (Method::POST, "/api/v1/credentials/batch".into(), json!({"achievementId": achievement, "recipients": [recipient()]})),
-        (Method::POST, format!("/api/v1/credentials/{cred_id}/status"), json!({"purpose": "revocation", "status": true})),
-        (Method::POST, "/api/v1/credentials/status".into(), json!({"credentialIds": [cred_id], "purpose": "revocation", "status": true})),
-        (Method::POST, "/credentials/status".into(), json!({"credentialId": cred["credential"]["id"], "credentialStatus": [{"type": "BitstringStatusListEntry", "statusPurpose": "revocation", "status": true}]})),
+        (
+            Method::PATCH,
+            format!("/api/v1/issuers/{a}"),
+            json!({"name": "x"}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/issuers/{a}/keys/rotate"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/issuers/{a}/achievements"),
+            achievement_body(),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/issuers/{a}/achievements/{achievement}"),
+            achievement_body(),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/issuers/{a}/members"),
+            json!({"clientId": id, "role": "owner"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/credentials".into(),
+            json!({"achievementId": achievement, "recipient": recipient()}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/credentials/batch".into(),
+            json!({"achievementId": achievement, "recipients": [recipient()]}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/credentials/{cred_id}/status"),
+            json!({"purpose": "revocation", "status": true}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/credentials/status".into(),
+            json!({"credentialIds": [cred_id], "purpose": "revocation", "status": true}),
+        ),
+        (
+            Method::POST,
+            "/credentials/status".into(),
+            json!({"credentialId": cred["credential"]["id"], "credentialStatus": [{"type": "BitstringStatusListEntry", "statusPurpose": "revocation", "status": true}]}),
+        ),
         (Method::POST, "/credentials/issue".into(), vc),
     ];
     for (method, path, body) in writes {
-        let resp = app.http.request(method.clone(), app.url(&path)).bearer_auth(&t).json(&body).send().await.unwrap();
+        let resp = app
+            .http
+            .request(method.clone(), app.url(&path))
+            .bearer_auth(&t)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let problem = assert_problem(resp, 403, "insufficient_role").await;
-        assert!(problem["detail"].as_str().unwrap().contains('`'), "{method} {path}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains('`'),
+            "{method} {path}: {problem}"
+        );
     }
     // Nothing was written.
-    let (_, c) = call(&app, Method::GET, &format!("/api/v1/credentials/{cred_id}"), &admin, None).await;
+    let (_, c) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/credentials/{cred_id}"),
+        &admin,
+        None,
+    )
+    .await;
     assert_eq!(c["revoked"], false);
-    let (_, list) = call(&app, Method::GET, "/api/v1/credentials", &app.token("credentials:read").await, None).await;
+    let (_, list) = call(
+        &app,
+        Method::GET,
+        "/api/v1/credentials",
+        &app.token("credentials:read").await,
+        None,
+    )
+    .await;
     assert_eq!(list["total"], 1);
 }
 
@@ -353,7 +706,14 @@ async fn an_owner_creates_issuers_manages_keys_and_members_and_stays_the_last_ow
     assert_eq!(before["total"], 0);
     let mine = create_issuer(&app, &t, json!({"name": "My School"})).await;
     let c = mine["id"].as_str().unwrap();
-    let (s, members) = call(&app, Method::GET, &format!("/api/v1/issuers/{c}/members"), &t, None).await;
+    let (s, members) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/issuers/{c}/members"),
+        &t,
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{members}");
     assert_eq!(members.as_array().unwrap().len(), 1);
     assert_eq!(members[0]["clientId"], json!(id));
@@ -361,56 +721,188 @@ async fn an_owner_creates_issuers_manages_keys_and_members_and_stays_the_last_ow
     let (_, list) = call(&app, Method::GET, "/api/v1/issuers", &t, None).await;
     assert_eq!(list["total"], 1);
     assert_eq!(list["items"][0]["id"], json!(c));
-    let (s, _) = call(&app, Method::GET, &format!("/api/v1/issuers/{}", other["id"].as_str().unwrap()), &t, None).await;
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/issuers/{}", other["id"].as_str().unwrap()),
+        &t,
+        None,
+    )
+    .await;
     assert_eq!(s, 404, "the other issuer stays hidden");
 
     // Owners rotate keys and edit the profile.
-    let (s, body) = call(&app, Method::POST, &format!("/api/v1/issuers/{c}/keys/rotate"), &t, None).await;
+    let (s, body) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/issuers/{c}/keys/rotate"),
+        &t,
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{body}");
-    let (s, _) = call(&app, Method::PATCH, &format!("/api/v1/issuers/{c}"), &t, Some(json!({"name": "My School (renamed)"}))).await;
+    let (s, _) = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/issuers/{c}"),
+        &t,
+        Some(json!({"name": "My School (renamed)"})),
+    )
+    .await;
     assert_eq!(s, 200);
 
     // Members: add a viewer, promote it, remove it.
-    let (helper, helper_secret) = create_client(&app, &admin, json!({"name": "helper", "scopes": ["issuers:read"], "issuers": []})).await;
+    let (helper, helper_secret) = create_client(
+        &app,
+        &admin,
+        json!({"name": "helper", "scopes": ["issuers:read"], "issuers": []}),
+    )
+    .await;
     let helper_token = app.token_for(&helper, &helper_secret, "issuers:read").await;
-    let (s, _) = call(&app, Method::GET, &format!("/api/v1/issuers/{c}"), &helper_token, None).await;
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/issuers/{c}"),
+        &helper_token,
+        None,
+    )
+    .await;
     assert_eq!(s, 404);
-    let (s, body) = call(&app, Method::PUT, &format!("/api/v1/issuers/{c}/members"), &t, Some(json!({"clientId": helper, "role": "viewer"}))).await;
+    let (s, body) = call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/issuers/{c}/members"),
+        &t,
+        Some(json!({"clientId": helper, "role": "viewer"})),
+    )
+    .await;
     assert_eq!(s, 201, "{body}");
-    let (s, _) = call(&app, Method::GET, &format!("/api/v1/issuers/{c}"), &helper_token, None).await;
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/issuers/{c}"),
+        &helper_token,
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "a new membership is effective at once");
-    let (s, body) = call(&app, Method::PUT, &format!("/api/v1/issuers/{c}/members"), &t, Some(json!({"clientId": helper, "role": "issuer"}))).await;
+    let (s, body) = call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/issuers/{c}/members"),
+        &t,
+        Some(json!({"clientId": helper, "role": "issuer"})),
+    )
+    .await;
     assert_eq!((s, body["role"].clone()), (200, json!("issuer")));
-    let (s, body) = call(&app, Method::PUT, &format!("/api/v1/issuers/{c}/members"), &t, Some(json!({"clientId": "nosuchclient", "role": "viewer"}))).await;
+    let (s, body) = call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/issuers/{c}/members"),
+        &t,
+        Some(json!({"clientId": "nosuchclient", "role": "viewer"})),
+    )
+    .await;
     assert_eq!((s, body["code"].clone()), (422, json!("unknown_client")));
-    let (s, body) = call(&app, Method::PUT, &format!("/api/v1/issuers/{c}/members"), &t, Some(json!({"clientId": helper, "userId": "u", "role": "viewer"}))).await;
+    let (s, body) = call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/issuers/{c}/members"),
+        &t,
+        Some(json!({"clientId": helper, "userId": "u", "role": "viewer"})),
+    )
+    .await;
     assert_eq!(s, 422, "{body}");
-    let (s, _) = call(&app, Method::DELETE, &format!("/api/v1/issuers/{c}/members/client/{helper}"), &t, None).await;
+    let (s, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/issuers/{c}/members/client/{helper}"),
+        &t,
+        None,
+    )
+    .await;
     assert_eq!(s, 204);
-    let (s, _) = call(&app, Method::DELETE, &format!("/api/v1/issuers/{c}/members/client/{helper}"), &t, None).await;
+    let (s, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/issuers/{c}/members/client/{helper}"),
+        &t,
+        None,
+    )
+    .await;
     assert_eq!(s, 404, "already removed");
-    let (s, _) = call(&app, Method::GET, &format!("/api/v1/issuers/{c}"), &helper_token, None).await;
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/issuers/{c}"),
+        &helper_token,
+        None,
+    )
+    .await;
     assert_eq!(s, 404, "removal is effective at once");
 
     // The last owner can be neither removed nor demoted, nor deleted with its client.
-    let resp = app.http.delete(app.url(&format!("/api/v1/issuers/{c}/members/client/{id}"))).bearer_auth(&t).send().await.unwrap();
+    let resp = app
+        .http
+        .delete(app.url(&format!("/api/v1/issuers/{c}/members/client/{id}")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
     assert_problem(resp, 409, "last_owner").await;
-    let resp = app.http.put(app.url(&format!("/api/v1/issuers/{c}/members"))).bearer_auth(&t).json(&json!({"clientId": id, "role": "viewer"})).send().await.unwrap();
+    let resp = app
+        .http
+        .put(app.url(&format!("/api/v1/issuers/{c}/members")))
+        .bearer_auth(&t)
+        .json(&json!({"clientId": id, "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
     assert_problem(resp, 409, "last_owner").await;
-    let resp = app.http.delete(app.url(&format!("/api/v1/clients/{id}"))).bearer_auth(&admin).send().await.unwrap();
+    let resp = app
+        .http
+        .delete(app.url(&format!("/api/v1/clients/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
     assert_problem(resp, 409, "last_owner").await;
     // With a second owner, the first may leave.
-    let (s, _) = call(&app, Method::PUT, &format!("/api/v1/issuers/{c}/members"), &t, Some(json!({"userId": "principal-2", "role": "owner"}))).await;
+    let (s, _) = call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/issuers/{c}/members"),
+        &t,
+        Some(json!({"userId": "principal-2", "role": "owner"})),
+    )
+    .await;
     assert_eq!(s, 201);
-    let (s, _) = call(&app, Method::DELETE, &format!("/api/v1/issuers/{c}/members/client/{id}"), &t, None).await;
+    let (s, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/issuers/{c}/members/client/{id}"),
+        &t,
+        None,
+    )
+    .await;
     assert_eq!(s, 204);
     let (s, _) = call(&app, Method::GET, &format!("/api/v1/issuers/{c}"), &t, None).await;
     assert_eq!(s, 404);
 
     // Membership changes are in the audit trail, without secrets.
     let (_, audit) = call(&app, Method::GET, "/api/v1/audit?limit=500", &admin, None).await;
-    let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    for action in ["membership.added", "membership.updated", "membership.removed", "client.created"] {
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "membership.added",
+        "membership.updated",
+        "membership.removed",
+        "client.created",
+    ] {
         assert!(actions.contains(&action), "{action} in {actions:?}");
     }
     assert!(!audit.to_string().contains(&secret));
@@ -423,12 +915,24 @@ async fn global_clients_are_unchanged_and_only_they_administer() {
     let (a, _) = issuer_with_achievement(&app, &admin).await;
     let (b, _) = issuer_with_achievement(&app, &admin).await;
     // The bootstrap admin and a client created without `issuers` are global.
-    let (g, g_secret) = create_client(&app, &admin, json!({"name": "global", "scopes": ["issuers:read"]})).await;
+    let (g, g_secret) = create_client(
+        &app,
+        &admin,
+        json!({"name": "global", "scopes": ["issuers:read"]}),
+    )
+    .await;
     let gt = app.token_for(&g, &g_secret, "issuers:read").await;
     let (_, list) = call(&app, Method::GET, "/api/v1/issuers", &gt, None).await;
     assert_eq!(list["total"], 2);
     for issuer in [&a, &b] {
-        let (s, _) = call(&app, Method::GET, &format!("/api/v1/issuers/{}", issuer["id"].as_str().unwrap()), &gt, None).await;
+        let (s, _) = call(
+            &app,
+            Method::GET,
+            &format!("/api/v1/issuers/{}", issuer["id"].as_str().unwrap()),
+            &gt,
+            None,
+        )
+        .await;
         assert_eq!(s, 200);
     }
     let (_, clients) = call(&app, Method::GET, "/api/v1/clients", &admin, None).await;
@@ -440,18 +944,44 @@ async fn global_clients_are_unchanged_and_only_they_administer() {
     let lt = app.token_for(&l, &l_secret, "admin").await;
     for (method, path, body) in [
         (Method::GET, "/api/v1/clients".to_owned(), None),
-        (Method::POST, "/api/v1/clients".to_owned(), Some(json!({"name": "escalate", "scopes": ["admin"]}))),
+        (
+            Method::POST,
+            "/api/v1/clients".to_owned(),
+            Some(json!({"name": "escalate", "scopes": ["admin"]})),
+        ),
         (Method::GET, format!("/api/v1/clients/{l}"), None),
-        (Method::PATCH, format!("/api/v1/clients/{l}"), Some(json!({"global": true}))),
-        (Method::POST, format!("/api/v1/clients/{l}/rotate-secret"), None),
+        (
+            Method::PATCH,
+            format!("/api/v1/clients/{l}"),
+            Some(json!({"global": true})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/clients/{l}/rotate-secret"),
+            None,
+        ),
         (Method::GET, "/api/v1/audit".to_owned(), None),
     ] {
         let (s, body) = call(&app, method.clone(), &path, &lt, body).await;
-        assert_eq!((s, body["code"].clone()), (403, json!("insufficient_role")), "{method} {path}");
+        assert_eq!(
+            (s, body["code"].clone()),
+            (403, json!("insufficient_role")),
+            "{method} {path}"
+        );
     }
-    let (_, me) = call(&app, Method::GET, &format!("/api/v1/clients/{l}"), &admin, None).await;
+    let (_, me) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/clients/{l}"),
+        &admin,
+        None,
+    )
+    .await;
     assert_eq!(me["global"], false);
-    assert_eq!(me["issuers"], json!([{"issuerId": a["id"], "role": "owner"}]));
+    assert_eq!(
+        me["issuers"],
+        json!([{"issuerId": a["id"], "role": "owner"}])
+    );
 }
 
 #[tokio::test]
@@ -465,25 +995,75 @@ async fn client_management_update_rotate_disable_delete() {
         json!({"name": "wallet", "scopes": ["issuers:read", "credentials:read"], "redirectUris": ["https://wallet.example/cb"]}),
     )
     .await;
-    let (s, got) = call(&app, Method::GET, &format!("/api/v1/clients/{id}"), &admin, None).await;
+    let (s, got) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/clients/{id}"),
+        &admin,
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(got["name"], "wallet");
     assert_eq!(got["redirectUris"], json!(["https://wallet.example/cb"]));
     assert!(!got.to_string().contains(&secret) && got.get("secretHash").is_none());
     // Per-client allowed scopes: asking for more is invalid_scope.
-    let resp = app.http.post(app.url("/oauth/token")).basic_auth(&id, Some(&secret)).form(&[("grant_type", "client_credentials"), ("scope", "issuers:read admin")]).send().await.unwrap();
+    let resp = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "issuers:read admin"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
-    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_scope");
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_scope"
+    );
 
     // Update: name, redirect URIs, memberships; bad input changes nothing.
-    let token = app.token_for(&id, &secret, "issuers:read credentials:read").await;
-    let (s, body) = call(&app, Method::PATCH, &format!("/api/v1/clients/{id}"), &admin, Some(json!({"redirectUris": ["http://wallet.example/cb"]}))).await;
+    let token = app
+        .token_for(&id, &secret, "issuers:read credentials:read")
+        .await;
+    let (s, body) = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/clients/{id}"),
+        &admin,
+        Some(json!({"redirectUris": ["http://wallet.example/cb"]})),
+    )
+    .await;
     assert_eq!(s, 422, "{body}");
-    let (s, body) = call(&app, Method::PATCH, &format!("/api/v1/clients/{id}"), &admin, Some(json!({"issuers": [{"issuerId": "nosuchissuer", "role": "viewer"}]}))).await;
+    let (s, body) = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/clients/{id}"),
+        &admin,
+        Some(json!({"issuers": [{"issuerId": "nosuchissuer", "role": "viewer"}]})),
+    )
+    .await;
     assert_eq!((s, body["code"].clone()), (422, json!("unknown_issuer")));
-    let (s, body) = call(&app, Method::PATCH, &format!("/api/v1/clients/{id}"), &admin, Some(json!({"scopes": ["root"]}))).await;
+    let (s, body) = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/clients/{id}"),
+        &admin,
+        Some(json!({"scopes": ["root"]})),
+    )
+    .await;
     assert_eq!((s, body["code"].clone()), (422, json!("unknown_scope")));
-    let (_, unchanged) = call(&app, Method::GET, &format!("/api/v1/clients/{id}"), &admin, None).await;
+    let (_, unchanged) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/clients/{id}"),
+        &admin,
+        None,
+    )
+    .await;
     assert_eq!(unchanged["global"], true);
     assert_eq!(unchanged["redirectUris"], got["redirectUris"]);
     let (s, body) = call(&app, Method::PATCH, &format!("/api/v1/clients/{id}"), &admin, Some(json!({"name": "wallet 2", "redirectUris": ["https://wallet.example/cb2", "http://127.0.0.1:9999/cb"], "issuers": [{"issuerId": issuer["id"], "role": "viewer"}]}))).await;
@@ -495,18 +1075,39 @@ async fn client_management_update_rotate_disable_delete() {
     let (s, list) = call(&app, Method::GET, "/api/v1/issuers", &token, None).await;
     assert_eq!((s, list["total"].clone()), (200, json!(1)));
     // Narrowing the scopes revokes the live tokens.
-    let (s, _) = call(&app, Method::PATCH, &format!("/api/v1/clients/{id}"), &admin, Some(json!({"scopes": ["issuers:read"]}))).await;
+    let (s, _) = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/clients/{id}"),
+        &admin,
+        Some(json!({"scopes": ["issuers:read"]})),
+    )
+    .await;
     assert_eq!(s, 200);
     let (s, _) = call(&app, Method::GET, "/api/v1/issuers", &token, None).await;
     assert_eq!(s, 401, "a token with a scope the client lost is revoked");
 
     // Rotate: the old secret stops at once, its tokens are revoked, the new secret works.
     let token = app.token_for(&id, &secret, "issuers:read").await;
-    let (s, rotated) = call(&app, Method::POST, &format!("/api/v1/clients/{id}/rotate-secret"), &admin, None).await;
+    let (s, rotated) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/clients/{id}/rotate-secret"),
+        &admin,
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{rotated}");
     let new_secret = rotated["clientSecret"].as_str().unwrap().to_owned();
     assert_ne!(new_secret, secret);
-    let resp = app.http.post(app.url("/oauth/token")).basic_auth(&id, Some(&secret)).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+    let resp = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401, "the old secret is refused");
     let (s, _) = call(&app, Method::GET, "/api/v1/issuers", &token, None).await;
     assert_eq!(s, 401, "tokens issued under the old secret are revoked");
@@ -515,31 +1116,93 @@ async fn client_management_update_rotate_disable_delete() {
     assert_eq!(s, 200);
 
     // Disable: tokens stop, no new ones.
-    let (s, _) = call(&app, Method::POST, &format!("/api/v1/clients/{id}/disable"), &admin, None).await;
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/clients/{id}/disable"),
+        &admin,
+        None,
+    )
+    .await;
     assert_eq!(s, 204);
     let (s, _) = call(&app, Method::GET, "/api/v1/issuers", &token, None).await;
     assert_eq!(s, 401);
-    let resp = app.http.post(app.url("/oauth/token")).basic_auth(&id, Some(&new_secret)).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+    let resp = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth(&id, Some(&new_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
-    let (_, got) = call(&app, Method::GET, &format!("/api/v1/clients/{id}"), &admin, None).await;
+    let (_, got) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/clients/{id}"),
+        &admin,
+        None,
+    )
+    .await;
     assert!(got["disabledAt"].is_string());
 
     // Delete: gone, with its memberships; a client cannot delete or disable itself.
-    let resp = app.http.delete(app.url(&format!("/api/v1/clients/{}", app.admin_id))).bearer_auth(&admin).send().await.unwrap();
+    let resp = app
+        .http
+        .delete(app.url(&format!("/api/v1/clients/{}", app.admin_id)))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
     assert_problem(resp, 409, "cannot_delete_self").await;
-    let (s, _) = call(&app, Method::DELETE, &format!("/api/v1/clients/{id}"), &admin, None).await;
+    let (s, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/clients/{id}"),
+        &admin,
+        None,
+    )
+    .await;
     assert_eq!(s, 204);
-    let (s, _) = call(&app, Method::GET, &format!("/api/v1/clients/{id}"), &admin, None).await;
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/clients/{id}"),
+        &admin,
+        None,
+    )
+    .await;
     assert_eq!(s, 404);
-    let (s, _) = call(&app, Method::DELETE, &format!("/api/v1/clients/{id}"), &admin, None).await;
+    let (s, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/clients/{id}"),
+        &admin,
+        None,
+    )
+    .await;
     assert_eq!(s, 404);
-    let (_, members) = call(&app, Method::GET, &format!("/api/v1/issuers/{}/members", issuer["id"].as_str().unwrap()), &app.token("issuers:read").await, None).await;
+    let (_, members) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/issuers/{}/members", issuer["id"].as_str().unwrap()),
+        &app.token("issuers:read").await,
+        None,
+    )
+    .await;
     assert!(!members.to_string().contains(&id), "{members}");
 
     // Every change is audited, never with a secret.
     let (_, audit) = call(&app, Method::GET, "/api/v1/audit?limit=500", &admin, None).await;
     let text = audit.to_string();
-    for action in ["client.created", "client.updated", "client.secret_rotated", "client.disabled", "client.deleted", "membership.added"] {
+    for action in [
+        "client.created",
+        "client.updated",
+        "client.secret_rotated",
+        "client.disabled",
+        "client.deleted",
+        "membership.added",
+    ] {
         assert!(text.contains(action), "{action}");
     }
     assert!(!text.contains(&secret) && !text.contains(&new_secret));
@@ -548,13 +1211,29 @@ async fn client_management_update_rotate_disable_delete() {
 #[tokio::test]
 async fn the_scope_catalogue_describes_every_scope_in_plain_words() {
     let app = TestApp::spawn().await;
-    let resp = app.http.get(app.url("/api/v1/scopes")).send().await.unwrap();
+    let resp = app
+        .http
+        .get(app.url("/api/v1/scopes"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200, "public");
     let list: Value = resp.json().await.unwrap();
-    let scopes: Vec<&str> = list.as_array().unwrap().iter().map(|s| s["scope"].as_str().unwrap()).collect();
+    let scopes: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scope"].as_str().unwrap())
+        .collect();
     for s in [
-        "issuers:read", "issuers:write", "keys:manage", "credentials:issue", "credentials:read",
-        "credentials:status", "credentials:verify", "admin",
+        "issuers:read",
+        "issuers:write",
+        "keys:manage",
+        "credentials:issue",
+        "credentials:read",
+        "credentials:status",
+        "credentials:verify",
+        "admin",
         "https://purl.imsglobal.org/spec/ob/v3p0/scope/credential.readonly",
         "https://purl.imsglobal.org/spec/ob/v3p0/scope/credential.upsert",
         "https://purl.imsglobal.org/spec/ob/v3p0/scope/profile.readonly",
@@ -565,7 +1244,10 @@ async fn the_scope_catalogue_describes_every_scope_in_plain_words() {
     }
     for entry in list.as_array().unwrap() {
         let d = entry["description"].as_str().unwrap();
-        assert!(d.len() > 10 && d.ends_with('.') && d != entry["scope"], "{entry}");
+        assert!(
+            d.len() > 10 && d.ends_with('.') && d != entry["scope"],
+            "{entry}"
+        );
     }
 }
 
