@@ -48,7 +48,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    /// All service scopes, in a stable order.
+    /// Every scope (the catalogue), in a stable order.
     pub const ALL: [Scope; 13] = [
         Scope::IssuersRead,
         Scope::IssuersWrite,
@@ -63,6 +63,18 @@ impl Scope {
         Scope::ObProfileReadonly,
         Scope::ObProfileUpdate,
         Scope::OfflineAccess,
+    ];
+
+    /// The scopes of the service API (the machine-client scopes), in a stable order.
+    pub const SERVICE: [Scope; 8] = [
+        Scope::IssuersRead,
+        Scope::IssuersWrite,
+        Scope::KeysManage,
+        Scope::CredentialsIssue,
+        Scope::CredentialsRead,
+        Scope::CredentialsStatus,
+        Scope::CredentialsVerify,
+        Scope::Admin,
     ];
 
     /// The scope string as it appears in tokens and the OpenAPI document.
@@ -155,9 +167,11 @@ impl ScopeSet {
         Self(0)
     }
 
-    /// Every scope.
+    /// Every service scope ([`Scope::SERVICE`]): what the bootstrap admin client holds. The OB 3.0
+    /// API scopes and `offline_access` are not in it: they are granted to people's applications
+    /// through the authorization server, not to machine clients by default.
     pub fn all() -> Self {
-        Scope::ALL.into_iter().collect()
+        Scope::SERVICE.into_iter().collect()
     }
 
     fn bit(scope: Scope) -> u32 {
@@ -249,7 +263,8 @@ mod tests {
             assert!(scope.description().ends_with('.'), "{scope}");
             assert_eq!(scope.as_str().parse::<Scope>().unwrap(), scope);
         }
-        assert!(ScopeSet::all().contains(Scope::OfflineAccess));
+        assert!(!ScopeSet::all().contains(Scope::OfflineAccess));
+        assert!(ScopeSet::parse("offline_access").is_ok());
     }
 
     #[test]
