@@ -302,10 +302,7 @@ async fn put_in_txn(
     let existing = find_row(txn, issuer_id, principal).await?;
     let previous = existing.as_ref().and_then(|r| r.role.parse::<Role>().ok());
     match existing {
-        Some(row) if previous == Some(role) => {
-            let _ = row;
-            return Ok(previous);
-        }
+        Some(_) if previous == Some(role) => return Ok(previous),
         Some(row) => {
             if previous == Some(Role::Owner) && owner_count(txn, issuer_id).await? <= 1 {
                 return Err(MembershipError::LastOwner);
