@@ -167,10 +167,10 @@ fn membership_check(c: &mut Criterion) {
                 .unwrap()
             })
         });
-        let cache = oxbadge::oauth::cache::TokenCache::default();
-        cache.put("h".into(), ctx.clone());
-        group.bench_function(format!("token cache hit, {name}"), |b| {
-            b.iter(|| black_box(cache.get(black_box("h")).unwrap()))
+        // A cache hit clones the context; a member's issuer map is cloned with it. (Cache entries
+        // live 2 s, shorter than a measurement, so the clone is measured on its own.)
+        group.bench_function(format!("cached token context clone, {name}"), |b| {
+            b.iter(|| black_box(black_box(ctx).clone()))
         });
     }
     group.finish();
