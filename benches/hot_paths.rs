@@ -72,6 +72,110 @@ fn token_check(c: &mut Criterion) {
     group.finish();
 }
 
+/// What tenancy adds to an issuance: the membership check before it (the achievement's issuer from
+/// the issuance-context cache, then a map look-up) and the larger cached token context (a member's
+/// issuer map is cloned with it), for a global caller and for a member of 10 issuers.
+fn membership_check(c: &mut Criterion) {
+    use base64::Engine;
+    use oxbadge::{
+        accounts::memberships::{IssuerAccess, Principal, Role},
+        http::tenancy,
+        issuers::{NewIssuer, ProfileFields},
+        keys::identity::IdType,
+        oauth::AccessContext,
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kek: [u8; 32] = rand::random();
+    let settings = oxbadge::Settings {
+        kek: Some(secrecy::SecretString::from(format!(
+            "bench:{}",
+            base64::engine::general_purpose::STANDARD.encode(kek)
+        ))),
+        data_dir: dir.path().to_path_buf(),
+        database_url: Some(format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("m.db").display()
+        )),
+        log: "warn".into(),
+        ..oxbadge::Settings::default()
+    };
+    let (state, achievement, issuer) = rt.block_on(async {
+        let (state, _) = oxbadge::AppState::open(settings, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let (issuer, _) = oxbadge::issuers::create_issuer(
+            state.db(),
+            state.keys(),
+            state.public_url(),
+            NewIssuer {
+                profile: ProfileFields {
+                    name: "Bench".into(),
+                    ..ProfileFields::default()
+                },
+                id_type: IdType::DidWeb,
+                well_known: false,
+            },
+            "bench",
+        )
+        .await
+        .unwrap();
+        let definition = serde_json::from_value(serde_json::json!({
+            "name": "Bench", "description": "Benchmarked.", "criteria": {"narrative": "Run."}
+        }))
+        .unwrap();
+        let a = oxbadge::issue::create_achievement(&state, &issuer.id, definition, "bench")
+            .await
+            .unwrap();
+        (state, a.id, issuer.id)
+    });
+    let context = |access: IssuerAccess| AccessContext {
+        client_id: "bench".into(),
+        principal: Principal::Client("bench".into()),
+        access,
+        scopes: ScopeSet::all(),
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+    };
+    let mut issuers: std::collections::HashMap<String, Role> = (0..9)
+        .map(|i| (format!("other-issuer-{i:02}-xxxxxxxxxxxxxx"), Role::Viewer))
+        .collect();
+    issuers.insert(issuer, Role::Issuer);
+    let global = context(IssuerAccess::Global);
+    let member = context(IssuerAccess::Members(issuers));
+    // Warm the issuance-context cache, as every issuance after the first finds it.
+    rt.block_on(tenancy::achievement(
+        &state,
+        &member,
+        &achievement,
+        Role::Issuer,
+    ))
+    .unwrap();
+    let mut group = c.benchmark_group("membership_check");
+    group.measurement_time(Duration::from_secs(3));
+    for (name, ctx) in [
+        ("global caller", &global),
+        ("member of 10 issuers", &member),
+    ] {
+        group.bench_function(format!("issuance check, {name}"), |b| {
+            b.iter(|| {
+                rt.block_on(tenancy::achievement(
+                    &state,
+                    black_box(ctx),
+                    black_box(&achievement),
+                    Role::Issuer,
+                ))
+                .unwrap()
+            })
+        });
+        // A cache hit clones the context; a member's issuer map is cloned with it. (Cache entries
+        // live 2 s, shorter than a measurement, so the clone is measured on its own.)
+        group.bench_function(format!("cached token context clone, {name}"), |b| {
+            b.iter(|| black_box(black_box(ctx).clone()))
+        });
+    }
+    group.finish();
+}
+
 fn envelope(c: &mut Criterion) {
     let ring = KekRing::new(vec![Kek::new("k1", [7; 32]).unwrap()], "k1").unwrap();
     let aad = KeyAad {
@@ -85,5 +189,11 @@ fn envelope(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, status_lists, token_check, envelope);
+criterion_group!(
+    benches,
+    status_lists,
+    token_check,
+    membership_check,
+    envelope
+);
 criterion_main!(benches);

@@ -85,6 +85,10 @@ pub enum ApiError {
     /// 403: the token lacks the scope the operation requires.
     #[error("this operation requires the scope `{required}`")]
     InsufficientScope { required: &'static str },
+    /// 403: the caller is a member of the issuer, but its role there is below what the operation
+    /// needs (`required` is a role name, or `global` for administration of the whole service).
+    #[error("this operation requires the role `{required}`")]
+    InsufficientRole { required: &'static str },
     /// 404: the addressed resource does not exist.
     #[error("{what} not found")]
     NotFound { what: &'static str },
@@ -145,6 +149,7 @@ impl ApiError {
             | Self::Unprocessable { code, .. } => code,
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::InsufficientRole { .. } => "insufficient_role",
             Self::NotFound { .. } => "not_found",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
@@ -195,6 +200,7 @@ impl ResponseError for ApiError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::InvalidToken => StatusCode::UNAUTHORIZED,
             Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            Self::InsufficientRole { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -214,7 +220,7 @@ impl ResponseError for ApiError {
 const DOCUMENTED_ERRORS: &[(u16, &str)] = &[
     (400, "Malformed request (problem document)"),
     (401, "Missing, invalid or expired access token"),
-    (403, "The access token lacks the required scope"),
+    (403, "The access token lacks the required scope or role"),
     (404, "Not found"),
     (409, "Conflict with the current state"),
     (413, "Request body too large"),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, sqlx::postgres::PgListener};
 
-use crate::app::AppState;
+use crate::{accounts::memberships::Principal, app::AppState};
 
 /// The PostgreSQL notification channel.
 pub const CHANNEL: &str = "oxbadge_invalidate";
@@ -23,6 +23,10 @@ pub enum Change {
     Achievement(String),
     /// An issuer's profile or keys (every achievement of it).
     Issuer(String),
+    /// A principal's issuer memberships (its cached tokens must resolve them again).
+    Principal(Principal),
+    /// A client was disabled, re-keyed or deleted (its cached tokens must be checked again).
+    Client(String),
 }
 
 impl Change {
@@ -31,6 +35,8 @@ impl Change {
             Change::StatusList(id) => format!("status:{id}"),
             Change::Achievement(id) => format!("achievement:{id}"),
             Change::Issuer(id) => format!("issuer:{id}"),
+            Change::Principal(p) => format!("principal:{}:{}", p.kind(), p.id()),
+            Change::Client(id) => format!("client:{id}"),
         }
     }
 
@@ -41,6 +47,12 @@ impl Change {
             "status" => Some(Change::StatusList(id)),
             "achievement" => Some(Change::Achievement(id)),
             "issuer" => Some(Change::Issuer(id)),
+            "principal" => match id.split_once(':')? {
+                ("client", p) => Some(Change::Principal(Principal::Client(p.to_owned()))),
+                ("user", p) => Some(Change::Principal(Principal::User(p.to_owned()))),
+                _ => None,
+            },
+            "client" => Some(Change::Client(id)),
             _ => None,
         }
     }
@@ -56,6 +68,8 @@ pub fn evict(state: &AppState, change: &Change) {
             state.status_cache().invalidate_issuer(id);
             state.verifier().keys_changed();
         }
+        Change::Principal(p) => state.token_cache().evict_principal(p),
+        Change::Client(id) => state.token_cache().evict_client(id),
     }
 }
 

@@ -3,13 +3,14 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::{Value, json};
 use url::Url;
 
 use crate::{
+    accounts::memberships::{self, MembershipError, Principal},
     db::{self, issuer, signing_key},
     keys::{
         identity::IdType,
@@ -161,6 +162,19 @@ pub async fn create_issuer(
     new: NewIssuer,
     actor: &str,
 ) -> Result<(issuer::Model, signing_key::Model), IssuerError> {
+    create_owned_issuer(db, keys, public_url, new, actor, None).await
+}
+
+/// Creates an issuer and its first active signing key in one transaction; `owner` (a caller that is
+/// not global) becomes the issuer's first owner in the same transaction.
+pub async fn create_owned_issuer(
+    db: &DatabaseConnection,
+    keys: &KeyStore,
+    public_url: &Url,
+    new: NewIssuer,
+    actor: &str,
+    owner: Option<&Principal>,
+) -> Result<(issuer::Model, signing_key::Model), IssuerError> {
     if new.well_known && new.id_type != IdType::DidWeb {
         return Err(invalid(
             "wellKnown",
@@ -209,6 +223,14 @@ pub async fn create_issuer(
         json!({"issuerId": issuer.issuer_id, "idType": issuer.id_type}),
     )
     .await?;
+    if let Some(owner) = owner {
+        memberships::add_owner(&txn, &issuer.id, owner, actor)
+            .await
+            .map_err(|e| match e {
+                MembershipError::Db(db) => IssuerError::Db(db),
+                other => IssuerError::Db(DbErr::Custom(other.to_string())),
+            })?;
+    }
     txn.commit().await?;
     Ok((issuer, key))
 }
@@ -277,6 +299,29 @@ pub async fn list_issuers(
 ) -> Result<(Vec<issuer::Model>, u64), DbErr> {
     let total = issuer::Entity::find().count(db).await?;
     let items = issuer::Entity::find()
+        .order_by_asc(issuer::Column::CreatedAt)
+        .order_by_asc(issuer::Column::Id)
+        .limit(limit)
+        .offset(offset)
+        .all(db)
+        .await?;
+    Ok((items, total))
+}
+
+/// A page of the issuers in `visible` (all of them when `None`), oldest first, and their count.
+pub async fn list_visible_issuers(
+    db: &impl ConnectionTrait,
+    visible: Option<&std::collections::HashMap<String, memberships::Role>>,
+    limit: u64,
+    offset: u64,
+) -> Result<(Vec<issuer::Model>, u64), DbErr> {
+    let Some(visible) = visible else {
+        return list_issuers(db, limit, offset).await;
+    };
+    let ids: Vec<String> = visible.keys().cloned().collect();
+    let query = issuer::Entity::find().filter(issuer::Column::Id.is_in(ids));
+    let total = query.clone().count(db).await?;
+    let items = query
         .order_by_asc(issuer::Column::CreatedAt)
         .order_by_asc(issuer::Column::Id)
         .limit(limit)

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod accounts;
 pub mod app;
 pub mod cache;
 pub mod compute;

@@ -1,5 +1,7 @@
 //! The `oxbadge` command: parse the CLI, init telemetry, load settings, build the app, run.
 
+mod cli;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
@@ -7,9 +9,7 @@ use migration::{Migrator, MigratorTrait};
 use oxbadge::{
     App,
     config::{Overrides, Settings},
-    db,
-    oauth::{ScopeSet, tokens},
-    telemetry,
+    db, telemetry,
 };
 use secrecy::ExposeSecret;
 
@@ -46,7 +46,7 @@ enum Command {
     Serve(ServeArgs),
     /// Manage OAuth clients.
     #[command(subcommand)]
-    Clients(ClientsCommand),
+    Clients(cli::clients::ClientsCommand),
     /// Inspect and manage issuer signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -103,22 +103,6 @@ struct IssueArgs {
     /// first use).
     #[arg(long)]
     jwt_algorithm: Option<String>,
-}
-
-#[derive(Subcommand)]
-enum ClientsCommand {
-    /// Create a client-credentials client and print its id and secret (shown once).
-    Create {
-        /// Display name.
-        #[arg(long)]
-        name: String,
-        /// Space-separated scopes, e.g. "issuers:read credentials:issue".
-        #[arg(long)]
-        scopes: String,
-        /// Print one JSON object {"client_id", "client_secret", "scopes"} on stdout.
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 #[derive(Subcommand)]
@@ -196,9 +180,7 @@ async fn main() -> ExitCode {
     telemetry::init(settings.log_format, &settings.log);
     let result = match cli.command {
         Command::Serve(_) => serve(settings).await,
-        Command::Clients(ClientsCommand::Create { name, scopes, json }) => {
-            create_client(&settings, &name, &scopes, json).await
-        }
+        Command::Clients(cmd) => cli::clients::run(&settings, cmd).await,
         Command::Keys(cmd) => keys(&settings, cmd).await,
         Command::Issue(args) => issue_csv(settings, args).await,
         Command::Seed { demo } => {
@@ -243,38 +225,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     tracing::info!(addr = %app.local_addr(), public_url = %app.state().public_url(), "listening");
     app.run().await?;
-    Ok(())
-}
-
-async fn create_client(
-    settings: &Settings,
-    name: &str,
-    scopes: &str,
-    json: bool,
-) -> anyhow::Result<()> {
-    let scopes = ScopeSet::parse(scopes)?;
-    if scopes.is_empty() {
-        anyhow::bail!("--scopes must name at least one scope");
-    }
-    let conn = db::connect(&settings.effective_database_url(), 2).await?;
-    db::migrate_up(&conn).await?;
-    let client = tokens::create_client(&conn, name, scopes).await?;
-    if json {
-        let scopes: Vec<&str> = client.scopes.iter().map(|s| s.as_str()).collect();
-        println!(
-            "{}",
-            serde_json::json!({
-                "client_id": client.client_id,
-                "client_secret": client.client_secret.expose_secret(),
-                "scopes": scopes,
-            })
-        );
-    } else {
-        println!("client_id:     {}", client.client_id);
-        println!("client_secret: {}", client.client_secret.expose_secret());
-        println!("scopes:        {}", client.scopes);
-    }
-    conn.close().await?;
     Ok(())
 }
 

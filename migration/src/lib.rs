@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_oauth_clients_and_tokens;
 mod m20261123_000002_issuers_keys_audit;
 mod m20261123_000003_achievements_credentials_status;
+mod m20261201_000002_memberships;
 mod m20261201_000005_idempotency_lease;
 
 /// All migrations, in order.
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_oauth_clients_and_tokens::Migration),
             Box::new(m20261123_000002_issuers_keys_audit::Migration),
             Box::new(m20261123_000003_achievements_credentials_status::Migration),
+            Box::new(m20261201_000002_memberships::Migration),
             Box::new(m20261201_000005_idempotency_lease::Migration),
         ]
     }

@@ -8,6 +8,7 @@ pub mod audit_event;
 pub mod credential;
 pub mod idempotency_key;
 pub mod issuer;
+pub mod issuer_membership;
 pub mod oauth_client;
 pub mod signing_key;
 pub mod status_entry;

@@ -15,6 +15,14 @@ pub struct Model {
     pub kind: String,
     pub created_at: DateTimeUtc,
     pub disabled_at: Option<DateTimeUtc>,
+    /// Global clients act on every issuer; the others only on the issuers they are members of
+    /// (`issuer_memberships`). Clients created before tenancy existed are global.
+    pub global: bool,
+    /// Space-separated registered redirect URIs (for the authorization-code flow; empty for
+    /// client-credentials clients).
+    pub redirect_uris: String,
+    /// Last change through client management.
+    pub updated_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

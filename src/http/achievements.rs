@@ -6,6 +6,7 @@ use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
+use super::tenancy::{self, Role};
 use super::{
     ApiTags,
     auth::{Authorized, scope},
@@ -198,6 +199,7 @@ impl AchievementsApi {
         id: Path<String>,
         body: Json<AchievementInput>,
     ) -> Result<CreatedAchievement, ApiError> {
+        tenancy::issuer(&auth.caller, &id, Role::Issuer)?;
         let def = ob::AchievementDefinition::try_from(body.0)
             .and_then(ob::AchievementDefinition::validate)
             .map_err(invalid)?;
@@ -213,11 +215,12 @@ impl AchievementsApi {
     )]
     async fn list(
         &self,
-        #[oai(scope = "Scope::IssuersRead")] _auth: Authorized<scope::IssuersRead>,
+        #[oai(scope = "Scope::IssuersRead")] auth: Authorized<scope::IssuersRead>,
         state: Data<&AppState>,
         /// Issuer id (CUID).
         id: Path<String>,
     ) -> Result<Json<Vec<AchievementResource>>, ApiError> {
+        tenancy::issuer(&auth.caller, &id, Role::Viewer)?;
         crate::issuers::find_issuer(state.db(), &id.0).await?;
         let rows = achievement::Entity::find()
             .filter(achievement::Column::IssuerId.eq(&id.0))
@@ -237,13 +240,14 @@ impl AchievementsApi {
     )]
     async fn get(
         &self,
-        #[oai(scope = "Scope::IssuersRead")] _auth: Authorized<scope::IssuersRead>,
+        #[oai(scope = "Scope::IssuersRead")] auth: Authorized<scope::IssuersRead>,
         state: Data<&AppState>,
         /// Issuer id (CUID).
         id: Path<String>,
         /// Achievement id (CUID).
         aid: Path<String>,
     ) -> Result<Json<AchievementResource>, ApiError> {
+        tenancy::issuer(&auth.caller, &id, Role::Viewer)?;
         let row = achievement::Entity::find_by_id(aid.0)
             .one(state.db())
             .await?
@@ -270,6 +274,7 @@ impl AchievementsApi {
         aid: Path<String>,
         body: Json<AchievementInput>,
     ) -> Result<Json<AchievementResource>, ApiError> {
+        tenancy::issuer(&auth.caller, &id, Role::Issuer)?;
         let def = ob::AchievementDefinition::try_from(body.0)
             .and_then(ob::AchievementDefinition::validate)
             .map_err(invalid)?;

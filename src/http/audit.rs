@@ -47,7 +47,8 @@ pub struct AuditApi;
 #[OpenApi(tag = "ApiTags::Audit")]
 impl AuditApi {
     /// Page through the audit trail, newest first: key generation, rotation, revocation, rewrap,
-    /// issuer changes.
+    /// issuer changes, membership and client changes. Global callers only (403
+    /// `insufficient_role` for a caller limited to some issuers).
     #[oai(
         path = "/api/v1/audit",
         method = "get",
@@ -55,7 +56,7 @@ impl AuditApi {
     )]
     async fn list(
         &self,
-        #[oai(scope = "Scope::Admin")] _auth: Authorized<scope::Admin>,
+        #[oai(scope = "Scope::Admin")] auth: Authorized<scope::Admin>,
         state: Data<&AppState>,
         /// Page size (1–500, default 100).
         #[oai(
@@ -67,6 +68,7 @@ impl AuditApi {
         #[oai(default, validator(minimum(value = "0")))]
         offset: Query<u64>,
     ) -> Result<Json<AuditPage>, ApiError> {
+        auth.caller.require_global()?;
         let total = audit_event::Entity::find().count(state.db()).await?;
         let rows = audit_event::Entity::find()
             .order_by_desc(audit_event::Column::OccurredAt)

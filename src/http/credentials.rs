@@ -14,6 +14,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::tenancy::{self, Role};
 use super::{
     ApiTags,
     auth::{Authorized, scope},
@@ -610,6 +611,7 @@ impl CredentialsApi {
         state: Data<&AppState>,
         body: Json<IssueRequest>,
     ) -> Result<IssueResponse, ApiError> {
+        tenancy::achievement(&state, &auth.caller, &body.achievement_id, Role::Issuer).await?;
         let req = body.0;
         let format = parse_format_and_suite(
             req.proof_format.as_deref(),
@@ -648,6 +650,7 @@ impl CredentialsApi {
         idempotency_key: Header<Option<String>>,
         body: Json<BatchRequest>,
     ) -> Result<BatchResponse, BatchError> {
+        tenancy::achievement(&state, &auth.caller, &body.achievement_id, Role::Issuer).await?;
         let req = body.0;
         if req.recipients.is_empty() || req.recipients.len() > issue::MAX_BATCH {
             return Err(unprocessable(format!(
@@ -796,11 +799,12 @@ impl CredentialsApi {
     )]
     async fn get(
         &self,
-        #[oai(scope = "Scope::CredentialsRead")] _auth: Authorized<scope::CredentialsRead>,
+        #[oai(scope = "Scope::CredentialsRead")] auth: Authorized<scope::CredentialsRead>,
         state: Data<&AppState>,
         /// Credential id (CUID).
         id: Path<String>,
     ) -> Result<Json<CredentialResource>, ApiError> {
+        tenancy::credential(&state, &auth.caller, &id, Role::Viewer).await?;
         let row = credential::Entity::find_by_id(id.0)
             .one(state.db())
             .await?
@@ -820,11 +824,12 @@ impl CredentialsApi {
     )]
     async fn baked_png(
         &self,
-        #[oai(scope = "Scope::CredentialsRead")] _auth: Authorized<scope::CredentialsRead>,
+        #[oai(scope = "Scope::CredentialsRead")] auth: Authorized<scope::CredentialsRead>,
         state: Data<&AppState>,
         /// Credential id (CUID).
         id: Path<String>,
     ) -> Result<BakedPng, ApiError> {
+        tenancy::credential(&state, &auth.caller, &id, Role::Viewer).await?;
         let (embedded, image, seed, _) = bake_source(&state, &id.0).await?;
         let base = match image {
             Some((mime, bytes)) if mime == "image/png" => bytes,
@@ -843,11 +848,12 @@ impl CredentialsApi {
     )]
     async fn baked_svg(
         &self,
-        #[oai(scope = "Scope::CredentialsRead")] _auth: Authorized<scope::CredentialsRead>,
+        #[oai(scope = "Scope::CredentialsRead")] auth: Authorized<scope::CredentialsRead>,
         state: Data<&AppState>,
         /// Credential id (CUID).
         id: Path<String>,
     ) -> Result<BakedSvg, ApiError> {
+        tenancy::credential(&state, &auth.caller, &id, Role::Viewer).await?;
         let (embedded, image, seed, name) = bake_source(&state, &id.0).await?;
         let base = match image {
             Some((mime, bytes)) if mime == "image/svg+xml" => {
@@ -870,7 +876,7 @@ impl CredentialsApi {
     )]
     async fn list(
         &self,
-        #[oai(scope = "Scope::CredentialsRead")] _auth: Authorized<scope::CredentialsRead>,
+        #[oai(scope = "Scope::CredentialsRead")] auth: Authorized<scope::CredentialsRead>,
         state: Data<&AppState>,
         /// Page size (1–200, default 50).
         #[oai(
@@ -887,6 +893,10 @@ impl CredentialsApi {
         let mut query = credential::Entity::find();
         if let Some(issuer) = &issuer.0 {
             query = query.filter(credential::Column::IssuerId.eq(issuer));
+        }
+        // Only the caller's issuers (an issuer outside them lists nothing, like an unknown one).
+        if let Some(visible) = auth.caller.visible_issuers() {
+            query = query.filter(credential::Column::IssuerId.is_in(visible.keys().cloned()));
         }
         let total = query.clone().count(state.db()).await?;
         let rows = query
@@ -915,6 +925,7 @@ impl CredentialsApi {
         id: Path<String>,
         body: Json<StatusRequest>,
     ) -> Result<Json<StatusResult>, ApiError> {
+        tenancy::credential(&state, &auth.caller, &id, Role::Issuer).await?;
         let purpose = parse_purpose(&body.purpose)?;
         let body = body.0;
         // Grouped with concurrent single changes into one transaction; answers after the commit.
@@ -943,6 +954,7 @@ impl CredentialsApi {
         state: Data<&AppState>,
         body: Json<BulkStatusRequest>,
     ) -> Result<Json<BulkStatusResult>, ApiError> {
+        tenancy::credentials(&state, &auth.caller, &body.credential_ids, Role::Issuer).await?;
         let purpose = parse_purpose(&body.purpose)?;
         let (changes, lists) = changes::set_status(
             state.db(),

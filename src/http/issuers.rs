@@ -10,6 +10,7 @@ use poem_openapi::{
 };
 use sea_orm::EntityTrait;
 
+use super::tenancy::{self, Role};
 use super::{
     ApiTags,
     auth::{Authorized, scope},
@@ -323,14 +324,20 @@ impl IssuersApi {
         body: Json<CreateIssuerRequest>,
     ) -> Result<CreatedIssuer, ApiError> {
         let new = NewIssuer::try_from(body.0)?;
-        let (issuer, _key) = issuers::create_issuer(
+        // A caller limited to some issuers becomes the owner of the issuer it creates.
+        let owner = (!auth.caller.is_global()).then_some(&auth.caller.principal);
+        let (issuer, _key) = issuers::create_owned_issuer(
             state.db(),
             state.keys(),
             state.public_url(),
             new,
             auth.client_id(),
+            owner,
         )
         .await?;
+        if let Some(owner) = owner {
+            invalidation::changed(&state, Change::Principal(owner.clone())).await;
+        }
         Ok(CreatedIssuer::Created(Json(issuer_resource(
             &state, issuer,
         ))))
@@ -340,7 +347,7 @@ impl IssuersApi {
     #[oai(path = "/api/v1/issuers", method = "get", operation_id = "listIssuers")]
     async fn list_issuers(
         &self,
-        #[oai(scope = "Scope::IssuersRead")] _auth: Authorized<scope::IssuersRead>,
+        #[oai(scope = "Scope::IssuersRead")] auth: Authorized<scope::IssuersRead>,
         state: Data<&AppState>,
         /// Page size (1–500, default 50).
         #[oai(
@@ -352,7 +359,13 @@ impl IssuersApi {
         #[oai(default, validator(minimum(value = "0")))]
         offset: Query<u64>,
     ) -> Result<Json<IssuerPage>, ApiError> {
-        let (items, total) = issuers::list_issuers(state.db(), limit.0, offset.0).await?;
+        let (items, total) = issuers::list_visible_issuers(
+            state.db(),
+            auth.caller.visible_issuers(),
+            limit.0,
+            offset.0,
+        )
+        .await?;
         Ok(Json(IssuerPage {
             items: items
                 .into_iter()
@@ -370,11 +383,12 @@ impl IssuersApi {
     )]
     async fn get_issuer(
         &self,
-        #[oai(scope = "Scope::IssuersRead")] _auth: Authorized<scope::IssuersRead>,
+        #[oai(scope = "Scope::IssuersRead")] auth: Authorized<scope::IssuersRead>,
         state: Data<&AppState>,
         /// Issuer id (CUID).
         id: Path<String>,
     ) -> Result<Json<IssuerResource>, ApiError> {
+        tenancy::issuer(&auth.caller, &id, Role::Viewer)?;
         let issuer = issuers::find_issuer(state.db(), &id.0).await?;
         Ok(Json(issuer_resource(&state, issuer)))
     }
@@ -394,6 +408,7 @@ impl IssuersApi {
         id: Path<String>,
         body: Json<UpdateIssuerRequest>,
     ) -> Result<Json<IssuerResource>, ApiError> {
+        tenancy::issuer(&auth.caller, &id, Role::Owner)?;
         let update = ProfileUpdate::try_from(body.0)?;
         let issuer = issuers::update_issuer(state.db(), &id.0, update, auth.client_id()).await?;
         // Credentials embed the issuer's profile: drop cached issuance contexts everywhere.
@@ -410,11 +425,12 @@ impl IssuersApi {
     )]
     async fn list_keys(
         &self,
-        #[oai(scope = "Scope::IssuersRead")] _auth: Authorized<scope::IssuersRead>,
+        #[oai(scope = "Scope::IssuersRead")] auth: Authorized<scope::IssuersRead>,
         state: Data<&AppState>,
         /// Issuer id (CUID).
         id: Path<String>,
     ) -> Result<Json<Vec<KeyResource>>, ApiError> {
+        tenancy::issuer(&auth.caller, &id, Role::Viewer)?;
         let issuer = issuers::find_issuer(state.db(), &id.0).await?;
         let keys = KeyStore::list_keys(state.db(), &issuer.id).await?;
         Ok(Json(
@@ -440,6 +456,7 @@ impl IssuersApi {
         /// `Ed25519` (default; Data Integrity and EdDSA JWTs) or `P-256` (ES256 JWTs).
         algorithm: Query<Option<String>>,
     ) -> Result<Json<RotationResult>, ApiError> {
+        tenancy::issuer(&auth.caller, &id, Role::Owner)?;
         let algorithm = match algorithm.0.as_deref() {
             None => KeyAlgorithm::Ed25519,
             Some(a) => a
@@ -488,6 +505,7 @@ impl IssuersApi {
         key_id: Path<String>,
         body: Json<RevokeKeyRequest>,
     ) -> Result<Json<KeyResource>, ApiError> {
+        tenancy::issuer(&auth.caller, &id, Role::Owner)?;
         let issuer = issuers::find_issuer(state.db(), &id.0).await?;
         let key = state
             .keys()

@@ -11,10 +11,12 @@ pub mod documented;
 pub mod frontline;
 pub mod health;
 pub mod issuers;
+pub mod members;
 pub mod oauth;
 pub mod publication;
 pub mod status;
 pub mod text;
+pub mod tenancy;
 pub mod vcapi;
 pub mod verify;
 
@@ -65,6 +67,7 @@ pub type Apis = (
     vcapi::VcApi,
     verify::VerifyApi,
     audit::AuditApi,
+    members::MembersApi,
 );
 
 /// The OpenAPI service (independent of any running state, so `oxbadge openapi` needs no database).
@@ -82,6 +85,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             vcapi::VcApi,
             verify::VerifyApi,
             audit::AuditApi,
+            members::MembersApi,
         ),
         "oxbadge",
         env!("CARGO_PKG_VERSION"),

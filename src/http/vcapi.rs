@@ -6,6 +6,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
+use super::tenancy::{self, Role};
 use super::{
     ApiTags,
     auth::{Authorized, scope},
@@ -415,6 +416,7 @@ impl VcApi {
         state: Data<&AppState>,
         body: Json<IssueCredentialRequest>,
     ) -> Result<VcIssueResponse, ApiError> {
+        tenancy::vc_issuer(&state, &auth.caller, &body.credential, Role::Issuer).await?;
         let body = body.0;
         let request = issue_request(body.credential, body.options)?;
         let issued = issue::vcapi::issue(&state, request, auth.client_id()).await?;
@@ -435,6 +437,7 @@ impl VcApi {
         state: Data<&AppState>,
         body: Json<UpdateStatusRequest>,
     ) -> Result<Json<UpdateStatusResponse>, ApiError> {
+        tenancy::credential_uri(&state, &auth.caller, &body.credential_id, Role::Issuer).await?;
         let req = body.0;
         let row = credential::Entity::find()
             .filter(credential::Column::CredentialUri.eq(&req.credential_id))

@@ -181,6 +181,13 @@ pub struct Context {
     revocation_list: String,
 }
 
+impl Context {
+    /// Our id of the issuer that awards the achievement (for tenancy checks).
+    pub fn issuer_row_id(&self) -> &str {
+        &self.issuer.id
+    }
+}
+
 /// Everything shared by the credentials of one issuance.
 struct Template<'a> {
     ctx: &'a Context,

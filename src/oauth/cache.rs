@@ -12,6 +12,7 @@ use std::{
 use chrono::Utc;
 
 use super::AccessContext;
+use crate::accounts::memberships::Principal;
 
 /// How long a resolved token is trusted without asking the database again.
 pub const TTL: Duration = Duration::from_secs(2);
@@ -48,6 +49,14 @@ impl TokenCache {
             map.retain(|_, (ctx, _)| ctx.client_id != client_id);
         }
     }
+
+    /// Forgets every token whose principal is `principal` (its memberships or flags changed), so
+    /// the next request resolves the new set of issuers.
+    pub fn evict_principal(&self, principal: &Principal) {
+        if let Ok(mut map) = self.entries.write() {
+            map.retain(|_, (ctx, _)| &ctx.principal != principal);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -58,6 +67,8 @@ mod tests {
     fn ctx(client: &str, expires_in: i64) -> AccessContext {
         AccessContext {
             client_id: client.into(),
+            principal: Principal::Client(client.into()),
+            access: crate::accounts::memberships::IssuerAccess::Global,
             scopes: ScopeSet::all(),
             expires_at: Utc::now() + chrono::Duration::seconds(expires_in),
         }
@@ -77,5 +88,7 @@ mod tests {
         cache.evict_client("c1");
         assert!(cache.get("a").is_none());
         assert!(cache.get("b").is_some());
+        cache.evict_principal(&Principal::Client("c2".into()));
+        assert!(cache.get("b").is_none());
     }
 }

@@ -2,6 +2,7 @@
 //! grant for machine clients; opaque random tokens are stored only as SHA-256 hashes.
 
 pub mod cache;
+pub mod clients;
 pub mod scopes;
 pub mod throttle;
 pub mod tokens;

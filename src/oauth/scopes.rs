@@ -30,11 +30,43 @@ pub enum Scope {
     /// Administration: clients, audit trail.
     #[oai(rename = "admin")]
     Admin,
+    /// OB 3.0 API: read the badges a person holds.
+    #[oai(rename = "https://purl.imsglobal.org/spec/ob/v3p0/scope/credential.readonly")]
+    ObCredentialReadonly,
+    /// OB 3.0 API: add badges to a person's collection and update them.
+    #[oai(rename = "https://purl.imsglobal.org/spec/ob/v3p0/scope/credential.upsert")]
+    ObCredentialUpsert,
+    /// OB 3.0 API: read a person's profile.
+    #[oai(rename = "https://purl.imsglobal.org/spec/ob/v3p0/scope/profile.readonly")]
+    ObProfileReadonly,
+    /// OB 3.0 API: update a person's profile.
+    #[oai(rename = "https://purl.imsglobal.org/spec/ob/v3p0/scope/profile.update")]
+    ObProfileUpdate,
+    /// A refresh token, to keep access while the person is away.
+    #[oai(rename = "offline_access")]
+    OfflineAccess,
 }
 
 impl Scope {
-    /// All service scopes, in a stable order.
-    pub const ALL: [Scope; 8] = [
+    /// Every scope (the catalogue), in a stable order.
+    pub const ALL: [Scope; 13] = [
+        Scope::IssuersRead,
+        Scope::IssuersWrite,
+        Scope::KeysManage,
+        Scope::CredentialsIssue,
+        Scope::CredentialsRead,
+        Scope::CredentialsStatus,
+        Scope::CredentialsVerify,
+        Scope::Admin,
+        Scope::ObCredentialReadonly,
+        Scope::ObCredentialUpsert,
+        Scope::ObProfileReadonly,
+        Scope::ObProfileUpdate,
+        Scope::OfflineAccess,
+    ];
+
+    /// The scopes of the service API (the machine-client scopes), in a stable order.
+    pub const SERVICE: [Scope; 8] = [
         Scope::IssuersRead,
         Scope::IssuersWrite,
         Scope::KeysManage,
@@ -56,6 +88,49 @@ impl Scope {
             Scope::CredentialsStatus => "credentials:status",
             Scope::CredentialsVerify => "credentials:verify",
             Scope::Admin => "admin",
+            Scope::ObCredentialReadonly => {
+                "https://purl.imsglobal.org/spec/ob/v3p0/scope/credential.readonly"
+            }
+            Scope::ObCredentialUpsert => {
+                "https://purl.imsglobal.org/spec/ob/v3p0/scope/credential.upsert"
+            }
+            Scope::ObProfileReadonly => {
+                "https://purl.imsglobal.org/spec/ob/v3p0/scope/profile.readonly"
+            }
+            Scope::ObProfileUpdate => {
+                "https://purl.imsglobal.org/spec/ob/v3p0/scope/profile.update"
+            }
+            Scope::OfflineAccess => "offline_access",
+        }
+    }
+
+    /// What granting the scope allows, in plain words. The scope catalogue (`GET /api/v1/scopes`)
+    /// and the consent page of the authorization server show this text.
+    pub fn description(self) -> &'static str {
+        match self {
+            Scope::IssuersRead => {
+                "See the issuers you belong to, their achievements and public keys."
+            }
+            Scope::IssuersWrite => {
+                "Create issuers, change their profiles, and create and change their achievements."
+            }
+            Scope::KeysManage => "Rotate and revoke the signing keys of issuers you own.",
+            Scope::CredentialsIssue => "Issue badges in the name of issuers you belong to.",
+            Scope::CredentialsRead => "See the badges issued by issuers you belong to.",
+            Scope::CredentialsStatus => {
+                "Revoke, suspend and unsuspend badges of issuers you belong to."
+            }
+            Scope::CredentialsVerify => {
+                "Verify badges (when this service requires a token for it)."
+            }
+            Scope::Admin => {
+                "Administer this service: manage clients and read the whole audit trail."
+            }
+            Scope::ObCredentialReadonly => "Read the badges in your collection.",
+            Scope::ObCredentialUpsert => "Add badges to your collection and update them.",
+            Scope::ObProfileReadonly => "Read your profile.",
+            Scope::ObProfileUpdate => "Change your profile.",
+            Scope::OfflineAccess => "Keep this access while you are not using the application.",
         }
     }
 }
@@ -92,9 +167,11 @@ impl ScopeSet {
         Self(0)
     }
 
-    /// Every scope.
+    /// Every service scope ([`Scope::SERVICE`]): what the bootstrap admin client holds. The OB 3.0
+    /// API scopes and `offline_access` are not in it: they are granted to people's applications
+    /// through the authorization server, not to machine clients by default.
     pub fn all() -> Self {
-        Scope::ALL.into_iter().collect()
+        Scope::SERVICE.into_iter().collect()
     }
 
     fn bit(scope: Scope) -> u32 {
@@ -178,6 +255,16 @@ mod tests {
             ScopeSet::parse("admin root").unwrap_err(),
             UnknownScope("root".into())
         );
+    }
+
+    #[test]
+    fn every_scope_has_a_description_and_round_trips() {
+        for scope in Scope::ALL {
+            assert!(scope.description().ends_with('.'), "{scope}");
+            assert_eq!(scope.as_str().parse::<Scope>().unwrap(), scope);
+        }
+        assert!(!ScopeSet::all().contains(Scope::OfflineAccess));
+        assert!(ScopeSet::parse("offline_access").is_ok());
     }
 
     #[test]

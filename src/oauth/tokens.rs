@@ -5,6 +5,8 @@
 //! security); comparisons of hashes are constant-time.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 use rand::{RngCore, rngs::OsRng};
 use sea_orm::{
@@ -17,12 +19,13 @@ use subtle::ConstantTimeEq;
 
 use super::{OAuthError, ScopeSet};
 use crate::{
+    accounts::memberships::{self, IssuerAccess, Principal, Role},
     db::{access_token, new_id, oauth_client},
     error::ApiError,
 };
 
 /// Prefix of client secrets (lets secret scanners recognise a leaked one).
-const CLIENT_SECRET_PREFIX: &str = "oxbcs_";
+pub(crate) const CLIENT_SECRET_PREFIX: &str = "oxbcs_";
 /// Prefix of access tokens.
 const ACCESS_TOKEN_PREFIX: &str = "oxbat_";
 
@@ -45,7 +48,12 @@ pub struct TokenGrant {
 /// Who is calling and what they may do, resolved from a valid bearer token.
 #[derive(Debug, Clone)]
 pub struct AccessContext {
+    /// The client the token was issued to.
     pub client_id: String,
+    /// Who acts: the client itself, or the user a user-bound token carries.
+    pub principal: Principal,
+    /// The issuers the principal may act on, resolved with the token.
+    pub access: IssuerAccess,
     pub scopes: ScopeSet,
     pub expires_at: DateTime<Utc>,
 }
@@ -61,9 +69,46 @@ impl AccessContext {
             })
         }
     }
+
+    /// Succeeds when the principal may act on `issuer_id` with at least `min`. An issuer outside the
+    /// principal's set is 404 `not_found`, exactly like an issuer that does not exist (never 403,
+    /// so membership does not reveal which issuers exist); a role below `min` is 403
+    /// `insufficient_role`.
+    pub fn require_issuer(&self, issuer_id: &str, min: Role) -> Result<(), ApiError> {
+        match self.access.role_on(issuer_id) {
+            None => Err(ApiError::NotFound { what: "issuer" }),
+            Some(role) if role < min => Err(ApiError::InsufficientRole {
+                required: min.as_str(),
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The issuers (id → role) the principal is limited to; `None` for a global principal.
+    pub fn visible_issuers(&self) -> Option<&HashMap<String, Role>> {
+        match &self.access {
+            IssuerAccess::Global => None,
+            IssuerAccess::Members(map) => Some(map),
+        }
+    }
+
+    /// Whether the principal acts on every issuer.
+    pub fn is_global(&self) -> bool {
+        self.access.is_global()
+    }
+
+    /// Succeeds for a global principal (administration of clients and the whole audit trail);
+    /// otherwise 403 `insufficient_role`.
+    pub fn require_global(&self) -> Result<(), ApiError> {
+        if self.is_global() {
+            Ok(())
+        } else {
+            Err(ApiError::InsufficientRole { required: "global" })
+        }
+    }
 }
 
-fn random_secret(prefix: &str) -> SecretString {
+pub(crate) fn random_secret(prefix: &str) -> SecretString {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     let value = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes));
@@ -92,6 +137,9 @@ pub async fn create_client(
         kind: Set("service".to_owned()),
         created_at: Set(Utc::now()),
         disabled_at: Set(None),
+        global: Set(true),
+        redirect_uris: Set(String::new()),
+        updated_at: Set(None),
     }
     .insert(db)
     .await?;
@@ -202,26 +250,66 @@ pub async fn issue_token(
     if scopes.is_empty() {
         return Err(OAuthError::invalid_scope("no scope can be granted"));
     }
+    let grant = store_token(db, &client.id, None, scopes, ttl_secs).await?;
+    tracing::info!(client_id = %client.id, scopes = %scopes, "access token issued");
+    Ok(grant)
+}
+
+async fn store_token(
+    db: &impl ConnectionTrait,
+    client_id: &str,
+    user_id: Option<&str>,
+    scopes: ScopeSet,
+    ttl_secs: u64,
+) -> Result<TokenGrant, sea_orm::DbErr> {
     let token = random_secret(ACCESS_TOKEN_PREFIX);
     let now = Utc::now();
     let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2);
     access_token::ActiveModel {
         id: Set(new_id()),
         token_hash: Set(hash_secret(token.expose_secret())),
-        client_id: Set(client.id.clone()),
+        client_id: Set(client_id.to_owned()),
         scopes: Set(scopes.to_string()),
         expires_at: Set(now + Duration::seconds(ttl)),
         created_at: Set(now),
         revoked_at: Set(None),
+        user_id: Set(user_id.map(str::to_owned)),
     }
     .insert(db)
     .await?;
-    tracing::info!(client_id = %client.id, scopes = %scopes, "access token issued");
     Ok(TokenGrant {
         access_token: token,
         expires_in: ttl,
         scopes,
     })
+}
+
+/// Issues an access token with which `client_id` acts for the user `user_id` (what the
+/// authorization-code flow grants): the token's principal is the user, so it reaches only the
+/// issuers the user is a member of. The scopes must be within the client's allowed scopes and the
+/// client must be enabled.
+pub async fn issue_user_token(
+    db: &impl ConnectionTrait,
+    client_id: &str,
+    user_id: &str,
+    scopes: ScopeSet,
+    ttl_secs: u64,
+) -> Result<TokenGrant, OAuthError> {
+    let client = oauth_client::Entity::find_by_id(client_id.to_owned())
+        .one(db)
+        .await?
+        .filter(|c| c.disabled_at.is_none())
+        .ok_or_else(|| OAuthError::invalid_client(false))?;
+    let allowed = ScopeSet::parse(&client.scopes)
+        .map_err(|e| OAuthError::server_error(&format!("stored client scopes: {e}")))?;
+    if scopes.is_empty() || !allowed.is_superset(scopes) {
+        return Err(OAuthError::invalid_scope(
+            "the requested scope exceeds what this client may be granted",
+        ));
+    }
+    let grant = store_token(db, client_id, Some(user_id), scopes, ttl_secs).await?;
+    tracing::info!(client_id, user_id, scopes = %scopes, "user access token issued");
+    Ok(grant)
 }
 
 /// Resolves a presented bearer token through `cache` (see [`super::cache`]), asking the database on
@@ -259,17 +347,30 @@ async fn resolve_hashed(
     db: &impl ConnectionTrait,
     token_hash: &str,
 ) -> Result<AccessContext, ApiError> {
-    let row = access_token::Entity::find()
+    // The token and its client in one query: a global client needs nothing more.
+    let (row, client) = access_token::Entity::find()
         .filter(access_token::Column::TokenHash.eq(token_hash))
+        .find_also_related(oauth_client::Entity)
         .one(db)
         .await?
         .ok_or(ApiError::InvalidToken)?;
-    if row.revoked_at.is_some() || row.expires_at <= Utc::now() {
+    let client = client.ok_or(ApiError::InvalidToken)?;
+    if row.revoked_at.is_some() || row.expires_at <= Utc::now() || client.disabled_at.is_some() {
         return Err(ApiError::InvalidToken);
     }
     let scopes = ScopeSet::parse(&row.scopes).map_err(ApiError::internal)?;
+    let principal = match row.user_id {
+        Some(user) => Principal::User(user),
+        None => Principal::Client(row.client_id.clone()),
+    };
+    let access = match &principal {
+        Principal::Client(_) if client.global => IssuerAccess::Global,
+        other => memberships::load_access(db, other).await?,
+    };
     Ok(AccessContext {
         client_id: row.client_id,
+        principal,
+        access,
         scopes,
         expires_at: row.expires_at,
     })

@@ -15,5 +15,6 @@ mod poison;
 mod status;
 mod support;
 mod vcapi_conformance;
+mod tenancy;
 mod verify;
 mod verify_conformance;

@@ -24,6 +24,8 @@ const PUBLIC_OPERATIONS: &[&str] = &[
     "verifyBadge",
     "vcApiVerifyCredential",
     "vcApiVerifyPresentation",
+    // The scope catalogue (the consent page shows the same text).
+    "listScopes",
 ];
 
 const ALL_SCOPES: &[&str] = &[

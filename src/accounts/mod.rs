@@ -1,0 +1,3 @@
+//! The people side: users, sessions, issuer memberships and roles.
+
+pub mod memberships;

@@ -1,0 +1,3 @@
+//! The command families of the `oxbadge` binary, one module each.
+
+pub mod clients;
