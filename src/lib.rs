@@ -2,8 +2,10 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod accounts;
 pub mod app;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod di;
@@ -20,6 +22,7 @@ pub mod ob;
 pub mod status;
 pub mod telemetry;
 pub mod verify;
+pub mod web;
 pub mod writer;
 
 pub use app::{App, AppState};

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_oauth_clients_and_tokens;
 mod m20261123_000002_issuers_keys_audit;
 mod m20261123_000003_achievements_credentials_status;
+mod m20261201_000001_accounts;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_oauth_clients_and_tokens::Migration),
             Box::new(m20261123_000002_issuers_keys_audit::Migration),
             Box::new(m20261123_000003_achievements_credentials_status::Migration),
+            Box::new(m20261201_000001_accounts::Migration),
         ]
     }
 }

@@ -125,11 +125,14 @@ impl<E: Endpoint> Endpoint for Frontline<E> {
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|ct| ct.starts_with("text/html"));
-            set(
-                &mut resp,
-                header::CONTENT_SECURITY_POLICY,
-                if is_html { CSP_HTML } else { CSP_API },
-            );
+            // Pages set their own (stricter) policy; keep it.
+            if !resp.headers().contains_key(header::CONTENT_SECURITY_POLICY) {
+                set(
+                    &mut resp,
+                    header::CONTENT_SECURITY_POLICY,
+                    if is_html { CSP_HTML } else { CSP_API },
+                );
+            }
             if self.state.tls_enabled() {
                 set(
                     &mut resp,
