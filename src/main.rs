@@ -13,6 +13,10 @@ use oxbadge::{
 };
 use secrecy::ExposeSecret;
 
+mod cli {
+    pub mod users;
+}
+
 #[derive(Parser)]
 #[command(
     name = "oxbadge",
@@ -47,6 +51,9 @@ enum Command {
     /// Manage OAuth clients.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Manage people: create, list, disable, enable, send a password-reset link.
+    #[command(subcommand)]
+    Users(cli::users::UsersCommand),
     /// Inspect and manage issuer signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -200,6 +207,14 @@ async fn main() -> ExitCode {
             create_client(&settings, &name, &scopes, json).await
         }
         Command::Keys(cmd) => keys(&settings, cmd).await,
+        Command::Users(cmd) => match cli_state(settings).await {
+            Ok(state) => {
+                let result = cli::users::run(&state, cmd).await;
+                let _ = state.db().close_by_ref().await;
+                result
+            }
+            Err(err) => Err(err),
+        },
         Command::Issue(args) => issue_csv(settings, args).await,
         Command::Seed { demo } => {
             if demo {

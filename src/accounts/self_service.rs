@@ -130,13 +130,14 @@ pub async fn request_password_reset(
     Ok(())
 }
 
-/// Sends a reset link on an administrator's or the CLI's behalf; returns the address it went to.
-pub async fn send_reset_link_for(
+/// Creates a reset link on an administrator's or the CLI's behalf and returns the mail that
+/// carries it (the caller sends it: in the background for the API, at once for the CLI).
+pub async fn reset_link_mail_for(
     db: &sea_orm::DatabaseConnection,
     accounts: &Accounts,
     user_id: &str,
     actor: &str,
-) -> Result<String, AccountError> {
+) -> Result<super::mail::OutgoingMail, AccountError> {
     let found = users::find_by_id(db, user_id)
         .await?
         .ok_or(AccountError::NotFound("user"))?;
@@ -152,10 +153,7 @@ pub async fn send_reset_link_for(
     )
     .await?;
     txn.commit().await?;
-    accounts
-        .mailer()
-        .send_later(accounts.reset_mail(&found.email, &token));
-    Ok(found.email)
+    Ok(accounts.reset_mail(&found.email, &token))
 }
 
 /// Sets a new password with a reset link: the link is used up, every session of the user ends,

@@ -128,9 +128,15 @@ impl UsersApi {
         .await
         .map_err(account_error)?;
         if send_link {
-            self_service::send_reset_link_for(state.db(), state.accounts(), &created.id, &actor)
-                .await
-                .map_err(account_error)?;
+            let mail = self_service::reset_link_mail_for(
+                state.db(),
+                state.accounts(),
+                &created.id,
+                &actor,
+            )
+            .await
+            .map_err(account_error)?;
+            state.accounts().mailer().send_later(mail);
         }
         Ok(CreateUserResponse::Created(Json(created.into())))
     }

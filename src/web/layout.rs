@@ -26,9 +26,14 @@ impl Layout {
         }
     }
 
-    /// With an error message.
+    /// With an error message (shown as a sentence: the first letter upper-cased).
     pub fn with_error(mut self, error: impl Into<String>) -> Self {
-        self.error = Some(error.into());
+        let error = error.into();
+        let mut chars = error.chars();
+        self.error = Some(match chars.next() {
+            Some(first) => first.to_uppercase().chain(chars).collect(),
+            None => error,
+        });
         self
     }
 

@@ -1,6 +1,7 @@
 //! The one integration-test binary: real HTTP against a real database (SQLite, or PostgreSQL when
 //! OXBADGE_TEST_DATABASE_URL is set).
 
+mod accounts;
 mod di_vectors;
 mod es256;
 mod foundation;
@@ -11,3 +12,4 @@ mod openapi;
 mod status;
 mod support;
 mod verify;
+mod web_pages;
