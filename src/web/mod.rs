@@ -102,10 +102,11 @@ async fn page_layer<E: Endpoint>(ep: E, mut req: Request) -> poem::Result<Respon
         Ok(resp) => resp.into_response(),
         Err(err) => error_response(err),
     };
-    if cookie.fresh && !resp.headers().contains_key(header::SET_COOKIE) {
-        if let Ok(v) = session_cookie::set(&cookie.value, secure).parse() {
-            resp.headers_mut().append(header::SET_COOKIE, v);
-        }
+    if cookie.fresh
+        && !resp.headers().contains_key(header::SET_COOKIE)
+        && let Ok(v) = session_cookie::set(&cookie.value, secure).parse()
+    {
+        resp.headers_mut().append(header::SET_COOKIE, v);
     }
     Ok(security_headers::apply(resp))
 }

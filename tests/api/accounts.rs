@@ -132,15 +132,15 @@ pub fn mail_body(raw: &str) -> String {
         let mut out = Vec::new();
         let mut i = 0;
         while i < b.len() {
-            if b[i] == b'=' && i + 2 < b.len() {
-                if let Some(byte) = std::str::from_utf8(&b[i + 1..i + 3])
+            if b[i] == b'='
+                && i + 2 < b.len()
+                && let Some(byte) = std::str::from_utf8(&b[i + 1..i + 3])
                     .ok()
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    out.push(byte);
-                    i += 3;
-                    continue;
-                }
+            {
+                out.push(byte);
+                i += 3;
+                continue;
             }
             out.push(b[i]);
             i += 1;
@@ -176,10 +176,10 @@ pub async fn wait_for_mail(dir: &Path, needle: &str) -> String {
                 if name.starts_with('.') || p.is_dir() {
                     continue;
                 }
-                if let Ok(text) = std::fs::read_to_string(&p) {
-                    if text.contains(needle) {
-                        return text;
-                    }
+                if let Ok(text) = std::fs::read_to_string(&p)
+                    && text.contains(needle)
+                {
+                    return text;
                 }
             }
         }
@@ -247,7 +247,7 @@ impl SmtpSink {
             .unwrap()
             .port();
         let maildir = tempfile::tempdir().unwrap();
-        let child = Command::new("python3")
+        let mut child = Command::new("python3")
             .args([
                 "-m",
                 "aiosmtpd",
@@ -275,6 +275,8 @@ impl SmtpSink {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the SMTP sink did not start on port {port}");
     }
 
@@ -1111,4 +1113,138 @@ async fn json_account_endpoints_need_the_session_and_the_csrf_header() {
             .iter()
             .any(|(a, _)| a == "user.password_changed")
     );
+}
+
+fn cli(app: &TestApp, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oxbadge"))
+        .arg("--database-url")
+        .arg(&app.db().url)
+        .arg("--data-dir")
+        .arg(app.db().data_dir.path())
+        .args(args)
+        .env("OXBADGE_LOG", "error")
+        .env("OXBADGE_KEK", crate::support::random_kek("cli-kek"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "oxbadge {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[tokio::test]
+async fn cli_creates_lists_disables_enables_and_resets_users() {
+    let app = TestApp::spawn().await;
+    let out = cli(
+        &app,
+        &[
+            "users",
+            "create",
+            "--email",
+            "Op@Example.com",
+            "--name",
+            "Operator",
+            "--admin",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        printed.contains("op@example.com") && printed.contains("(admin)"),
+        "{printed}"
+    );
+    assert!(!printed.contains(PASSWORD));
+    let listed = String::from_utf8(cli(&app, &["users", "list", "--json"], None).stdout).unwrap();
+    let row: Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!(row["email"], "op@example.com");
+    assert_eq!(row["isAdmin"], true);
+    assert_eq!(row["emailVerified"], true);
+
+    // The password from stdin signs in over HTTP.
+    let http = browser_client();
+    let session = sign_in(&app, &http, "op@example.com", PASSWORD).await;
+
+    // Disabled: the session ends and sign-in answers like a wrong password.
+    cli(
+        &app,
+        &["users", "disable", "--email", "op@example.com"],
+        None,
+    );
+    let resp = http
+        .get(app.url("/api/v1/account"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let (c, t, _) = open_page(&http, &app.url("/account/sign-in"), None).await;
+    let disabled = attempt(&app, &http, &c, &t, "op@example.com", PASSWORD).await;
+    let wrong = attempt(&app, &http, &c, &t, "op@example.com", "a wrong password").await;
+    assert_eq!(disabled, wrong);
+    cli(
+        &app,
+        &["users", "enable", "--email", "op@example.com"],
+        None,
+    );
+    sign_in(&app, &http, "op@example.com", PASSWORD).await;
+
+    // A reset link goes to the outbox (no SMTP configured) and works.
+    cli(
+        &app,
+        &["users", "reset-password", "--email", "op@example.com"],
+        None,
+    );
+    let mail = wait_for_mail(&outbox(&app), "Subject: Reset your password").await;
+    let token = link_token(&mail_body(&mail), "/account/reset-password");
+    let (cookie, csrf, _) = open_page(
+        &http,
+        &app.url(&format!("/account/reset-password?token={token}")),
+        None,
+    )
+    .await;
+    let resp = post_form(
+        &http,
+        &app.url("/account/reset-password"),
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("token", &token),
+            ("password", "set from the cli link"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    sign_in(&app, &http, "op@example.com", "set from the cli link").await;
+    // A password on the command line is refused: there is no such flag.
+    let refused = Command::new(env!("CARGO_BIN_EXE_oxbadge"))
+        .args([
+            "users",
+            "create",
+            "--email",
+            "x@example.com",
+            "--name",
+            "X",
+            "--password",
+            "pw",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
 }

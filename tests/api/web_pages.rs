@@ -487,24 +487,39 @@ async fn assert_accessible(browser: &Browser, axe: &str, page: &str) {
 
 #[tokio::test]
 async fn headless_chromium_registers_confirms_signs_in_and_lands_signed_in() {
+    use futures_util::FutureExt;
     let Some(browser) = Browser::start("headless_chromium_registers_confirms_signs_in").await
     else {
         return;
     };
     let axe = axe_source();
     let app = TestApp::spawn().await;
+    let outcome = std::panic::AssertUnwindSafe(browse(&browser, &axe, &app))
+        .catch_unwind()
+        .await;
+    // Always end the WebDriver session, so Chromium exits even when the test failed.
+    let _ = browser
+        .http
+        .delete(format!("{}/session/{}", browser.base, browser.session))
+        .send()
+        .await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
 
+async fn browse(browser: &Browser, axe: &str, app: &TestApp) {
     // Register.
     browser.goto(&app.url("/account/register")).await;
     browser.screenshot("01-register").await;
-    assert_accessible(&browser, &axe, "register").await;
+    assert_accessible(browser, axe, "register").await;
     browser.fill("#display_name", "Mary Somerville").await;
     browser.fill("#email", "mary@example.com").await;
     browser.fill("#password", PASSWORD).await;
     browser.click("button[type=submit]").await;
     browser.wait_for_text("Check your inbox").await;
     browser.screenshot("02-registered").await;
-    assert_accessible(&browser, &axe, "check your inbox").await;
+    assert_accessible(browser, axe, "check your inbox").await;
 
     // Follow the link from the mail.
     let mail = wait_for_mail(&outbox(&app), "mary@example.com").await;
@@ -513,7 +528,7 @@ async fn headless_chromium_registers_confirms_signs_in_and_lands_signed_in() {
         .goto(&app.url(&format!("/account/verify-email?token={token}")))
         .await;
     browser.screenshot("03-verify-email").await;
-    assert_accessible(&browser, &axe, "verify email").await;
+    assert_accessible(browser, axe, "verify email").await;
     browser.click("button[type=submit]").await;
     browser.wait_for_url("/account/sign-in?done=verified").await;
     browser
@@ -526,7 +541,7 @@ async fn headless_chromium_registers_confirms_signs_in_and_lands_signed_in() {
     browser.click("button[type=submit]").await;
     browser.wait_for_text("not correct").await;
     browser.screenshot("04-sign-in-error").await;
-    assert_accessible(&browser, &axe, "sign-in error").await;
+    assert_accessible(browser, axe, "sign-in error").await;
     browser.fill("#password", PASSWORD).await;
     browser.click("button[type=submit]").await;
 
@@ -536,7 +551,7 @@ async fn headless_chromium_registers_confirms_signs_in_and_lands_signed_in() {
     assert!(url.ends_with("/account"), "{url}");
     assert!(text.contains("This session"), "{text}");
     browser.screenshot("05-account").await;
-    assert_accessible(&browser, &axe, "account").await;
+    assert_accessible(browser, axe, "account").await;
 
     // Sign out from the page.
     browser
@@ -544,12 +559,7 @@ async fn headless_chromium_registers_confirms_signs_in_and_lands_signed_in() {
         .await;
     browser.wait_for_text("You have signed out").await;
     browser.screenshot("06-signed-out").await;
-    assert_accessible(&browser, &axe, "signed out").await;
+    assert_accessible(browser, axe, "signed out").await;
     browser.goto(&app.url("/account")).await;
     browser.wait_for_url("/account/sign-in?next=").await;
-    let _ = browser
-        .http
-        .delete(format!("{}/session/{}", browser.base, browser.session))
-        .send()
-        .await;
 }
