@@ -94,7 +94,9 @@ impl<E: Endpoint> Endpoint for Frontline<E> {
         let method = req.method().as_str().to_owned();
         let path = req.uri().path().to_owned();
         let family = ErrorFamily::for_path(&path);
-        let authenticated = req.headers().contains_key(header::AUTHORIZATION);
+        // A session cookie authenticates too (the account pages and `/api/v1/account*`).
+        let authenticated = req.headers().contains_key(header::AUTHORIZATION)
+            || req.headers().contains_key(header::COOKIE);
         let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
         let limit = self.state.settings().max_body_bytes;
 
