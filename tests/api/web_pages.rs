@@ -522,7 +522,7 @@ async fn browse(browser: &Browser, axe: &str, app: &TestApp) {
     assert_accessible(browser, axe, "check your inbox").await;
 
     // Follow the link from the mail.
-    let mail = wait_for_mail(&outbox(&app), "mary@example.com").await;
+    let mail = wait_for_mail(&outbox(app), "mary@example.com").await;
     let token = link_token(&mail_body(&mail), "/account/verify-email");
     browser
         .goto(&app.url(&format!("/account/verify-email?token={token}")))
