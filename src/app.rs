@@ -18,6 +18,7 @@ use poem::{
     },
 };
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use secrecy::ExposeSecret;
 use url::Url;
 
 use crate::{
@@ -84,6 +85,9 @@ pub enum StartupError {
         shape: String,
         reason: String,
     },
+    /// The people side (mail settings, password hasher) could not be set up.
+    #[error("accounts: {0}")]
+    Accounts(#[from] crate::accounts::AccountsSetupError),
 }
 
 impl From<sea_orm::DbErr> for StartupError {
@@ -112,6 +116,7 @@ struct StateInner {
     verifier: Verifier,
     verify_pool: crate::compute::ComputePool,
     connections: Arc<crate::http::disconnect::Connections>,
+    accounts: crate::accounts::Accounts,
 }
 
 /// The peer address of a request (the unspecified address when unknown).
@@ -249,6 +254,16 @@ impl AppState {
     pub fn verifier(&self) -> &Verifier {
         &self.0.verifier
     }
+
+    /// The people side: password hasher, mailer, sign-in limiter.
+    pub fn accounts(&self) -> &crate::accounts::Accounts {
+        &self.0.accounts
+    }
+
+    /// The clock expiries are measured with (tests advance it).
+    pub fn clock(&self) -> &crate::clock::Clock {
+        self.0.accounts.clock()
+    }
 }
 
 impl AppState {
@@ -331,6 +346,20 @@ impl AppState {
         .map_err(|e| StartupError::Outbound(e.to_string()))?;
         let canonicalization_limits = settings.canonicalization_limits();
         let verify_workers = settings.verify_workers;
+        let accounts = crate::accounts::Accounts::new(
+            crate::accounts::AccountsConfig {
+                smtp_url: settings.smtp_url.as_ref().map(|u| u.expose_secret()),
+                mail_from: &settings.mail_from,
+                data_dir: &settings.data_dir,
+                registration_open: settings.registration_open,
+                password_hash_concurrency: settings.password_hash_concurrency,
+                sign_in_attempts_per_minute_per_ip: settings.sign_in_attempts_per_minute,
+                secure_cookies: settings.tls_enabled() || public_url.scheme() == "https",
+                public_url: public_url.clone(),
+            },
+            crate::clock::Clock::system(),
+        )
+        .await?;
         let state = AppState(Arc::new(StateInner {
             db,
             settings,
@@ -352,6 +381,7 @@ impl AppState {
             auth_failures: FailureBuckets::new(settings_failures.0, settings_failures.1),
             verify_limiter,
             verifier,
+            accounts,
         }));
         Ok((state, bootstrap_admin))
     }

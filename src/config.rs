@@ -164,6 +164,21 @@ pub struct Settings {
     pub rdfc_max_permutations: u64,
     /// `OXBADGE_RDFC_MAX_DEPTH`: recursion depth of Hash N-Degree Quads. Default 32.
     pub rdfc_max_depth: u32,
+    /// `OXBADGE_SMTP_URL`: SMTP server for outgoing mail, e.g. `smtp://user:pass@host:587?tls=required`
+    /// (STARTTLS) or `smtps://user:pass@host:465` (implicit TLS). Secret. Default: none, mail is
+    /// written to `<data_dir>/outbox/*.eml` (with a warning at start-up).
+    pub smtp_url: Option<SecretString>,
+    /// `OXBADGE_MAIL_FROM`: sender of outgoing mail. Default `oxbadge <no-reply@localhost>`.
+    pub mail_from: String,
+    /// `OXBADGE_REGISTRATION_OPEN`: allow self-service sign-up (`/account/register`,
+    /// `POST /api/v1/account/register`). Default true.
+    pub registration_open: bool,
+    /// `OXBADGE_PASSWORD_HASH_CONCURRENCY`: Argon2id hashes computed at once (each takes 19 MiB
+    /// and one core for tens of milliseconds). 0 = half the cores, at least one. Default 0.
+    pub password_hash_concurrency: usize,
+    /// `OXBADGE_SIGN_IN_ATTEMPTS_PER_MINUTE`: sign-in attempts per client address per minute,
+    /// across accounts. Default 30.
+    pub sign_in_attempts_per_minute: u32,
 }
 
 impl Default for Settings {
@@ -224,6 +239,11 @@ impl Settings {
             max_calls: self.rdfc_max_calls,
             max_permutations: self.rdfc_max_permutations,
             max_depth: self.rdfc_max_depth,
+            smtp_url: None,
+            mail_from: "oxbadge <no-reply@localhost>".to_owned(),
+            registration_open: true,
+            password_hash_concurrency: 0,
+            sign_in_attempts_per_minute: 30,
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod app;
 pub mod cache;
 pub mod compute;
+pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod db;
@@ -23,6 +24,7 @@ pub mod ob;
 pub mod status;
 pub mod telemetry;
 pub mod verify;
+pub mod web;
 pub mod writer;
 
 pub use app::{App, AppState};

@@ -47,6 +47,9 @@ enum Command {
     /// Manage OAuth clients.
     #[command(subcommand)]
     Clients(cli::clients::ClientsCommand),
+    /// Manage people: create, list, disable, enable, send a password-reset link.
+    #[command(subcommand)]
+    Users(cli::users::UsersCommand),
     /// Inspect and manage issuer signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -182,6 +185,14 @@ async fn main() -> ExitCode {
         Command::Serve(_) => serve(settings).await,
         Command::Clients(cmd) => cli::clients::run(&settings, cmd).await,
         Command::Keys(cmd) => keys(&settings, cmd).await,
+        Command::Users(cmd) => match cli_state(settings).await {
+            Ok(state) => {
+                let result = cli::users::run(&state, cmd).await;
+                let _ = state.db().close_by_ref().await;
+                result
+            }
+            Err(err) => Err(err),
+        },
         Command::Issue(args) => issue_csv(settings, args).await,
         Command::Seed { demo } => {
             if demo {

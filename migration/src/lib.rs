@@ -7,6 +7,7 @@ mod m20261123_000002_issuers_keys_audit;
 mod m20261123_000003_achievements_credentials_status;
 mod m20261201_000002_memberships;
 mod m20261201_000005_idempotency_lease;
+mod m20261201_000001_accounts;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_achievements_credentials_status::Migration),
             Box::new(m20261201_000002_memberships::Migration),
             Box::new(m20261201_000005_idempotency_lease::Migration),
+            Box::new(m20261201_000001_accounts::Migration),
         ]
     }
 }

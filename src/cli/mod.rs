@@ -1,3 +1,4 @@
 //! The command families of the `oxbadge` binary, one module each.
 
 pub mod clients;
+pub mod users;

@@ -131,7 +131,9 @@ impl<E: Endpoint> Endpoint for Frontline<E> {
         let method = req.method().as_str().to_owned();
         let path = req.uri().path().to_owned();
         let family = ErrorFamily::for_path(&path);
-        let authenticated = req.headers().contains_key(header::AUTHORIZATION);
+        // A session cookie authenticates too (the account pages and `/api/v1/account*`).
+        let authenticated = req.headers().contains_key(header::AUTHORIZATION)
+            || req.headers().contains_key(header::COOKIE);
         let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
         let limit = self.state.settings().max_body_bytes;
         let body_timeout = Duration::from_secs(self.state.settings().body_read_timeout_secs);
@@ -178,11 +180,14 @@ impl<E: Endpoint> Endpoint for Frontline<E> {
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|ct| ct.starts_with("text/html"));
-            set(
-                &mut resp,
-                header::CONTENT_SECURITY_POLICY,
-                if is_html { CSP_HTML } else { CSP_API },
-            );
+            // Pages set their own (stricter) policy; keep it.
+            if !resp.headers().contains_key(header::CONTENT_SECURITY_POLICY) {
+                set(
+                    &mut resp,
+                    header::CONTENT_SECURITY_POLICY,
+                    if is_html { CSP_HTML } else { CSP_API },
+                );
+            }
             if self.state.tls_enabled() {
                 set(
                     &mut resp,

@@ -1,6 +1,7 @@
 //! HTTP surface: one poem-openapi API struct per tag, assembled into one routed endpoint behind the
 //! front-line layer. The OpenAPI document is generated from these types.
 
+pub mod account;
 pub mod achievements;
 pub mod audit;
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod publication;
 pub mod status;
 pub mod text;
 pub mod tenancy;
+pub mod users;
 pub mod vcapi;
 pub mod verify;
 
@@ -52,6 +54,10 @@ pub enum ApiTags {
     Verify,
     /// The audit trail.
     Audit,
+    /// The signed-in person's own account (session cookie).
+    Account,
+    /// People administration.
+    Users,
 }
 
 /// All API structs, in tag order.
@@ -68,6 +74,8 @@ pub type Apis = (
     verify::VerifyApi,
     audit::AuditApi,
     members::MembersApi,
+    account::AccountApi,
+    users::UsersApi,
 );
 
 /// The OpenAPI service (independent of any running state, so `oxbadge openapi` needs no database).
@@ -86,6 +94,8 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             verify::VerifyApi,
             audit::AuditApi,
             members::MembersApi,
+            account::AccountApi,
+            users::UsersApi,
         ),
         "oxbadge",
         env!("CARGO_PKG_VERSION"),
@@ -111,6 +121,8 @@ pub fn routes(state: AppState) -> BoxEndpoint<'static, Response> {
     let ui = api.swagger_ui();
     let route = Route::new()
         .nest("/", api)
+        .nest("/account", crate::web::routes())
+        .nest("/static", crate::web::asset_routes())
         .at("/openapi.json", spec)
         .nest("/docs", ui)
         .data(state.clone());

@@ -1,6 +1,7 @@
 //! The one integration-test binary: real HTTP against a real database (SQLite, or PostgreSQL when
 //! OXBADGE_TEST_DATABASE_URL is set).
 
+mod accounts;
 mod di_vectors;
 mod es256;
 mod foundation;
@@ -18,3 +19,4 @@ mod vcapi_conformance;
 mod tenancy;
 mod verify;
 mod verify_conformance;
+mod web_pages;

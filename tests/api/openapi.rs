@@ -26,6 +26,13 @@ const PUBLIC_OPERATIONS: &[&str] = &[
     "vcApiVerifyPresentation",
     // The scope catalogue (the consent page shows the same text).
     "listScopes",
+    // People: self-service registration is public; the others authenticate with the browser
+    // session cookie (+ X-CSRF-Token on writes), not a bearer token (tests/api/accounts.rs).
+    "registerAccount",
+    "getAccount",
+    "changePassword",
+    "listAccountSessions",
+    "endAccountSession",
 ];
 
 const ALL_SCOPES: &[&str] = &[
