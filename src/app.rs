@@ -74,6 +74,26 @@ pub enum StartupError {
     /// The verifier's outbound HTTP client could not be built.
     #[error("outbound HTTP client: {0}")]
     Outbound(String),
+    /// An applied migration was edited (or is unknown to this build), or its checksums could not
+    /// be read. The CLI exits with code 2 for the first two.
+    #[error("migrations: {0}")]
+    Migrations(#[from] migration::ChecksumError),
+    /// The SQLite database's lock is held by a restore in progress.
+    #[error("database lock: {0}")]
+    DatabaseLock(#[from] db::backup::BackupError),
+}
+
+impl StartupError {
+    /// Whether this start was refused because the database does not match this build (an edited
+    /// or unknown applied migration), as opposed to a failure that a retry might fix.
+    pub fn is_schema_mismatch(&self) -> bool {
+        matches!(
+            self,
+            Self::Migrations(
+                migration::ChecksumError::Edited { .. } | migration::ChecksumError::Unknown { .. }
+            )
+        )
+    }
 }
 
 impl From<sea_orm::DbErr> for StartupError {
@@ -99,6 +119,8 @@ struct StateInner {
     auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
     verify_limiter: DefaultKeyedRateLimiter<IpAddr>,
     verifier: Verifier,
+    /// Held shared for the life of the state, so `db restore` cannot replace the SQLite file.
+    _database_lock: Option<db::backup::DatabaseLock>,
 }
 
 /// The peer address of a request (the unspecified address when unknown).
@@ -218,6 +240,9 @@ impl AppState {
         settings: Settings,
         bound: SocketAddr,
     ) -> Result<(Self, Option<NewClient>), StartupError> {
+        let database_lock = db::sqlite_path(&settings.effective_database_url())
+            .map(|path| db::backup::DatabaseLock::shared(&path))
+            .transpose()?;
         let db = db::connect(
             &settings.effective_database_url(),
             settings.db_max_connections,
@@ -227,6 +252,7 @@ impl AppState {
             db::migrate_up(&db).await?;
         } else {
             use migration::MigratorTrait;
+            migration::checksums::verify(&db).await?;
             let pending = migration::Migrator::get_pending_migrations(&db)
                 .await?
                 .len();
@@ -300,6 +326,7 @@ impl AppState {
             auth_limiter,
             verify_limiter,
             verifier,
+            _database_lock: database_lock,
         }));
         Ok((state, bootstrap_admin))
     }

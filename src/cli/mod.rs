@@ -1,0 +1,3 @@
+//! Command families of the `oxbadge` binary, one file each; `main.rs` only parses and dispatches.
+
+pub mod db;
