@@ -558,6 +558,68 @@ async fn every_down_migration_runs_and_up_brings_the_schema_back() {
     drop(db);
 }
 
+#[tokio::test]
+async fn backups_hold_no_plaintext_secret_token_or_kek() {
+    let app = TestApp::spawn().await;
+    let token = app
+        .token("issuers:write credentials:issue credentials:read")
+        .await;
+    let (_, achievement) = issuer_with_achievement(&app, &token).await;
+    issue(
+        &app,
+        &token,
+        json!({"achievementId": achievement, "recipient": {"email": "secret-keeper@example.edu"}}),
+    )
+    .await;
+    let kek = {
+        use secrecy::ExposeSecret;
+        let spec = app
+            .state
+            .settings()
+            .kek
+            .as_ref()
+            .unwrap()
+            .expose_secret()
+            .to_owned();
+        spec.split_once(':').unwrap().1.to_owned()
+    };
+    let backups = tempfile::tempdir().unwrap();
+    let (bytes, what) = if is_postgres(&app.db().url) {
+        if !tool_available("pg_dump") {
+            eprintln!("pg_dump not installed: skipped");
+            return;
+        }
+        let out = run_tool(
+            "pg_dump",
+            vec!["--format=plain".into(), app.db().url.clone()],
+        )
+        .await;
+        assert!(out.status.success());
+        (out.stdout, "a plain pg_dump")
+    } else {
+        let file = backups.path().join("b.db");
+        let out = cli(
+            &app.db().url,
+            app.db().data_dir.path(),
+            &["db", "backup", "--to", file.to_str().unwrap()],
+        )
+        .await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (std::fs::read(&file).unwrap(), "the SQLite backup")
+    };
+    assert!(bytes.len() > 10_000, "{what} holds the data");
+    for (name, secret) in [
+        ("client secret", app.admin_secret.as_str()),
+        ("access token", token.as_str()),
+        ("KEK", kek.as_str()),
+    ] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{what} contains the {name} in plaintext"
+        );
+    }
+}
+
 // ---- The upgrade fixture --------------------------------------------------------------------
 
 /// Where the upgrade fixture lives.
