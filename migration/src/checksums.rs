@@ -223,6 +223,12 @@ pub async fn record<C: ConnectionTrait>(db: &C) -> Result<(), ChecksumError> {
                 source.checksum().into(),
                 now.into(),
             ])
+            // Two instances starting at once on a database without records both record it.
+            .on_conflict(
+                OnConflict::column(OxbadgeMigrationChecksums::Version)
+                    .do_nothing()
+                    .to_owned(),
+            )
             .to_owned();
         db.execute(&insert).await?;
     }

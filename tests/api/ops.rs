@@ -26,9 +26,11 @@ use crate::{
     support::{TestApp, TestDb, test_settings},
 };
 
-/// The `oxbadge` binary built with this test binary.
-pub fn oxbadge_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_oxbadge")
+/// The `oxbadge` binary the CLI tests run: `OXBADGE_TEST_BIN` when set (a release build, or a
+/// private copy when several worktrees share one target directory), else the one cargo built with
+/// this test binary.
+pub fn oxbadge_bin() -> String {
+    std::env::var("OXBADGE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_oxbadge").to_owned())
 }
 
 /// Runs `oxbadge --database-url URL --data-dir DIR ARGS…` to completion (off the reactor).
@@ -437,6 +439,23 @@ async fn an_edited_migration_is_refused_at_start_up_with_exit_code_2() {
     let applied = checksums::verify(&conn).await.unwrap();
     assert_eq!(applied.len(), migration::SOURCES.len());
     assert!(applied.iter().all(|m| m.state == ChecksumState::Verified));
+    // Applied before checksums existed: recorded on first sight, also by two instances at once.
+    conn.execute_unprepared(&format!("DELETE FROM {}", checksums::TABLE))
+        .await
+        .unwrap();
+    let unrecorded = checksums::verify(&conn).await.unwrap();
+    assert!(
+        unrecorded
+            .iter()
+            .all(|m| m.state == ChecksumState::Unrecorded)
+    );
+    let other = oxbadge::db::connect(&db.url, 1).await.unwrap();
+    let (a, b) = tokio::join!(checksums::record(&conn), checksums::record(&other));
+    a.unwrap();
+    b.unwrap();
+    other.close().await.unwrap();
+    let applied = checksums::verify(&conn).await.unwrap();
+    assert!(applied.iter().all(|m| m.state == ChecksumState::Verified));
 
     // This build compiled from an edited source: refused.
     let victim = migration::SOURCES[1].name;
@@ -556,6 +575,87 @@ async fn every_down_migration_runs_and_up_brings_the_schema_back() {
     .await;
     app.stop().await;
     drop(db);
+}
+
+#[tokio::test]
+async fn restore_replaces_a_stopped_database_and_keeps_the_replaced_one() {
+    let app = TestApp::spawn().await;
+    if is_postgres(&app.db().url) {
+        return; // pg_restore, covered by the backup-under-load test
+    }
+    let token = app.token("issuers:write credentials:issue").await;
+    let (_, achievement) = issuer_with_achievement(&app, &token).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        if n == 2 {
+            let out = cli(
+                &app.db().url,
+                app.db().data_dir.path(),
+                &[
+                    "db",
+                    "backup",
+                    "--to",
+                    app.db().data_dir.path().join("two.db").to_str().unwrap(),
+                ],
+            )
+            .await;
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+        let issued = issue(
+            &app,
+            &token,
+            json!({"achievementId": achievement, "recipient": {"id": format!("did:example:{n}")}}),
+        )
+        .await;
+        ids.push(issued["id"].as_str().unwrap().to_owned());
+    }
+    let settings = test_settings(app.db());
+    let kek = app.state.settings().kek.clone();
+    let db = app.into_db().await;
+    let backup = db.data_dir.path().join("two.db");
+    let out = cli(
+        &db.url,
+        db.data_dir.path(),
+        &[
+            "db",
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .await;
+    let report = json_out(&out);
+    assert_eq!(report["credentials"], 2);
+    // The replaced database (with everything its WAL held) is kept beside it.
+    let previous = PathBuf::from(report["previous"].as_str().unwrap());
+    let conn = oxbadge::db::connect(&sqlite_url(&previous), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        maintenance::count_rows(&conn, "credentials").await.unwrap(),
+        3
+    );
+    conn.close().await.unwrap();
+    // The service starts on the restored database: the first two credentials, not the third.
+    let mut settings = settings;
+    settings.kek = kek;
+    let app = TestApp::spawn_on(db, settings).await;
+    let token = app.token("credentials:read").await;
+    for (n, id) in ids.iter().enumerate() {
+        let resp = app
+            .http
+            .get(app.url(&format!("/api/v1/credentials/{id}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            if n < 2 { 200 } else { 404 },
+            "credential {n}"
+        );
+    }
 }
 
 #[tokio::test]
