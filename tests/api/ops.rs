@@ -531,24 +531,45 @@ async fn an_edited_migration_is_refused_at_start_up_with_exit_code_2() {
     conn.close().await.unwrap();
 }
 
+/// Every table and column with its type (SQLite: the stored CREATE statements), to compare a
+/// schema before and after a down/up round trip.
+async fn schema_fingerprint(conn: &sea_orm::DatabaseConnection) -> Vec<String> {
+    let backend = conn.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Sqlite => {
+            "SELECT name || ': ' || COALESCE(sql, '') FROM sqlite_master \
+             WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+        }
+        _ => {
+            "SELECT (table_name || '.' || column_name || ': ' || data_type || ' ' || is_nullable)::text \
+             FROM information_schema.columns WHERE table_schema = current_schema() \
+             UNION ALL SELECT (indexname || ': ' || indexdef)::text FROM pg_indexes \
+             WHERE schemaname = current_schema() ORDER BY 1"
+        }
+    };
+    conn.query_all_raw(sea_orm::Statement::from_string(backend, sql.to_owned()))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn every_down_migration_runs_and_up_brings_the_schema_back() {
     let db = TestDb::create().await;
     let conn = oxbadge::db::connect(&db.url, 1).await.unwrap();
     oxbadge::db::migrate_up(&conn).await.unwrap();
     let full = maintenance::tables(&conn).await.unwrap();
+    let full_schema = schema_fingerprint(&conn).await;
     let bookkeeping = ["oxbadge_migration_checksums", "seaql_migrations"];
-    // One step at a time: each `down` removes something and forgets its checksum.
-    let mut previous = full.len();
+    // One step at a time: each `down` changes the schema and forgets its checksum.
+    let mut previous = full_schema.clone();
     for step in (0..migration::SOURCES.len()).rev() {
         checksums::down(&conn, Some(1)).await.unwrap();
-        let now = maintenance::tables(&conn).await.unwrap();
-        assert!(
-            now.len() < previous,
-            "down of {}",
-            migration::SOURCES[step].name
-        );
-        previous = now.len();
+        let now = schema_fingerprint(&conn).await;
+        assert_ne!(now, previous, "down of {}", migration::SOURCES[step].name);
+        previous = now;
         assert_eq!(
             maintenance::count_rows(&conn, checksums::TABLE)
                 .await
@@ -560,6 +581,7 @@ async fn every_down_migration_runs_and_up_brings_the_schema_back() {
     assert_eq!(left, bookkeeping, "everything but the bookkeeping is gone");
     oxbadge::db::migrate_up(&conn).await.unwrap();
     assert_eq!(maintenance::tables(&conn).await.unwrap(), full);
+    assert_eq!(schema_fingerprint(&conn).await, full_schema);
     // And all the way down and up in one go, then the service starts on it.
     checksums::down(&conn, None).await.unwrap();
     assert_eq!(maintenance::tables(&conn).await.unwrap(), bookkeeping);

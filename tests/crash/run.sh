@@ -10,7 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/oxbadge/target}"
 cargo build --release --bin oxbadge
-export OXBADGE_CRASH_BIN="$CARGO_TARGET_DIR/release/oxbadge"
+# A private copy: a shared target directory may be rebuilt from another checkout meanwhile.
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cp "$CARGO_TARGET_DIR/release/oxbadge" "$work/oxbadge"
+export OXBADGE_CRASH_BIN="$work/oxbadge" OXBADGE_TEST_BIN="$work/oxbadge"
 export OXBADGE_CRASH_KILLS="${KILLS:-200}"
 echo "crash run: $OXBADGE_CRASH_KILLS SIGKILLs against $OXBADGE_CRASH_BIN on ${OXBADGE_TEST_DATABASE_URL:-SQLite}"
 cargo test --test api crash:: -- --nocapture --test-threads 1
