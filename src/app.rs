@@ -88,6 +88,26 @@ pub enum StartupError {
     /// The people side (mail settings, password hasher) could not be set up.
     #[error("accounts: {0}")]
     Accounts(#[from] crate::accounts::AccountsSetupError),
+    /// An applied migration was edited (or is unknown to this build), or its checksums could not
+    /// be read. The CLI exits with code 2 for the first two.
+    #[error("migrations: {0}")]
+    Migrations(#[from] migration::ChecksumError),
+    /// The SQLite database's lock is held by a restore in progress.
+    #[error("database lock: {0}")]
+    DatabaseLock(#[from] db::backup::BackupError),
+}
+
+impl StartupError {
+    /// Whether this start was refused because the database does not match this build (an edited
+    /// or unknown applied migration), as opposed to a failure that a retry might fix.
+    pub fn is_schema_mismatch(&self) -> bool {
+        matches!(
+            self,
+            Self::Migrations(
+                migration::ChecksumError::Edited { .. } | migration::ChecksumError::Unknown { .. }
+            )
+        )
+    }
 }
 
 impl From<sea_orm::DbErr> for StartupError {
@@ -117,6 +137,8 @@ struct StateInner {
     verify_pool: crate::compute::ComputePool,
     connections: Arc<crate::http::disconnect::Connections>,
     accounts: crate::accounts::Accounts,
+    /// Held shared for the life of the state, so `db restore` cannot replace the SQLite file.
+    _database_lock: Option<db::backup::DatabaseLock>,
 }
 
 /// The peer address of a request (the unspecified address when unknown).
@@ -274,6 +296,9 @@ impl AppState {
         settings: Settings,
         bound: SocketAddr,
     ) -> Result<(Self, Option<NewClient>), StartupError> {
+        let database_lock = db::sqlite_path(&settings.effective_database_url())
+            .map(|path| db::backup::DatabaseLock::shared(&path))
+            .transpose()?;
         let db = db::connect(
             &settings.effective_database_url(),
             settings.db_max_connections,
@@ -283,6 +308,7 @@ impl AppState {
             db::migrate_up(&db).await?;
         } else {
             use migration::MigratorTrait;
+            migration::checksums::verify(&db).await?;
             let pending = migration::Migrator::get_pending_migrations(&db)
                 .await?
                 .len();
@@ -382,6 +408,7 @@ impl AppState {
             verify_limiter,
             verifier,
             accounts,
+            _database_lock: database_lock,
         }));
         Ok((state, bootstrap_admin))
     }

@@ -67,6 +67,9 @@ enum Command {
     },
     /// Print the OpenAPI document (regenerate openapi/openapi.json with `oxbadge openapi > openapi/openapi.json`).
     Openapi,
+    /// Back up, restore, check or inspect the database.
+    #[command(subcommand)]
+    Db(cli::db::DbCommand),
 }
 
 #[derive(Args)]
@@ -203,14 +206,37 @@ async fn main() -> ExitCode {
         }
         Command::Migrate(cmd) => migrate(&settings, cmd).await,
         Command::Openapi => Ok(()),
+        Command::Db(cmd) => cli::db::run(&settings, cmd).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "fatal");
             eprintln!("oxbadge: {err}");
-            ExitCode::FAILURE
+            exit_code_for(&err)
         }
+    }
+}
+
+/// 2 when the database does not match this build (an edited or unknown applied migration): a
+/// refusal that no restart fixes; 1 for every other failure.
+fn exit_code_for(err: &anyhow::Error) -> ExitCode {
+    let mismatch = err.chain().any(|cause| {
+        cause
+            .downcast_ref::<oxbadge::app::StartupError>()
+            .is_some_and(|e| e.is_schema_mismatch())
+            || matches!(
+                cause.downcast_ref::<migration::ChecksumError>(),
+                Some(
+                    migration::ChecksumError::Edited { .. }
+                        | migration::ChecksumError::Unknown { .. }
+                )
+            )
+    });
+    if mismatch {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -305,10 +331,15 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> anyhow::Result<()> {
 async fn migrate(settings: &Settings, cmd: MigrateCommand) -> anyhow::Result<()> {
     let conn = db::connect(&settings.effective_database_url(), 2).await?;
     match cmd {
-        MigrateCommand::Up { steps } => Migrator::up(&conn, steps).await?,
-        MigrateCommand::Down { steps } => Migrator::down(&conn, Some(steps)).await?,
-        MigrateCommand::Fresh => Migrator::fresh(&conn).await?,
-        MigrateCommand::Status => {}
+        MigrateCommand::Up { steps } => migration::checksums::up(&conn, steps).await?,
+        MigrateCommand::Down { steps } => migration::checksums::down(&conn, Some(steps)).await?,
+        MigrateCommand::Fresh => {
+            Migrator::fresh(&conn).await?;
+            migration::checksums::record(&conn).await?;
+        }
+        MigrateCommand::Status => {
+            migration::checksums::verify(&conn).await?;
+        }
     }
     for m in Migrator::get_migration_with_status(&conn).await? {
         println!("{:?}\t{}", m.status(), m.name());

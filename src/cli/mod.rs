@@ -1,4 +1,5 @@
-//! The command families of the `oxbadge` binary, one module each.
+//! Command families of the `oxbadge` binary, one file each; `main.rs` only parses and dispatches.
 
 pub mod clients;
+pub mod db;
 pub mod users;

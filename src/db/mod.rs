@@ -5,10 +5,12 @@
 pub mod access_token;
 pub mod achievement;
 pub mod audit_event;
+pub mod backup;
 pub mod credential;
 pub mod idempotency_key;
 pub mod issuer;
 pub mod issuer_membership;
+pub mod maintenance;
 pub mod oauth_client;
 pub mod signing_key;
 pub mod status_entry;
@@ -16,7 +18,6 @@ pub mod status_list;
 
 use std::{path::Path, time::Duration};
 
-use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
@@ -144,9 +145,22 @@ fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
         .map(Path::to_path_buf)
 }
 
-/// Applies all pending migrations.
-pub async fn migrate_up(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+/// Checks the applied migrations against this build's checksums (refusing edited ones), applies
+/// all pending migrations and records their checksums.
+pub async fn migrate_up(db: &DatabaseConnection) -> Result<(), migration::ChecksumError> {
+    migration::checksums::up(db, None).await
+}
+
+/// The file of a `sqlite:` URL (`None` for an in-memory database or another engine).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(std::path::PathBuf::from(path))
 }
 
 /// Whether the database answers a trivial query (readiness probe).

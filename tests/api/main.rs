@@ -2,6 +2,7 @@
 //! OXBADGE_TEST_DATABASE_URL is set).
 
 mod accounts;
+mod crash;
 mod di_vectors;
 mod es256;
 mod foundation;
@@ -13,6 +14,7 @@ mod jsonld_conformance;
 mod keys;
 mod openapi;
 mod poison;
+mod ops;
 mod status;
 mod support;
 mod vcapi_conformance;
