@@ -228,6 +228,11 @@ impl Default for Settings {
             rdfc_max_calls: crate::jsonld::CanonicalizationLimits::DEFAULT_MAX_CALLS,
             rdfc_max_permutations: crate::jsonld::CanonicalizationLimits::DEFAULT_MAX_PERMUTATIONS,
             rdfc_max_depth: crate::jsonld::CanonicalizationLimits::DEFAULT_MAX_DEPTH,
+            smtp_url: None,
+            mail_from: "oxbadge <no-reply@localhost>".to_owned(),
+            registration_open: true,
+            password_hash_concurrency: 0,
+            sign_in_attempts_per_minute: 30,
         }
     }
 }
@@ -239,11 +244,6 @@ impl Settings {
             max_calls: self.rdfc_max_calls,
             max_permutations: self.rdfc_max_permutations,
             max_depth: self.rdfc_max_depth,
-            smtp_url: None,
-            mail_from: "oxbadge <no-reply@localhost>".to_owned(),
-            registration_open: true,
-            password_hash_concurrency: 0,
-            sign_in_attempts_per_minute: 30,
         }
     }
 }

@@ -5,8 +5,8 @@
 pub mod accounts;
 pub mod app;
 pub mod cache;
-pub mod compute;
 pub mod clock;
+pub mod compute;
 pub mod config;
 pub mod connections;
 pub mod db;

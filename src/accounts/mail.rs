@@ -129,10 +129,16 @@ impl Mailer {
                 );
                 let dir = dir.clone();
                 tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                    std::fs::create_dir_all(&dir)?;
+                    // Mail holds single-use links: the outbox and its files are the service
+                    // user's only (0700 / 0600), like the database and the KEK file.
+                    crate::db::create_private_dir(&dir)?;
                     // Written under a temporary name and renamed, so readers never see half a file.
                     let tmp = dir.join(format!(".{name}.tmp"));
-                    std::fs::write(&tmp, bytes)?;
+                    let mut options = std::fs::OpenOptions::new();
+                    options.write(true).create_new(true);
+                    #[cfg(unix)]
+                    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                    std::io::Write::write_all(&mut options.open(&tmp)?, &bytes)?;
                     std::fs::rename(&tmp, dir.join(&name))
                 })
                 .await

@@ -16,6 +16,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::accounts::records::user;
 use crate::db::{self, audit_event, issuer, issuer_membership, oauth_client};
 
 /// What a member may do on an issuer. Ordered: `Owner > Issuer > Viewer`.
@@ -163,27 +164,47 @@ pub enum MembershipError {
     /// 422: the named client does not exist.
     #[error("client `{0}` does not exist")]
     UnknownClient(String),
+    /// 422: the named user does not exist.
+    #[error("user `{0}` does not exist")]
+    UnknownUser(String),
     /// Database failure.
     #[error(transparent)]
     Db(#[from] DbErr),
 }
 
-/// Resolves what `principal` may act on. A client is global when its row says so; a user principal
-/// is a member of the issuers its memberships name.
-// TODO(integration with `accounts`): a user whose `users.is_admin` is true is `Global`.
+/// Resolves what `principal` may act on. A client is global when its row says so; a user is global
+/// when they are an administrator (`users.is_admin`). Otherwise either is a member of the issuers
+/// its memberships name; a disabled or deleted user is a member of none.
 pub async fn load_access(
     db: &impl ConnectionTrait,
     principal: &Principal,
 ) -> Result<IssuerAccess, DbErr> {
-    if let Principal::Client(id) = principal {
-        let global = oauth_client::Entity::find_by_id(id.clone())
-            .select_only()
-            .column(oauth_client::Column::Global)
-            .into_tuple::<bool>()
-            .one(db)
-            .await?;
-        if global == Some(true) {
-            return Ok(IssuerAccess::Global);
+    match principal {
+        Principal::Client(id) => {
+            let global = oauth_client::Entity::find_by_id(id.clone())
+                .select_only()
+                .column(oauth_client::Column::Global)
+                .into_tuple::<bool>()
+                .one(db)
+                .await?;
+            if global == Some(true) {
+                return Ok(IssuerAccess::Global);
+            }
+        }
+        Principal::User(id) => {
+            let row: Option<(bool, Option<chrono::DateTime<chrono::Utc>>)> =
+                user::Entity::find_by_id(id.clone())
+                    .select_only()
+                    .column(user::Column::IsAdmin)
+                    .column(user::Column::DisabledAt)
+                    .into_tuple()
+                    .one(db)
+                    .await?;
+            match row {
+                Some((_, Some(_))) | None => return Ok(IssuerAccess::Members(HashMap::new())),
+                Some((true, None)) => return Ok(IssuerAccess::Global),
+                Some((false, None)) => {}
+            }
         }
     }
     Ok(IssuerAccess::Members(member_roles(db, principal).await?))
@@ -275,17 +296,30 @@ async fn owner_count(db: &impl ConnectionTrait, issuer_id: &str) -> Result<u64, 
         .await
 }
 
+/// 422 when the principal a membership names does not exist (a client or a user).
 async fn require_client(
     db: &impl ConnectionTrait,
     principal: &Principal,
 ) -> Result<(), MembershipError> {
-    if let Principal::Client(id) = principal
-        && oauth_client::Entity::find_by_id(id.clone())
-            .one(db)
-            .await?
-            .is_none()
-    {
-        return Err(MembershipError::UnknownClient(id.clone()));
+    match principal {
+        Principal::Client(id) => {
+            if oauth_client::Entity::find_by_id(id.clone())
+                .one(db)
+                .await?
+                .is_none()
+            {
+                return Err(MembershipError::UnknownClient(id.clone()));
+            }
+        }
+        Principal::User(id) => {
+            if user::Entity::find_by_id(id.clone())
+                .one(db)
+                .await?
+                .is_none()
+            {
+                return Err(MembershipError::UnknownUser(id.clone()));
+            }
+        }
     }
     Ok(())
 }

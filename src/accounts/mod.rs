@@ -1,14 +1,12 @@
-//! The people side: users, sessions, issuer memberships and roles.
-
-pub mod memberships;
-//! The people side: users, passwords, sessions, CSRF tokens, sign-in lockout, single-use links
-//! and mail. Both edges (`http/account.rs`, `http/users.rs` and the pages in `web/`) call these
+//! The people side: users, passwords, sessions, CSRF tokens, sign-in lockout, single-use links,
+//! mail, and issuer memberships and roles. Both edges (`http/account.rs`, `http/users.rs` and the pages in `web/`) call these
 //! functions, so a page and an API call can never disagree.
 
 pub mod csrf;
 pub mod errors;
 pub mod links;
 pub mod mail;
+pub mod memberships;
 pub mod passwords;
 pub mod records;
 pub mod secret_token;

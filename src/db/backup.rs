@@ -117,9 +117,12 @@ impl DatabaseLock {
     fn open(database: &Path) -> Result<(File, PathBuf), BackupError> {
         let path = lock_path(database);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+            super::create_private_dir(dir).map_err(io("cannot create", dir))?;
         }
-        let file = std::fs::OpenOptions::new()
+        let mut options = std::fs::OpenOptions::new();
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
             .create(true)
             .truncate(false)
             .read(true)
@@ -260,7 +263,7 @@ pub async fn restore_sqlite(from: &Path, target: &Path) -> Result<RestoreReport,
         return Err(BackupError::SameFile(target.to_path_buf()));
     }
     if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+        super::create_private_dir(dir).map_err(io("cannot create", dir))?;
     }
     let _lock = DatabaseLock::exclusive(target)?;
     let staging = sibling(target, ".restoring");

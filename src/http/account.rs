@@ -194,7 +194,7 @@ pub struct ChangePasswordRequest {
 
 /// One session of the signed-in person.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct SessionInfo {
     /// Session id.
     pub id: String,

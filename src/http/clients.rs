@@ -58,6 +58,10 @@ impl From<MembershipError> for ApiError {
                 code: "unknown_client",
                 detail: err.to_string(),
             },
+            MembershipError::UnknownUser(_) => ApiError::Unprocessable {
+                code: "unknown_user",
+                detail: err.to_string(),
+            },
             MembershipError::Db(db) => db.into(),
         }
     }
@@ -157,7 +161,10 @@ pub struct CreateClientRequest {
 impl CreateClientRequest {
     /// The trimmed name and the scope set, or 422 naming the first member that is not acceptable:
     /// a non-string or blank name, a non-string, blank or unknown scope.
-    fn parse_name_and_scopes(name: JsonText, scopes: Vec<JsonText>) -> Result<(String, ScopeSet), ApiError> {
+    fn parse_name_and_scopes(
+        name: JsonText,
+        scopes: Vec<JsonText>,
+    ) -> Result<(String, ScopeSet), ApiError> {
         let name = name.into_string("name")?;
         let name = name.trim();
         if name.is_empty() {
@@ -188,7 +195,7 @@ impl CreateClientRequest {
 
 /// A partial update of a client; absent fields stay as they are.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct UpdateClientRequest {
     /// Display name (1–200 characters).
     #[oai(validator(min_length = 1, max_length = 200))]

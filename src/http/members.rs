@@ -31,7 +31,7 @@ pub enum MemberKind {
 
 /// One member of an issuer.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct MemberResource {
     /// `client` or `user`.
     pub kind: MemberKind,
@@ -69,7 +69,7 @@ impl From<Member> for MemberResource {
 
 /// Add a member or change its role: exactly one of `clientId` and `userId`.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct SetMemberRequest {
     /// A client id.
     #[oai(validator(min_length = 1, max_length = 64))]

@@ -22,7 +22,7 @@ use crate::{
 
 /// A staff account to create.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct CreateUserRequest {
     /// Email address (normalized to lower case; counts as confirmed).
     #[oai(validator(max_length = 254))]
@@ -41,7 +41,7 @@ pub struct CreateUserRequest {
 
 /// A user as the API shows it (never password material).
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct UserInfo {
     /// User id.
     pub id: String,

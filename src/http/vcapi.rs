@@ -41,7 +41,7 @@ pub struct IssueCredentialRequest {
 
 /// Options of `POST /credentials/issue`. Members not listed here are accepted and ignored.
 #[derive(Debug, Default, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct IssueOptions {
     /// The Data Integrity cryptosuite: `eddsa-rdfc-2022` (default) or `eddsa-jcs-2022`.
     pub cryptosuite: Option<String>,

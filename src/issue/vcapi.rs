@@ -406,53 +406,54 @@ async fn sign(
     key: std::sync::Arc<Key>,
 ) -> Result<(String, Value), VcApiError> {
     let signer = state.signer().clone();
-    let signed = crate::compute::spawn_interruptible(move |cancel| match (securing, key.as_ref()) {
-        (Securing::DataIntegrity(suite), Key::Ed25519(k)) => signer
-            .with_cancel(cancel)
-            .sign_with(
-                &vc,
-                ProofOptions {
-                    verification_method: k.verification_method.clone(),
-                    created: Utc::now(),
-                    proof_purpose: ProofPurpose::AssertionMethod,
-                    challenge: None,
-                    domain: None,
-                },
-                &k.signing_key,
-                suite,
+    let signed =
+        crate::compute::spawn_interruptible(move |cancel| match (securing, key.as_ref()) {
+            (Securing::DataIntegrity(suite), Key::Ed25519(k)) => signer
+                .with_cancel(cancel)
+                .sign_with(
+                    &vc,
+                    ProofOptions {
+                        verification_method: k.verification_method.clone(),
+                        created: Utc::now(),
+                        proof_purpose: ProofPurpose::AssertionMethod,
+                        challenge: None,
+                        domain: None,
+                    },
+                    &k.signing_key,
+                    suite,
+                )
+                .map(|signed| (signed.to_string(), signed))
+                .map_err(|e| match e {
+                    // A bound on canonicalization work (a poison graph): 422 naming the limit.
+                    crate::di::DiError::JsonLd(limit) if limit.is_resource_limit() => {
+                        VcApiError::CanonicalizationLimit(limit.to_string())
+                    }
+                    other => IssueError::Unsignable(other.to_string()).into(),
+                }),
+            (Securing::VcJwt(_), key) => {
+                // Signing a vc+jwt does not expand the credential: hold it to the pinned contexts
+                // first, as every credential we sign.
+                signer
+                    .check_contexts(&vc)
+                    .map_err(|e| VcApiError::from(IssueError::Unsignable(e.to_string())))?;
+                let (kid, jose_key) = match key {
+                    Key::Ed25519(k) => (
+                        &k.verification_method,
+                        jwt::VcJoseKey::Ed25519(&k.signing_key),
+                    ),
+                    Key::P256(k) => (&k.verification_method, jwt::VcJoseKey::P256(&k.signing_key)),
+                };
+                let jws = jwt::sign_vc_jose(&vc, kid, jose_key)
+                    .map_err(|e| VcApiError::from(IssueError::Unsignable(e.to_string())))?;
+                Ok((jws.clone(), jwt::enveloped(&jws)))
+            }
+            (Securing::DataIntegrity(_), Key::P256(_)) => Err(IssueError::Unsignable(
+                "Data Integrity proofs are signed with the issuer's Ed25519 key".into(),
             )
-            .map(|signed| (signed.to_string(), signed))
-            .map_err(|e| match e {
-                // A bound on canonicalization work (a poison graph): 422 naming the limit.
-                crate::di::DiError::JsonLd(limit) if limit.is_resource_limit() => {
-                    VcApiError::CanonicalizationLimit(limit.to_string())
-                }
-                other => IssueError::Unsignable(other.to_string()).into(),
-            }),
-        (Securing::VcJwt(_), key) => {
-            // Signing a vc+jwt does not expand the credential: hold it to the pinned contexts
-            // first, as every credential we sign.
-            signer
-                .check_contexts(&vc)
-                .map_err(|e| VcApiError::from(IssueError::Unsignable(e.to_string())))?;
-            let (kid, jose_key) = match key {
-                Key::Ed25519(k) => (
-                    &k.verification_method,
-                    jwt::VcJoseKey::Ed25519(&k.signing_key),
-                ),
-                Key::P256(k) => (&k.verification_method, jwt::VcJoseKey::P256(&k.signing_key)),
-            };
-            let jws = jwt::sign_vc_jose(&vc, kid, jose_key)
-                .map_err(|e| VcApiError::from(IssueError::Unsignable(e.to_string())))?;
-            Ok((jws.clone(), jwt::enveloped(&jws)))
-        }
-        (Securing::DataIntegrity(_), Key::P256(_)) => Err(IssueError::Unsignable(
-            "Data Integrity proofs are signed with the issuer's Ed25519 key".into(),
-        )
-        .into()),
-    })
-    .await
-    .map_err(|e| IssueError::Unsignable(format!("signing task failed: {e}")))??;
+            .into()),
+        })
+        .await
+        .map_err(|e| IssueError::Unsignable(format!("signing task failed: {e}")))??;
     Ok(signed)
 }
 

@@ -23,18 +23,13 @@ use std::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::Rng;
 use reqwest::Client;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::{
     ops::{cli, oxbadge_bin},
     support::{TestDb, random_kek},
 };
-
-/// Batch idempotency is not crash-atomic yet (issue 12 item 4, being fixed on the
-/// `harden-state` branch): a batch killed mid-way leaves its key pending. Until that lands the
-/// half-done check reports instead of failing; flip this to `true` with the fix.
-const BATCH_IDEMPOTENCY_IS_CRASH_ATOMIC: bool = false;
 
 /// Everything the clients were told, and everything they tried without an answer.
 #[derive(Default)]
@@ -580,27 +575,50 @@ async fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
             .collect();
         assert_eq!(&replayed, ids, "batch {key} replayed another answer");
     }
-    let pending = oxbadge::db::idempotency_key::Entity::find()
-        .filter(oxbadge::db::idempotency_key::Column::Response.eq(""))
-        .all(&conn)
-        .await
-        .unwrap();
+    // An unanswered batch committed either with its answer or not at all: a key still pending has
+    // no credential behind it, and a retry with the same key (once the dead worker's lease has
+    // run out) returns the committed answer or issues the batch exactly once.
+    tokio::time::sleep(
+        oxbadge::db::idempotency_key::LEASE.to_std().unwrap() + Duration::from_secs(1),
+    )
+    .await;
     let mut half_done = 0;
-    for row in &pending {
-        // A pending key whose batch committed credentials (or none) but never stored its answer.
-        half_done += 1;
-        eprintln!("idempotency key {} left pending after a crash", row.key);
-    }
-    if BATCH_IDEMPOTENCY_IS_CRASH_ATOMIC {
-        assert_eq!(half_done, 0, "idempotency keys left half-done");
-    } else if half_done > 0 {
-        eprintln!(
-            "KNOWN FAILING (issue 12 item 4, batch idempotency crash-atomicity, fixed on the \
-             harden-state branch): {half_done} idempotency key(s) of {} unanswered batch(es) left \
-             pending; a retry gets 409 idempotency_in_progress for 15 minutes and then re-issues",
-            ledger.unanswered_batches.len()
+    let mut retried = 0;
+    for (key, body) in ledger.unanswered_batches.iter().take(20) {
+        let row = oxbadge::db::idempotency_key::Entity::find()
+            .filter(oxbadge::db::idempotency_key::Column::Key.eq(key.as_str()))
+            .one(&conn)
+            .await
+            .unwrap();
+        let before = batch_credentials(&conn, key).await;
+        if row.as_ref().is_some_and(|r| r.response.is_empty()) && before > 0 {
+            half_done += 1;
+            eprintln!("idempotency key {key} pending with {before} credential(s) committed");
+        }
+        let resp = http
+            .post(format!("{base}/api/v1/credentials/batch"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "retry of unanswered batch {key}: {}",
+            resp.status()
         );
+        let result: Value = resp.json().await.unwrap();
+        assert_eq!(result["results"].as_array().unwrap().len(), 5);
+        assert_eq!(
+            batch_credentials(&conn, key).await,
+            5,
+            "batch {key} issued more or less than once after its retry"
+        );
+        retried += 1;
     }
+    assert_eq!(half_done, 0, "idempotency keys left half-done");
+    eprintln!("crash test: {retried} unanswered batch(es) retried, each issued exactly once");
     conn.close().await.unwrap();
 
     // 5. The database is intact: integrity_check + foreign keys (SQLite) or amcheck (PostgreSQL).
@@ -670,4 +688,13 @@ async fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
     );
     assert!(!ledger.revoked.is_empty() && !ledger.suspended.is_empty());
     drop(db);
+}
+
+/// Stored credentials issued to the recipients of the crash test's batch `key`.
+async fn batch_credentials(conn: &sea_orm::DatabaseConnection, key: &str) -> u64 {
+    oxbadge::db::credential::Entity::find()
+        .filter(oxbadge::db::credential::Column::Document.contains(format!("did:example:{key}-")))
+        .count(conn)
+        .await
+        .unwrap()
 }

@@ -51,6 +51,20 @@ async fn create_client(app: &TestApp, admin: &str, body: Value) -> (String, Stri
     )
 }
 
+/// Creates a (non-admin) user through the admin API; returns its id.
+async fn create_user(app: &TestApp, admin: &str, email: &str) -> String {
+    let (status, created) = call(
+        app,
+        Method::POST,
+        "/api/v1/users",
+        admin,
+        Some(json!({"email": email, "displayName": email, "password": "correct horse battery staple 9"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().unwrap().to_owned()
+}
+
 /// A user-bound token for `user` (through the admin client), as the authorization server will mint.
 async fn user_token(app: &TestApp, user: &str, scopes: &str) -> String {
     let grant = oxbadge::oauth::tokens::issue_user_token(
@@ -516,17 +530,28 @@ async fn members_of_a_act_on_a_and_get_404_for_everything_of_b() {
     hidden_b(&app, &client_token, &w, "client").await;
 
     // A user-bound token for a user that is a member of A only.
+    let user_of_a = create_user(&app, &admin, "user-of-a@example.org").await;
     let (s, body) = call(
         &app,
         Method::PUT,
         &format!("/api/v1/issuers/{}/members", w.a),
         &admin,
-        Some(json!({"userId": "user-of-a", "role": "issuer"})),
+        Some(json!({"userId": "no-such-user", "role": "issuer"})),
+    )
+    .await;
+    assert_eq!(s, 422, "{body}");
+    assert_eq!(body["code"], "unknown_user");
+    let (s, body) = call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/issuers/{}/members", w.a),
+        &admin,
+        Some(json!({"userId": user_of_a, "role": "issuer"})),
     )
     .await;
     assert_eq!(s, 201, "{body}");
     assert_eq!(body["kind"], "user");
-    let user = user_token(&app, "user-of-a", WORK_SCOPES).await;
+    let user = user_token(&app, &user_of_a, WORK_SCOPES).await;
     works_on_a(&app, &user, &w, "user").await;
     hidden_b(&app, &user, &w, "user").await;
 
@@ -548,7 +573,7 @@ async fn members_of_a_act_on_a_and_get_404_for_everything_of_b() {
     let (s, _) = call(
         &app,
         Method::DELETE,
-        &format!("/api/v1/issuers/{}/members/user/user-of-a", w.a),
+        &format!("/api/v1/issuers/{}/members/user/{user_of_a}", w.a),
         &admin,
         None,
     )
@@ -868,12 +893,13 @@ async fn an_owner_creates_issuers_manages_keys_and_members_and_stays_the_last_ow
         .unwrap();
     assert_problem(resp, 409, "last_owner").await;
     // With a second owner, the first may leave.
+    let second_owner = create_user(&app, &admin, "second-owner@example.org").await;
     let (s, _) = call(
         &app,
         Method::PUT,
         &format!("/api/v1/issuers/{c}/members"),
         &t,
-        Some(json!({"userId": "principal-2", "role": "owner"})),
+        Some(json!({"userId": second_owner, "role": "owner"})),
     )
     .await;
     assert_eq!(s, 201);
