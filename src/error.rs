@@ -82,6 +82,14 @@ pub enum ApiError {
     /// 401: no valid access token (`WWW-Authenticate: Bearer error="invalid_token"`).
     #[error("the access token is missing, invalid or expired")]
     InvalidToken,
+    /// 401: the operation needs a signed-in person (a session cookie) and there is none, or the
+    /// credentials a person gave are not accepted (`code` says which).
+    #[error("{detail}")]
+    Unauthenticated { code: &'static str, detail: String },
+    /// 403: the caller is known but may not do this (`code` says why: an unconfirmed email,
+    /// closed registration, a missing CSRF header).
+    #[error("{detail}")]
+    Forbidden { code: &'static str, detail: String },
     /// 403: the token lacks the scope the operation requires.
     #[error("this operation requires the scope `{required}`")]
     InsufficientScope { required: &'static str },
@@ -146,6 +154,8 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. }
             | Self::Conflict { code, .. }
+            | Self::Unauthenticated { code, .. }
+            | Self::Forbidden { code, .. }
             | Self::Unprocessable { code, .. } => code,
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope { .. } => "insufficient_scope",
@@ -175,6 +185,11 @@ impl ApiError {
             Self::TooManyRequests { retry_after_secs } => {
                 Some((header::RETRY_AFTER, retry_after_secs.to_string()))
             }
+            // A person signs in with a form, not a bearer token; the challenge names the session.
+            Self::Unauthenticated { .. } => Some((
+                header::WWW_AUTHENTICATE,
+                r#"Cookie realm="oxbadge", form-action="/account/sign-in""#.to_owned(),
+            )),
             _ => None,
         }
     }
@@ -199,6 +214,8 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             Self::InsufficientRole { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,

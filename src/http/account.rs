@@ -10,7 +10,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use chrono::{DateTime, Utc};
-use poem::{FromRequest, Request, RequestBody, http::StatusCode, web::Data};
+use poem::{FromRequest, Request, RequestBody, web::Data};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 
 use super::ApiTags;
@@ -24,41 +24,43 @@ use crate::{
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// Maps a domain error to its HTTP answer (the doc of each `AccountError` variant names it).
-pub fn account_error(err: AccountError) -> poem::Error {
+pub fn account_error(err: AccountError) -> ApiError {
     match err {
-        AccountError::InvalidCredentials => {
-            poem::Error::from_string(err.to_string(), StatusCode::UNAUTHORIZED)
-        }
-        AccountError::EmailNotVerified | AccountError::RegistrationClosed => {
-            poem::Error::from_string(err.to_string(), StatusCode::FORBIDDEN)
-        }
+        AccountError::InvalidCredentials => ApiError::Unauthenticated {
+            code: "invalid_credentials",
+            detail: err.to_string(),
+        },
+        AccountError::EmailNotVerified => ApiError::Forbidden {
+            code: "email_not_verified",
+            detail: err.to_string(),
+        },
+        AccountError::RegistrationClosed => ApiError::Forbidden {
+            code: "registration_closed",
+            detail: err.to_string(),
+        },
         AccountError::InvalidEmail(detail) => ApiError::Unprocessable {
             code: "invalid_email",
             detail,
-        }
-        .into(),
+        },
         AccountError::InvalidDisplayName(detail) => ApiError::Unprocessable {
             code: "invalid_display_name",
             detail,
-        }
-        .into(),
+        },
         AccountError::WeakPassword(detail) => ApiError::Unprocessable {
             code: "weak_password",
             detail: detail.to_owned(),
-        }
-        .into(),
+        },
         AccountError::EmailTaken => ApiError::Conflict {
             code: "email_taken",
             detail: err.to_string(),
-        }
-        .into(),
-        AccountError::InvalidLink => ApiError::bad_request("invalid_link", err.to_string()).into(),
-        AccountError::NotFound(what) => ApiError::NotFound { what }.into(),
+        },
+        AccountError::InvalidLink => ApiError::bad_request("invalid_link", err.to_string()),
+        AccountError::NotFound(what) => ApiError::NotFound { what },
         AccountError::RateLimited { retry_after_secs } => {
             ApiError::TooManyRequests { retry_after_secs }.into()
         }
-        AccountError::Db(e) => ApiError::from(e).into(),
-        AccountError::Hashing(e) => ApiError::internal(std::io::Error::other(e)).into(),
+        AccountError::Db(e) => ApiError::from(e),
+        AccountError::Hashing(e) => ApiError::internal(std::io::Error::other(e)),
     }
 }
 
@@ -82,11 +84,9 @@ async fn resolve_caller(req: &Request) -> poem::Result<SessionCaller> {
         secure,
     )
     .map(str::to_owned);
-    let not_signed_in = || {
-        poem::Error::from_string(
-            "sign in first: this operation needs a signed-in session cookie",
-            StatusCode::UNAUTHORIZED,
-        )
+    let not_signed_in = || ApiError::Unauthenticated {
+        code: "not_signed_in",
+        detail: "sign in first: this operation needs a signed-in session cookie".into(),
     };
     let cookie = cookie.ok_or_else(not_signed_in)?;
     let user = sessions::resolve(state.db(), state.clock(), &cookie)
@@ -119,10 +119,13 @@ impl<'a> FromRequest<'a> for SessionWriter {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         if !csrf::fetch_site_allowed(fetch_site) || !csrf::verify(&caller.cookie, token) {
-            return Err(poem::Error::from_string(
-                "missing or invalid X-CSRF-Token header (GET /api/v1/account returns the token)",
-                StatusCode::FORBIDDEN,
-            ));
+            return Err(ApiError::Forbidden {
+                code: "csrf_token_invalid",
+                detail:
+                    "missing or invalid X-CSRF-Token header (GET /api/v1/account returns the token)"
+                        .into(),
+            }
+            .into());
         }
         Ok(Self(caller))
     }
@@ -243,7 +246,7 @@ impl AccountApi {
         state: Data<&AppState>,
         req: &Request,
         body: Json<RegisterRequest>,
-    ) -> poem::Result<RegisterResponse> {
+    ) -> Result<RegisterResponse, ApiError> {
         state
             .accounts()
             .address_limiter()
@@ -265,7 +268,7 @@ impl AccountApi {
 
     /// The signed-in person (session cookie), with the CSRF token for writes.
     #[oai(path = "/api/v1/account", method = "get", operation_id = "getAccount")]
-    async fn me(&self, caller: SessionCaller) -> poem::Result<Json<AccountInfo>> {
+    async fn me(&self, caller: SessionCaller) -> Result<Json<AccountInfo>, ApiError> {
         let u = caller.user;
         Ok(Json(AccountInfo {
             csrf_token: csrf::token_for(&caller.cookie),
@@ -289,7 +292,7 @@ impl AccountApi {
         SessionWriter(caller): SessionWriter,
         state: Data<&AppState>,
         body: Json<ChangePasswordRequest>,
-    ) -> poem::Result<NoContent> {
+    ) -> Result<NoContent, ApiError> {
         self_service::change_password(
             state.db(),
             state.accounts(),
@@ -312,7 +315,7 @@ impl AccountApi {
         &self,
         caller: SessionCaller,
         state: Data<&AppState>,
-    ) -> poem::Result<Json<Vec<SessionInfo>>> {
+    ) -> Result<Json<Vec<SessionInfo>>, ApiError> {
         let rows = sessions::list(state.db(), state.clock(), &caller.user.user_id)
             .await
             .map_err(account_error)?;
@@ -342,7 +345,7 @@ impl AccountApi {
         SessionWriter(caller): SessionWriter,
         state: Data<&AppState>,
         id: Path<String>,
-    ) -> poem::Result<NoContent> {
+    ) -> Result<NoContent, ApiError> {
         sessions::end_by_id(state.db(), &caller.user.user_id, &id)
             .await
             .map_err(account_error)?;

@@ -17,6 +17,7 @@ use crate::{
         users::{self, DisplayName, Email, NewUser},
     },
     app::AppState,
+    error::ApiError,
     oauth::Scope,
 };
 
@@ -102,7 +103,7 @@ impl UsersApi {
         #[oai(scope = "Scope::Admin")] auth: Authorized<scope::Admin>,
         state: Data<&AppState>,
         body: Json<CreateUserRequest>,
-    ) -> poem::Result<CreateUserResponse> {
+    ) -> Result<CreateUserResponse, ApiError> {
         let email = Email::parse(&body.email).map_err(account_error)?;
         let display_name = DisplayName::parse(&body.display_name).map_err(account_error)?;
         let (password, send_link) = match &body.password {
@@ -156,7 +157,7 @@ impl UsersApi {
         /// Users to skip.
         #[oai(default)]
         offset: Query<u64>,
-    ) -> poem::Result<Json<UserPage>> {
+    ) -> Result<Json<UserPage>, ApiError> {
         let (rows, total) = users::list_users(state.db(), *limit, *offset)
             .await
             .map_err(account_error)?;

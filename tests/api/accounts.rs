@@ -517,7 +517,7 @@ async fn register_verify_by_smtp_sign_in_csrf_and_sign_out() {
         .send()
         .await
         .unwrap();
-    assert_problem(resp, 401, "invalid_token").await;
+    assert_problem(resp, 401, "not_signed_in").await;
 
     // The audit trail has the story, and no secret in it.
     let events = audit_actions(&app).await;
@@ -587,7 +587,7 @@ async fn registering_a_taken_address_answers_the_same_and_mails_a_notice() {
         .send()
         .await
         .unwrap();
-    assert_problem(resp, 403, "forbidden").await;
+    assert_problem(resp, 403, "registration_closed").await;
     let resp = http
         .get(closed.url("/account/register"))
         .send()
@@ -1000,7 +1000,7 @@ async fn json_account_endpoints_need_the_session_and_the_csrf_header() {
 
     // No session → 401.
     let resp = http.get(app.url("/api/v1/account")).send().await.unwrap();
-    assert_problem(resp, 401, "invalid_token").await;
+    assert_problem(resp, 401, "not_signed_in").await;
 
     let first = sign_in(&app, &http, "staff@example.com", PASSWORD).await;
     let second = sign_in(&app, &http, "staff@example.com", PASSWORD).await;
@@ -1045,7 +1045,7 @@ async fn json_account_endpoints_need_the_session_and_the_csrf_header() {
         .send()
         .await
         .unwrap();
-    assert_problem(resp, 403, "forbidden").await;
+    assert_problem(resp, 403, "csrf_token_invalid").await;
     let resp = http
         .delete(app.url(&format!("/api/v1/account/sessions/{other_id}")))
         .header("cookie", &first)
@@ -1053,7 +1053,7 @@ async fn json_account_endpoints_need_the_session_and_the_csrf_header() {
         .send()
         .await
         .unwrap();
-    assert_problem(resp, 403, "forbidden").await;
+    assert_problem(resp, 403, "csrf_token_invalid").await;
     let resp = http
         .get(app.url("/api/v1/account"))
         .header("cookie", &second)
