@@ -57,7 +57,7 @@ pub fn account_error(err: AccountError) -> ApiError {
         AccountError::InvalidLink => ApiError::bad_request("invalid_link", err.to_string()),
         AccountError::NotFound(what) => ApiError::NotFound { what },
         AccountError::RateLimited { retry_after_secs } => {
-            ApiError::TooManyRequests { retry_after_secs }.into()
+            ApiError::TooManyRequests { retry_after_secs }
         }
         AccountError::Db(e) => ApiError::from(e),
         AccountError::Hashing(e) => ApiError::internal(std::io::Error::other(e)),
