@@ -19,10 +19,13 @@ use crate::db::audit_event;
 pub async fn register(
     db: &sea_orm::DatabaseConnection,
     accounts: &Accounts,
+    client_ip: std::net::IpAddr,
     email: &str,
     display_name: &str,
     password: &str,
 ) -> Result<(), AccountError> {
+    // Every registration hashes a password and sends mail: limited per address on every edge.
+    accounts.address_limiter().check(client_ip)?;
     if !accounts.registration_open() {
         return Err(AccountError::RegistrationClosed);
     }

@@ -247,14 +247,10 @@ impl AccountApi {
         req: &Request,
         body: Json<RegisterRequest>,
     ) -> Result<RegisterResponse, ApiError> {
-        state
-            .accounts()
-            .address_limiter()
-            .check(client_ip(req))
-            .map_err(account_error)?;
         self_service::register(
             state.db(),
             state.accounts(),
+            client_ip(req),
             &body.email,
             &body.display_name,
             &body.password,

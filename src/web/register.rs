@@ -56,6 +56,7 @@ pub async fn post(
     match self_service::register(
         state.db(),
         state.accounts(),
+        browser.ip(),
         &form.email,
         &form.display_name,
         &form.password,
