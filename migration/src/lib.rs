@@ -42,4 +42,6 @@ migrations! {
     m20261201_000001_accounts,
     m20261201_000002_memberships,
     m20261201_000005_idempotency_lease,
+    m20261202_000001_oauth_client_metadata,
+    m20261202_000002_oauth_grants,
 }

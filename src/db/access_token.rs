@@ -17,6 +17,9 @@ pub struct Model {
     pub revoked_at: Option<DateTimeUtc>,
     /// The user the token acts for (authorization-code grants); `None` for a client acting as itself.
     pub user_id: Option<String>,
+    /// The authorization code (grant) a user-bound token descends from, directly or through its
+    /// refresh family; revoking the grant revokes every token that carries it.
+    pub grant_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

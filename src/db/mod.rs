@@ -5,6 +5,7 @@
 pub mod access_token;
 pub mod achievement;
 pub mod audit_event;
+pub mod authorization_code;
 pub mod backup;
 pub mod credential;
 pub mod idempotency_key;
@@ -12,6 +13,8 @@ pub mod issuer;
 pub mod issuer_membership;
 pub mod maintenance;
 pub mod oauth_client;
+pub mod oauth_consent;
+pub mod refresh_token;
 pub mod signing_key;
 pub mod status_entry;
 pub mod status_list;

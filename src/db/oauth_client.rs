@@ -23,6 +23,34 @@ pub struct Model {
     pub redirect_uris: String,
     /// Last change through client management.
     pub updated_at: Option<DateTimeUtc>,
+    /// Client home page (RFC 7591 `client_uri`), shown on the consent page.
+    pub client_uri: Option<String>,
+    /// Client logo (`logo_uri`); the consent page shows it only when it is https.
+    pub logo_uri: Option<String>,
+    /// Terms of service (`tos_uri`).
+    pub tos_uri: Option<String>,
+    /// Privacy policy (`policy_uri`).
+    pub policy_uri: Option<String>,
+    /// `software_id` as registered.
+    pub software_id: Option<String>,
+    /// `software_version` as registered.
+    pub software_version: Option<String>,
+    /// `contacts` as a JSON array of strings.
+    pub contacts: Option<String>,
+    /// Space-separated `grant_types`; `None` means the kind's default.
+    pub grant_types: Option<String>,
+    /// Space-separated `response_types`.
+    pub response_types: Option<String>,
+    /// `client_secret_basic` (default), `client_secret_post`, or `none` (a public client: no secret,
+    /// PKCE only; `secret_hash` is empty and never matches).
+    pub token_endpoint_auth_method: String,
+    /// Hex SHA-256 of the RFC 7592 registration access token (dynamically registered clients only).
+    pub registration_token_hash: Option<String>,
+    /// Registered through `POST /oauth/register` (RFC 7591).
+    pub registered_dynamically: bool,
+    /// When the client first obtained a token; registered clients that never do are purged after
+    /// 24 h.
+    pub first_token_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

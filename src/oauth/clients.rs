@@ -179,6 +179,9 @@ pub async fn create_client(
         global: Set(spec.issuers.is_none()),
         redirect_uris: Set(redirect_uris.join(" ")),
         updated_at: Set(None),
+        // The metadata columns take their defaults (a confidential client, not registered
+        // dynamically).
+        ..Default::default()
     }
     .insert(&txn)
     .await?;

@@ -140,6 +140,9 @@ pub async fn create_client(
         global: Set(true),
         redirect_uris: Set(String::new()),
         updated_at: Set(None),
+        // The metadata columns take their defaults (a confidential client, not registered
+        // dynamically).
+        ..Default::default()
     }
     .insert(db)
     .await?;
@@ -262,6 +265,20 @@ async fn store_token(
     scopes: ScopeSet,
     ttl_secs: u64,
 ) -> Result<TokenGrant, sea_orm::DbErr> {
+    store_grant_token(db, client_id, user_id, None, scopes, ttl_secs).await
+}
+
+/// Stores a new access token that descends from the authorization code `grant_id` (the code
+/// exchange and every refresh of its family pass it), so revoking the grant revokes the token. The
+/// caller has already checked the client, the user and the scopes.
+pub async fn store_grant_token(
+    db: &impl ConnectionTrait,
+    client_id: &str,
+    user_id: Option<&str>,
+    grant_id: Option<&str>,
+    scopes: ScopeSet,
+    ttl_secs: u64,
+) -> Result<TokenGrant, sea_orm::DbErr> {
     let token = random_secret(ACCESS_TOKEN_PREFIX);
     let now = Utc::now();
     let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2);
@@ -274,6 +291,7 @@ async fn store_token(
         created_at: Set(now),
         revoked_at: Set(None),
         user_id: Set(user_id.map(str::to_owned)),
+        grant_id: Set(grant_id.map(str::to_owned)),
     }
     .insert(db)
     .await?;
