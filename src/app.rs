@@ -719,5 +719,9 @@ async fn rotation_loop(state: AppState) {
     loop {
         interval.tick().await;
         rotate_aged_keys(&state).await;
+        if let Err(err) = crate::oauth::purge_expired_grants(state.db(), state.clock().now()).await
+        {
+            tracing::warn!(error = %err, "purging expired authorization codes and refresh tokens");
+        }
     }
 }

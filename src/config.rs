@@ -179,6 +179,15 @@ pub struct Settings {
     /// `OXBADGE_SIGN_IN_ATTEMPTS_PER_MINUTE`: sign-in attempts per client address per minute,
     /// across accounts. Default 30.
     pub sign_in_attempts_per_minute: u32,
+    /// `OXBADGE_USER_TOKEN_TTL_SECS`: lifetime of user-bound access tokens (authorization-code and
+    /// refresh grants). Default 3600.
+    pub user_token_ttl_secs: u64,
+    /// `OXBADGE_REFRESH_TOKEN_IDLE_SECS`: a refresh token unused this long expires (each rotation
+    /// starts a new period). Default 604800 (7 days).
+    pub refresh_token_idle_secs: u64,
+    /// `OXBADGE_REFRESH_TOKEN_ABSOLUTE_SECS`: a refresh-token family ends this long after its
+    /// authorization code was exchanged, however often it is refreshed. Default 7776000 (90 days).
+    pub refresh_token_absolute_secs: u64,
 }
 
 impl Default for Settings {
@@ -233,6 +242,9 @@ impl Default for Settings {
             registration_open: true,
             password_hash_concurrency: 0,
             sign_in_attempts_per_minute: 30,
+            user_token_ttl_secs: 3600,
+            refresh_token_idle_secs: 7 * 24 * 3600,
+            refresh_token_absolute_secs: 90 * 24 * 3600,
         }
     }
 }
@@ -407,6 +419,12 @@ impl Settings {
                 "auth_client_failures_per_minute",
                 u64::from(self.auth_client_failures_per_minute),
             ),
+            ("user_token_ttl_secs", self.user_token_ttl_secs),
+            ("refresh_token_idle_secs", self.refresh_token_idle_secs),
+            (
+                "refresh_token_absolute_secs",
+                self.refresh_token_absolute_secs,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid {
@@ -422,6 +440,15 @@ impl Settings {
             });
         }
         Ok(())
+    }
+
+    /// Lifetimes of refresh tokens (idle and absolute), as configured.
+    pub fn refresh_lifetimes(&self) -> crate::oauth::refresh_family::RefreshLifetimes {
+        let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 4_000));
+        crate::oauth::refresh_family::RefreshLifetimes {
+            idle: secs(self.refresh_token_idle_secs),
+            absolute: secs(self.refresh_token_absolute_secs),
+        }
     }
 
     /// Whether the service terminates TLS itself.

@@ -123,6 +123,11 @@ pub fn routes(state: AppState) -> BoxEndpoint<'static, Response> {
         .nest("/", api)
         .nest("/account", crate::web::routes())
         .nest("/static", crate::web::asset_routes())
+        .at(
+            crate::web::paths::AUTHORIZE,
+            crate::web::authorize_endpoint(),
+        )
+        .at(crate::web::paths::CONSENT, crate::web::consent_endpoint())
         .at("/openapi.json", spec)
         .nest("/docs", ui)
         .data(state.clone());

@@ -1,5 +1,7 @@
-//! OAuth 2.0 endpoints. This issue: the token endpoint with the client-credentials grant
-//! (client_secret_basic and client_secret_post), rate limited per client address.
+//! OAuth 2.0 endpoints: the token endpoint with the client-credentials, authorization-code (PKCE)
+//! and refresh-token grants; client authentication by client_secret_basic, client_secret_post, or
+//! none (public clients, PKCE is their proof); rate limited per client address and, for failed
+//! authentications and `invalid_grant` storms, per client id.
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use poem::{Request, web::Data};
@@ -14,22 +16,33 @@ use serde::Deserialize;
 
 use super::ApiTags;
 use crate::{
+    accounts::memberships::Principal,
     app::AppState,
-    oauth::{OAuthError, tokens},
+    db::oauth_client,
+    oauth::{OAuthError, code_exchange, refresh_family, tokens},
 };
 
-/// Token request (RFC 6749 §4.4), form-encoded.
+/// Token request (RFC 6749 §4.1.3, §4.4, §6), form-encoded.
 #[derive(Debug, Deserialize, Object)]
 #[oai(rename_all = "snake_case", skip_serializing_if_is_none)]
 pub struct TokenRequest {
-    /// `client_credentials`.
+    /// `client_credentials`, `authorization_code` or `refresh_token`.
     pub grant_type: Option<String>,
-    /// Space-separated scopes; all of the client's scopes when absent.
+    /// Space-separated scopes. client_credentials: all of the client's scopes when absent;
+    /// refresh_token: may only narrow the granted scopes.
     pub scope: Option<String>,
-    /// For client_secret_post.
+    /// For client_secret_post, and for public clients (`none`).
     pub client_id: Option<String>,
     /// For client_secret_post.
     pub client_secret: Option<String>,
+    /// authorization_code: the code from the redirect.
+    pub code: Option<String>,
+    /// authorization_code: exactly the redirect URI of the authorization request.
+    pub redirect_uri: Option<String>,
+    /// authorization_code: the PKCE verifier (43-128 characters) whose S256 hash was the challenge.
+    pub code_verifier: Option<String>,
+    /// refresh_token: the refresh token (it is rotated: use the new one next time).
+    pub refresh_token: Option<String>,
 }
 
 /// Successful token response (RFC 6749 §5.1).
@@ -44,6 +57,9 @@ pub struct TokenBody {
     pub expires_in: i64,
     /// Granted scopes, space-separated.
     pub scope: String,
+    /// A refresh token, when `offline_access` was granted (authorization_code and refresh_token
+    /// grants). Each refresh returns a new one; the presented one stops working.
+    pub refresh_token: Option<String>,
 }
 
 /// OAuth error body (RFC 6749 §5.2).
@@ -137,11 +153,16 @@ pub struct OAuthApi;
 
 #[OpenApi(tag = "ApiTags::OAuth")]
 impl OAuthApi {
-    /// Token endpoint (RFC 6749 §3.2). Supports `grant_type=client_credentials` with client
-    /// authentication by HTTP Basic (`client_secret_basic`) or form fields (`client_secret_post`).
-    /// Responses are never cached. Requests are rate limited per client address (a correct secret
-    /// is let through an exhausted address bucket) and failed authentications per client id; a 429
-    /// says in `Retry-After` how long to wait.
+    /// Token endpoint (RFC 6749 §3.2). Grants: `client_credentials` (service clients),
+    /// `authorization_code` (with the PKCE `code_verifier` and the exact `redirect_uri`; a code is
+    /// single-use, and presenting it again revokes every token issued from it) and `refresh_token`
+    /// (rotated on every use; presenting a used refresh token revokes its whole family). Client
+    /// authentication: HTTP Basic (`client_secret_basic`), form fields (`client_secret_post`), or
+    /// only `client_id` for public clients registered with `none`. User-bound access tokens live
+    /// `user_token_ttl_secs` (1 h by default); a refresh token is returned when `offline_access` was
+    /// granted. Responses are never cached. Requests are rate limited per client address (a correct
+    /// secret is let through an exhausted address bucket), and failed authentications and
+    /// `invalid_grant` answers per client id; a 429 says in `Retry-After` how long to wait.
     #[oai(path = "/oauth/token", method = "post", operation_id = "token")]
     async fn token(
         &self,
@@ -153,6 +174,11 @@ impl OAuthApi {
         let ip_wait = state.auth_rate_limit_wait(req);
         let form = form.0;
         let client = match authenticate(&state, req, &form).await {
+            Ok(client) if client.token_endpoint_auth_method == PUBLIC => match ip_wait {
+                // A public client has no secret to prove itself with.
+                Some(wait) => return Err(OAuthError::rate_limited_for(wait)),
+                None => client,
+            },
             Ok(client) => client,
             Err(err) => {
                 return Err(match ip_wait {
@@ -161,33 +187,129 @@ impl OAuthApi {
                 });
             }
         };
-        let grant_type = form.grant_type.unwrap_or_default();
-        if grant_type != "client_credentials" {
-            return Err(OAuthError::unsupported_grant_type(&grant_type));
+        let grant_type = form.grant_type.clone().unwrap_or_default();
+        let result = match grant_type.as_str() {
+            "client_credentials" => client_credentials(&state, &client, &form).await,
+            "authorization_code" => authorization_code(&state, &client, &form).await,
+            "refresh_token" => refresh(&state, &client, &form).await,
+            other => Err(OAuthError::unsupported_grant_type(other)),
+        };
+        if let Err(err) = &result
+            && err.error == "invalid_grant"
+        {
+            // Guessing codes or refresh tokens drains the client's failure bucket too.
+            state.auth_failures().record_failure(&client.id);
         }
-        if client.kind != "service" {
-            return Err(OAuthError::unauthorized_client(
-                "this client may not use the client_credentials grant",
-            ));
-        }
-        let grant = tokens::issue_token(
-            state.db(),
-            &client,
-            form.scope.as_deref(),
-            state.settings().access_token_ttl_secs,
-        )
-        .await?;
+        let body = result?;
         Ok(TokenResponse::Ok(
-            Json(TokenBody {
-                access_token: grant.access_token.expose_secret().to_owned(),
-                token_type: "Bearer".into(),
-                expires_in: grant.expires_in,
-                scope: grant.scopes.to_string(),
-            }),
+            Json(body),
             "no-store".into(),
             "no-cache".into(),
         ))
     }
+}
+
+/// `token_endpoint_auth_method` of public clients.
+const PUBLIC: &str = "none";
+
+async fn client_credentials(
+    state: &AppState,
+    client: &oauth_client::Model,
+    form: &TokenRequest,
+) -> Result<TokenBody, OAuthError> {
+    if client.kind != "service" || client.token_endpoint_auth_method == PUBLIC {
+        return Err(OAuthError::unauthorized_client(
+            "this client may not use the client_credentials grant",
+        ));
+    }
+    let grant = tokens::issue_token(
+        state.db(),
+        client,
+        form.scope.as_deref(),
+        state.settings().access_token_ttl_secs,
+    )
+    .await?;
+    Ok(TokenBody {
+        access_token: grant.access_token.expose_secret().to_owned(),
+        token_type: "Bearer".into(),
+        expires_in: grant.expires_in,
+        scope: grant.scopes.to_string(),
+        refresh_token: None,
+    })
+}
+
+async fn authorization_code(
+    state: &AppState,
+    client: &oauth_client::Model,
+    form: &TokenRequest,
+) -> Result<TokenBody, OAuthError> {
+    let settings = state.settings();
+    let exchanged = code_exchange::exchange(
+        state.db(),
+        state.clock().now(),
+        client,
+        code_exchange::CodeRequest {
+            code: form.code.as_deref(),
+            redirect_uri: form.redirect_uri.as_deref(),
+            code_verifier: form.code_verifier.as_deref(),
+        },
+        code_exchange::Issued {
+            access_ttl_secs: settings.user_token_ttl_secs,
+            refresh: settings.refresh_lifetimes(),
+        },
+    )
+    .await
+    .map_err(|failure| {
+        if let Some(user) = failure.grant_revoked_for {
+            state.token_cache().evict_principal(&Principal::User(user));
+        }
+        failure.error
+    })?;
+    Ok(TokenBody {
+        access_token: exchanged.access.access_token.expose_secret().to_owned(),
+        token_type: "Bearer".into(),
+        expires_in: exchanged.access.expires_in,
+        scope: exchanged.access.scopes.to_string(),
+        refresh_token: exchanged
+            .refresh_token
+            .map(|t| t.expose_secret().to_owned()),
+    })
+}
+
+async fn refresh(
+    state: &AppState,
+    client: &oauth_client::Model,
+    form: &TokenRequest,
+) -> Result<TokenBody, OAuthError> {
+    let presented = form
+        .refresh_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    let settings = state.settings();
+    let refreshed = refresh_family::refresh(
+        state.db(),
+        state.clock().now(),
+        client,
+        presented,
+        form.scope.as_deref(),
+        settings.refresh_lifetimes(),
+        settings.user_token_ttl_secs,
+    )
+    .await
+    .map_err(|failure| {
+        if let Some(user) = failure.family_revoked_for {
+            state.token_cache().evict_principal(&Principal::User(user));
+        }
+        failure.error
+    })?;
+    Ok(TokenBody {
+        access_token: refreshed.access.access_token.expose_secret().to_owned(),
+        token_type: "Bearer".into(),
+        expires_in: refreshed.access.expires_in,
+        scope: refreshed.access.scopes.to_string(),
+        refresh_token: Some(refreshed.refresh_token.expose_secret().to_owned()),
+    })
 }
 
 /// Reads the client's credentials (Basic or form) and authenticates it. A client id whose failure
@@ -197,8 +319,8 @@ async fn authenticate(
     state: &AppState,
     req: &Request,
     form: &TokenRequest,
-) -> Result<crate::db::oauth_client::Model, OAuthError> {
-    let form_id = form.client_id.clone();
+) -> Result<oauth_client::Model, OAuthError> {
+    let form_id = form.client_id.clone().filter(|id| !id.is_empty());
     let form_secret = form.client_secret.clone();
     let basic = basic_credentials(req)?;
     let (client_id, client_secret, used_basic) = match (basic, form_id, form_secret) {
@@ -213,10 +335,11 @@ async fn authenticate(
                     "client_id in the body differs from the authenticated client",
                 ));
             }
-            (id, secret, true)
+            (id, Some(secret), true)
         }
-        (None, Some(id), Some(secret)) => (id, secret, false),
-        (None, _, _) => return Err(OAuthError::invalid_client(false)),
+        (None, Some(id), Some(secret)) => (id, Some(secret), false),
+        (None, Some(id), None) => (id, None, false),
+        (None, None, _) => return Err(OAuthError::invalid_client(false)),
     };
     if form.grant_type.is_none() {
         return Err(OAuthError::invalid_request("grant_type is required"));
@@ -228,7 +351,13 @@ async fn authenticate(
         );
         return Err(OAuthError::rate_limited_for(wait));
     }
-    match tokens::authenticate_client(state.db(), &client_id, &client_secret, used_basic).await {
+    let result = match client_secret {
+        Some(secret) => tokens::authenticate_client(state.db(), &client_id, &secret, used_basic)
+            .await
+            .and_then(|client| registered_method_used(client, used_basic)),
+        None => tokens::find_public_client(state.db(), &client_id).await,
+    };
+    match result {
         Ok(client) => Ok(client),
         Err(err) => {
             if err.error == "invalid_client" {
@@ -237,4 +366,22 @@ async fn authenticate(
             Err(err)
         }
     }
+}
+
+/// A dynamically registered confidential client must authenticate by the method it registered
+/// (RFC 7591 `token_endpoint_auth_method`); clients created by administrators may use either.
+fn registered_method_used(
+    client: oauth_client::Model,
+    used_basic: bool,
+) -> Result<oauth_client::Model, OAuthError> {
+    let expected = if used_basic {
+        "client_secret_basic"
+    } else {
+        "client_secret_post"
+    };
+    if client.registered_dynamically && client.token_endpoint_auth_method != expected {
+        tracing::info!(client_id = %client.id, "client used another authentication method than it registered");
+        return Err(OAuthError::invalid_client(used_basic));
+    }
+    Ok(client)
 }

@@ -1,8 +1,17 @@
-//! Authorization server: clients, grants, tokens and scopes. This issue implements the client-credentials
-//! grant for machine clients; opaque random tokens are stored only as SHA-256 hashes.
+//! Authorization server: clients, grants, tokens and scopes: the client-credentials grant for
+//! machine clients, and the authorization-code flow with PKCE, consent and rotating refresh-token
+//! families for people's applications. Opaque random tokens and codes are stored only as SHA-256
+//! hashes.
 
+pub mod authorization;
+pub mod authorization_grant;
+pub mod authorization_request;
 pub mod cache;
 pub mod clients;
+pub mod code_exchange;
+pub mod consents;
+pub mod pkce;
+pub mod refresh_family;
 pub mod scopes;
 pub mod throttle;
 pub mod tokens;
@@ -68,6 +77,12 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
     }
 
+    /// 400 `invalid_grant`: a code or refresh token that is not (or no longer) valid for this
+    /// client.
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
+    }
+
     /// 400 `unsupported_grant_type`.
     pub fn unsupported_grant_type(grant: &str) -> Self {
         Self::new(
@@ -109,6 +124,40 @@ impl OAuthError {
             "an unexpected error occurred",
         )
     }
+}
+
+/// Deletes what can never be used again: authorization codes a day past their expiry (kept that
+/// long so a late replay is still recognised and revokes its grant), and refresh tokens that are
+/// revoked or past their idle or absolute deadline. Returns (codes, refresh tokens) deleted.
+pub async fn purge_expired_grants(
+    db: &impl sea_orm::ConnectionTrait,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(u64, u64), sea_orm::DbErr> {
+    use crate::db::{authorization_code, refresh_token};
+    use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
+    let codes = authorization_code::Entity::delete_many()
+        .filter(authorization_code::Column::ExpiresAt.lt(now - chrono::Duration::days(1)))
+        .exec(db)
+        .await?
+        .rows_affected;
+    let refresh = refresh_token::Entity::delete_many()
+        .filter(
+            Condition::any()
+                .add(refresh_token::Column::RevokedAt.is_not_null())
+                .add(refresh_token::Column::ExpiresAt.lt(now))
+                .add(refresh_token::Column::FamilyExpiresAt.lt(now)),
+        )
+        .exec(db)
+        .await?
+        .rows_affected;
+    if codes + refresh > 0 {
+        tracing::info!(
+            codes,
+            refresh,
+            "purged expired authorization codes and refresh tokens"
+        );
+    }
+    Ok((codes, refresh))
 }
 
 impl From<sea_orm::DbErr> for OAuthError {

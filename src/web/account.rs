@@ -1,4 +1,5 @@
-//! `/account`: the signed-in person's profile, password change and sessions (list, end).
+//! `/account`: the signed-in person's profile, password change, sessions (list, end) and the
+//! applications they allowed (list, withdraw: `web::consent::revoke`).
 
 use askama::Template;
 use poem::{Response, handler, http::StatusCode, web::Query};
@@ -19,9 +20,18 @@ pub struct SessionRow {
     pub current: bool,
 }
 
+/// One application the person allowed.
+pub struct AppRow {
+    pub client_id: String,
+    pub name: String,
+    pub scopes: Vec<&'static str>,
+    pub approved: String,
+}
+
 #[derive(Template)]
 #[template(path = "pages/account.html")]
 struct AccountPage {
+    apps: Vec<AppRow>,
     layout: Layout,
     display_name: String,
     email: String,
@@ -54,9 +64,21 @@ async fn render(
             id: s.id,
         })
         .collect();
+    let apps = crate::oauth::consents::list_for_user(state.db(), &user.user_id)
+        .await
+        .map_err(PageError::internal)?
+        .into_iter()
+        .map(|a| AppRow {
+            client_id: a.client_id,
+            name: a.client_name,
+            scopes: a.scopes.iter().map(|s| s.description()).collect(),
+            approved: a.approved_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        })
+        .collect();
     Ok(html(
         status,
         &AccountPage {
+            apps,
             layout,
             display_name: user.display_name.clone(),
             email: user.email.clone(),
@@ -77,6 +99,9 @@ pub async fn get(browser: Browser, Query(q): Query<AccountQuery>) -> Result<Resp
     match q.done.as_deref() {
         Some("password") => layout = layout.with_notice("Your password has been changed."),
         Some("session-ended") => layout = layout.with_notice("The session has been ended."),
+        Some("app-revoked") => {
+            layout = layout.with_notice("The application's access has been withdrawn.")
+        }
         _ => {}
     }
     render(&browser, &user, layout, StatusCode::OK).await

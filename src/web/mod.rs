@@ -5,6 +5,8 @@
 
 pub mod account;
 pub mod assets;
+pub mod authorize;
+pub mod consent;
 pub mod layout;
 pub mod password_reset;
 pub mod paths;
@@ -49,7 +51,19 @@ pub fn routes() -> impl Endpoint<Output = Response> {
         )
         .at("/password", poem::post(account::change_password))
         .at("/sessions/end", poem::post(account::end_session))
+        .at("/apps/revoke", poem::post(consent::revoke))
         .around(page_layer)
+}
+
+/// `GET /oauth/authorize` (the authorization endpoint is a page), to be mounted at
+/// [`paths::AUTHORIZE`].
+pub fn authorize_endpoint() -> impl Endpoint<Output = Response> {
+    get(authorize::get).around(page_layer)
+}
+
+/// `POST /oauth/consent`, to be mounted at [`paths::CONSENT`].
+pub fn consent_endpoint() -> impl Endpoint<Output = Response> {
+    poem::post(consent::post).around(page_layer)
 }
 
 /// The asset routes, to be nested at `/static`.

@@ -19,6 +19,13 @@ pub const CHANGE_PASSWORD: &str = "/account/password";
 /// Ending one session (POST).
 pub const END_SESSION: &str = "/account/sessions/end";
 
+/// The OAuth authorization endpoint (a page: sign-in and consent happen here).
+pub const AUTHORIZE: &str = "/oauth/authorize";
+/// The consent decision (POST).
+pub const CONSENT: &str = "/oauth/consent";
+/// Withdrawing an application's access from the account page (POST).
+pub const REVOKE_APP: &str = "/account/apps/revoke";
+
 /// A return address that stays on this site: an absolute path (`/…`), not `//host` or `/\host`
 /// (which browsers read as another host), no scheme, no control characters, at most 2 KiB.
 #[derive(Debug, Clone, PartialEq, Eq)]

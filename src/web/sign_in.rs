@@ -56,10 +56,11 @@ pub async fn get(browser: Browser, Query(q): Query<SignInQuery>) -> Result<Respo
     if let Some(notice) = notice_for(q.done.as_deref()) {
         layout = layout.with_notice(notice);
     }
-    Ok(html(
+    let resp = html(
         StatusCode::OK,
         &page(&browser, &next, String::new(), layout),
-    ))
+    );
+    Ok(super::authorize::allow_return_to_client(browser.state(), &next, resp).await)
 }
 
 /// The sign-in form.
@@ -104,7 +105,8 @@ pub async fn post(
                 _ => StatusCode::FORBIDDEN,
             };
             let layout = Layout::new("Sign in", &browser).with_error(err.to_string());
-            Ok(html(status, &page(&browser, &next, form.email, layout)))
+            let resp = html(status, &page(&browser, &next, form.email, layout));
+            Ok(super::authorize::allow_return_to_client(&state, &next, resp).await)
         }
         Err(AccountError::RateLimited { .. }) => {
             let layout = Layout::new("Sign in", &browser).with_error(

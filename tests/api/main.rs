@@ -2,6 +2,7 @@
 //! OXBADGE_TEST_DATABASE_URL is set).
 
 mod accounts;
+mod browser;
 mod crash;
 mod di_vectors;
 mod es256;
@@ -12,6 +13,8 @@ mod hardening_state;
 mod issuance;
 mod jsonld_conformance;
 mod keys;
+mod oauth_attacks;
+mod oauth_code_flow;
 mod openapi;
 mod ops;
 mod poison;
