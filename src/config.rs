@@ -179,6 +179,10 @@ pub struct Settings {
     /// `OXBADGE_SIGN_IN_ATTEMPTS_PER_MINUTE`: sign-in attempts per client address per minute,
     /// across accounts. Default 30.
     pub sign_in_attempts_per_minute: u32,
+    /// `OXBADGE_REGISTRATION_TOKEN`: when set, OAuth dynamic client registration
+    /// (`POST /oauth/register`) requires `Authorization: Bearer <this value>` (an RFC 7591 initial
+    /// access token). Secret. Default: none, registration is open as OB 3.0 requires.
+    pub registration_token: Option<SecretString>,
 }
 
 impl Default for Settings {
@@ -233,6 +237,7 @@ impl Default for Settings {
             registration_open: true,
             password_hash_concurrency: 0,
             sign_in_attempts_per_minute: 30,
+            registration_token: None,
         }
     }
 }

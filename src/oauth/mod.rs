@@ -2,7 +2,13 @@
 //! grant for machine clients; opaque random tokens are stored only as SHA-256 hashes.
 
 pub mod cache;
+pub mod client_auth;
+pub mod client_metadata;
 pub mod clients;
+pub mod introspection;
+pub mod metadata;
+pub mod registration;
+pub mod revocation;
 pub mod scopes;
 pub mod throttle;
 pub mod tokens;

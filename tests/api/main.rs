@@ -12,6 +12,8 @@ mod hardening_state;
 mod issuance;
 mod jsonld_conformance;
 mod keys;
+mod oauth_registration;
+mod oauth_revocation;
 mod openapi;
 mod ops;
 mod poison;
