@@ -135,6 +135,7 @@ fn membership_check(c: &mut Criterion) {
         access,
         scopes: ScopeSet::all(),
         expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+        issued_at: chrono::Utc::now(),
     };
     let mut issuers: std::collections::HashMap<String, Role> = (0..9)
         .map(|i| (format!("other-issuer-{i:02}-xxxxxxxxxxxxxx"), Role::Viewer))

@@ -608,6 +608,7 @@ impl App {
         let endpoint = http::routes(self.state.clone());
         let rotation = tokio::spawn(rotation_loop(state.clone()));
         let mut background = vec![rotation];
+        background.push(tokio::spawn(registration_cleanup_loop(state.clone())));
         // Group-commit writers: single issuances and single status changes.
         if let Some(rx) = state.issuance_queue().take_receiver() {
             background.push(tokio::spawn(crate::issue::queue::run(state.clone(), rx)));
@@ -723,5 +724,37 @@ async fn rotation_loop(state: AppState) {
         {
             tracing::warn!(error = %err, "purging expired authorization codes and refresh tokens");
         }
+    }
+}
+
+/// How often unused dynamically registered clients are looked for.
+const REGISTRATION_CLEANUP_PERIOD: Duration = Duration::from_secs(15 * 60);
+
+/// Removes the dynamically registered OAuth clients that never obtained a token within
+/// [`crate::oauth::registration::UNUSED_CLIENT_LIFETIME`] of registering (as the state's clock
+/// sees it); returns how many. Safe on every instance at once.
+pub async fn purge_unused_registrations(state: &AppState) -> usize {
+    match crate::oauth::registration::purge_unused(state.db(), state.clock().now()).await {
+        Ok(purged) => {
+            for client_id in &purged {
+                invalidation::changed(state, invalidation::Change::Client(client_id.clone())).await;
+            }
+            if !purged.is_empty() {
+                tracing::info!(count = purged.len(), "removed unused registered clients");
+            }
+            purged.len()
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cleanup of unused registered clients failed");
+            0
+        }
+    }
+}
+
+async fn registration_cleanup_loop(state: AppState) {
+    let mut interval = tokio::time::interval(REGISTRATION_CLEANUP_PERIOD);
+    loop {
+        interval.tick().await;
+        purge_unused_registrations(&state).await;
     }
 }

@@ -188,6 +188,10 @@ pub struct Settings {
     /// `OXBADGE_REFRESH_TOKEN_ABSOLUTE_SECS`: a refresh-token family ends this long after its
     /// authorization code was exchanged, however often it is refreshed. Default 7776000 (90 days).
     pub refresh_token_absolute_secs: u64,
+    /// `OXBADGE_REGISTRATION_TOKEN`: when set, OAuth dynamic client registration
+    /// (`POST /oauth/register`) requires `Authorization: Bearer <this value>` (an RFC 7591 initial
+    /// access token). Secret. Default: none, registration is open as OB 3.0 requires.
+    pub registration_token: Option<SecretString>,
 }
 
 impl Default for Settings {
@@ -245,6 +249,7 @@ impl Default for Settings {
             user_token_ttl_secs: 3600,
             refresh_token_idle_secs: 7 * 24 * 3600,
             refresh_token_absolute_secs: 90 * 24 * 3600,
+            registration_token: None,
         }
     }
 }

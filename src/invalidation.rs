@@ -27,6 +27,8 @@ pub enum Change {
     Principal(Principal),
     /// A client was disabled, re-keyed or deleted (its cached tokens must be checked again).
     Client(String),
+    /// One access token was revoked (by the SHA-256 hash the caches key it by).
+    AccessToken(String),
 }
 
 impl Change {
@@ -37,6 +39,7 @@ impl Change {
             Change::Issuer(id) => format!("issuer:{id}"),
             Change::Principal(p) => format!("principal:{}:{}", p.kind(), p.id()),
             Change::Client(id) => format!("client:{id}"),
+            Change::AccessToken(hash) => format!("token:{hash}"),
         }
     }
 
@@ -53,6 +56,7 @@ impl Change {
                 _ => None,
             },
             "client" => Some(Change::Client(id)),
+            "token" => Some(Change::AccessToken(id)),
             _ => None,
         }
     }
@@ -70,6 +74,7 @@ pub fn evict(state: &AppState, change: &Change) {
         }
         Change::Principal(p) => state.token_cache().evict_principal(p),
         Change::Client(id) => state.token_cache().evict_client(id),
+        Change::AccessToken(hash) => state.token_cache().evict_token(hash),
     }
 }
 
@@ -160,6 +165,7 @@ mod tests {
             Change::StatusList("l1".into()),
             Change::Achievement("a1".into()),
             Change::Issuer("i1".into()),
+            Change::AccessToken("ab12".into()),
         ] {
             assert_eq!(Change::parse(&change.payload()), Some(change));
         }

@@ -14,6 +14,9 @@ pub mod health;
 pub mod issuers;
 pub mod members;
 pub mod oauth;
+pub mod oauth_metadata;
+pub mod oauth_registration;
+pub mod oauth_revocation;
 pub mod publication;
 pub mod status;
 pub mod tenancy;
@@ -76,6 +79,12 @@ pub type Apis = (
     members::MembersApi,
     account::AccountApi,
     users::UsersApi,
+    // Nested: poem-openapi implements OpenApi for tuples of at most 16.
+    (
+        oauth_metadata::OAuthMetadataApi,
+        oauth_registration::OAuthRegistrationApi,
+        oauth_revocation::OAuthRevocationApi,
+    ),
 );
 
 /// The OpenAPI service (independent of any running state, so `oxbadge openapi` needs no database).
@@ -96,6 +105,11 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             members::MembersApi,
             account::AccountApi,
             users::UsersApi,
+            (
+                oauth_metadata::OAuthMetadataApi,
+                oauth_registration::OAuthRegistrationApi,
+                oauth_revocation::OAuthRevocationApi,
+            ),
         ),
         "oxbadge",
         env!("CARGO_PKG_VERSION"),

@@ -50,6 +50,13 @@ impl TokenCache {
         }
     }
 
+    /// Forgets one token (it was revoked).
+    pub fn evict_token(&self, token_hash: &str) {
+        if let Ok(mut map) = self.entries.write() {
+            map.remove(token_hash);
+        }
+    }
+
     /// Forgets every token whose principal is `principal` (its memberships or flags changed), so
     /// the next request resolves the new set of issuers.
     pub fn evict_principal(&self, principal: &Principal) {
@@ -71,6 +78,7 @@ mod tests {
             access: crate::accounts::memberships::IssuerAccess::Global,
             scopes: ScopeSet::all(),
             expires_at: Utc::now() + chrono::Duration::seconds(expires_in),
+            issued_at: Utc::now(),
         }
     }
 

@@ -27,7 +27,7 @@ use crate::{
 /// Prefix of client secrets (lets secret scanners recognise a leaked one).
 pub(crate) const CLIENT_SECRET_PREFIX: &str = "oxbcs_";
 /// Prefix of access tokens.
-const ACCESS_TOKEN_PREFIX: &str = "oxbat_";
+pub(crate) const ACCESS_TOKEN_PREFIX: &str = "oxbat_";
 
 /// A freshly created client. The secret exists only here; the database holds its hash.
 #[derive(Debug)]
@@ -56,6 +56,8 @@ pub struct AccessContext {
     pub access: IssuerAccess,
     pub scopes: ScopeSet,
     pub expires_at: DateTime<Utc>,
+    /// When the token was issued (introspection's `iat`).
+    pub issued_at: DateTime<Utc>,
 }
 
 impl AccessContext {
@@ -275,25 +277,46 @@ pub async fn issue_token(
     if scopes.is_empty() {
         return Err(OAuthError::invalid_scope("no scope can be granted"));
     }
-    let grant = store_token(db, &client.id, None, scopes, ttl_secs).await?;
+    let grant = insert_token(db, &client.id, None, None, scopes, ttl_secs).await?;
+    if client.first_token_at.is_none() {
+        mark_first_token(db, &client.id).await?;
+    }
     tracing::info!(client_id = %client.id, scopes = %scopes, "access token issued");
     Ok(grant)
 }
 
-async fn store_token(
+/// Records that `client_id` obtained its first token (dynamically registered clients that never do
+/// are purged, see [`super::registration::purge_unused`]). A no-op once set.
+pub async fn mark_first_token(
     db: &impl ConnectionTrait,
     client_id: &str,
-    user_id: Option<&str>,
-    scopes: ScopeSet,
-    ttl_secs: u64,
-) -> Result<TokenGrant, sea_orm::DbErr> {
-    store_grant_token(db, client_id, user_id, None, scopes, ttl_secs).await
+) -> Result<(), sea_orm::DbErr> {
+    oauth_client::Entity::update_many()
+        .col_expr(oauth_client::Column::FirstTokenAt, Expr::value(Utc::now()))
+        .filter(oauth_client::Column::Id.eq(client_id))
+        .filter(oauth_client::Column::FirstTokenAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Stores a new access token that descends from the authorization code `grant_id` (the code
 /// exchange and every refresh of its family pass it), so revoking the grant revokes the token. The
 /// caller has already checked the client, the user and the scopes.
 pub async fn store_grant_token(
+    db: &impl ConnectionTrait,
+    client_id: &str,
+    user_id: Option<&str>,
+    grant_id: Option<&str>,
+    scopes: ScopeSet,
+    ttl_secs: u64,
+) -> Result<TokenGrant, sea_orm::DbErr> {
+    let grant = insert_token(db, client_id, user_id, grant_id, scopes, ttl_secs).await?;
+    mark_first_token(db, client_id).await?;
+    Ok(grant)
+}
+
+async fn insert_token(
     db: &impl ConnectionTrait,
     client_id: &str,
     user_id: Option<&str>,
@@ -347,7 +370,10 @@ pub async fn issue_user_token(
             "the requested scope exceeds what this client may be granted",
         ));
     }
-    let grant = store_token(db, client_id, Some(user_id), scopes, ttl_secs).await?;
+    let grant = insert_token(db, client_id, Some(user_id), None, scopes, ttl_secs).await?;
+    if client.first_token_at.is_none() {
+        mark_first_token(db, client_id).await?;
+    }
     tracing::info!(client_id, user_id, scopes = %scopes, "user access token issued");
     Ok(grant)
 }
@@ -413,6 +439,7 @@ async fn resolve_hashed(
         access,
         scopes,
         expires_at: row.expires_at,
+        issued_at: row.created_at,
     })
 }
 

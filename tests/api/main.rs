@@ -15,6 +15,8 @@ mod jsonld_conformance;
 mod keys;
 mod oauth_attacks;
 mod oauth_code_flow;
+mod oauth_registration;
+mod oauth_revocation;
 mod openapi;
 mod ops;
 mod poison;
