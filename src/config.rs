@@ -179,6 +179,14 @@ pub struct Settings {
     /// `OXBADGE_SIGN_IN_ATTEMPTS_PER_MINUTE`: sign-in attempts per client address per minute,
     /// across accounts. Default 30.
     pub sign_in_attempts_per_minute: u32,
+    /// `OXBADGE_TOS_URL`: terms of service, published as `info.termsOfService` of the OB 3.0
+    /// Service Description Document (`GET /ims/ob/v3p0/discovery`). Default `<public URL>/docs`.
+    pub tos_url: Option<Url>,
+    /// `OXBADGE_PRIVACY_URL`: privacy policy, published as `info.x-imssf-privacyPolicyUrl`.
+    /// Default `<public URL>/docs`.
+    pub privacy_url: Option<Url>,
+    /// `OXBADGE_IMAGE_URL`: the service's logo, published as `info.x-imssf-image`. Default none.
+    pub image_url: Option<Url>,
 }
 
 impl Default for Settings {
@@ -233,6 +241,9 @@ impl Default for Settings {
             registration_open: true,
             password_hash_concurrency: 0,
             sign_in_attempts_per_minute: 30,
+            tos_url: None,
+            privacy_url: None,
+            image_url: None,
         }
     }
 }

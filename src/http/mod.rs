@@ -14,6 +14,7 @@ pub mod health;
 pub mod issuers;
 pub mod members;
 pub mod oauth;
+pub mod ob3;
 pub mod publication;
 pub mod status;
 pub mod tenancy;
@@ -58,6 +59,9 @@ pub enum ApiTags {
     Account,
     /// People administration.
     Users,
+    /// Open Badges 3.0 REST API (host role): an earner's credentials and profile.
+    #[oai(rename = "Open Badges 3.0")]
+    Ob3,
 }
 
 /// All API structs, in tag order.
@@ -76,6 +80,7 @@ pub type Apis = (
     members::MembersApi,
     account::AccountApi,
     users::UsersApi,
+    (ob3::Ob3Api, ob3::DidsApi),
 );
 
 /// The OpenAPI service (independent of any running state, so `oxbadge openapi` needs no database).
@@ -96,6 +101,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             members::MembersApi,
             account::AccountApi,
             users::UsersApi,
+            (ob3::Ob3Api, ob3::DidsApi),
         ),
         "oxbadge",
         env!("CARGO_PKG_VERSION"),
