@@ -192,6 +192,14 @@ pub struct Settings {
     /// (`POST /oauth/register`) requires `Authorization: Bearer <this value>` (an RFC 7591 initial
     /// access token). Secret. Default: none, registration is open as OB 3.0 requires.
     pub registration_token: Option<SecretString>,
+    /// `OXBADGE_TOS_URL`: terms of service, published as `info.termsOfService` of the OB 3.0
+    /// Service Description Document (`GET /ims/ob/v3p0/discovery`). Default `<public URL>/docs`.
+    pub tos_url: Option<Url>,
+    /// `OXBADGE_PRIVACY_URL`: privacy policy, published as `info.x-imssf-privacyPolicyUrl`.
+    /// Default `<public URL>/docs`.
+    pub privacy_url: Option<Url>,
+    /// `OXBADGE_IMAGE_URL`: the service's logo, published as `info.x-imssf-image`. Default none.
+    pub image_url: Option<Url>,
 }
 
 impl Default for Settings {
@@ -250,6 +258,9 @@ impl Default for Settings {
             refresh_token_idle_secs: 7 * 24 * 3600,
             refresh_token_absolute_secs: 90 * 24 * 3600,
             registration_token: None,
+            tos_url: None,
+            privacy_url: None,
+            image_url: None,
         }
     }
 }

@@ -389,8 +389,8 @@ pub fn render_error(err: poem::Error, family: ErrorFamily, request_id: Option<&s
             let body = serde_json::json!({
                 "imsx_codeMajor": "failure",
                 "imsx_severity": "error",
-                "imsx_description": problem.detail,
-                "imsx_codeMinor": {"imsx_codeMinorField": [{
+                "imsx_description": problem.detail.unwrap_or_else(|| minor.replace('_', " ")),
+                "imsx_CodeMinor": {"imsx_codeMinorField": [{
                     "imsx_codeMinorFieldName": "TargetEndSystem",
                     "imsx_codeMinorFieldValue": minor,
                 }]},

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod metrics;
 pub mod oauth;
 pub mod ob;
+pub mod ob3;
 pub mod status;
 pub mod telemetry;
 pub mod verify;

@@ -44,4 +44,5 @@ migrations! {
     m20261201_000005_idempotency_lease,
     m20261202_000001_oauth_client_metadata,
     m20261202_000002_oauth_grants,
+    m20261202_000020_ob3_holdings,
 }

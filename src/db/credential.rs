@@ -21,6 +21,9 @@ pub struct Model {
     pub valid_from: DateTimeUtc,
     pub valid_until: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
+    /// Who it was issued to, as `ob3::ownership::RecipientKey` text (`mailto:<normalized email>`,
+    /// or the subject's DID or URL); what earners' collections are matched on.
+    pub recipient_key: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

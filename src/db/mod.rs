@@ -18,6 +18,11 @@ pub mod refresh_token;
 pub mod signing_key;
 pub mod status_entry;
 pub mod status_list;
+pub mod ob3_holder;
+pub mod ob3_holding;
+pub mod ob3_upload;
+pub mod user_did;
+pub mod did_challenge;
 
 use std::{path::Path, time::Duration};
 

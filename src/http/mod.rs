@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod oauth_metadata;
 pub mod oauth_registration;
 pub mod oauth_revocation;
+pub mod ob3;
 pub mod publication;
 pub mod status;
 pub mod tenancy;
@@ -61,6 +62,9 @@ pub enum ApiTags {
     Account,
     /// People administration.
     Users,
+    /// Open Badges 3.0 REST API (host role): an earner's credentials and profile.
+    #[oai(rename = "Open Badges 3.0")]
+    Ob3,
 }
 
 /// All API structs, in tag order.
@@ -85,6 +89,7 @@ pub type Apis = (
         oauth_registration::OAuthRegistrationApi,
         oauth_revocation::OAuthRevocationApi,
     ),
+    (ob3::Ob3Api, ob3::DidsApi),
 );
 
 /// The OpenAPI service (independent of any running state, so `oxbadge openapi` needs no database).
@@ -110,6 +115,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
                 oauth_registration::OAuthRegistrationApi,
                 oauth_revocation::OAuthRevocationApi,
             ),
+            (ob3::Ob3Api, ob3::DidsApi),
         ),
         "oxbadge",
         env!("CARGO_PKG_VERSION"),

@@ -528,6 +528,8 @@ struct Part {
     actor: String,
     slots: Vec<Vec<Slot>>,
     signed: Vec<Signed>,
+    /// Each award's recipient as an ownership key (see `ob3::ownership`), in award order.
+    recipient_keys: Vec<String>,
     /// Holds the picked indexes in this process until the part is stored or abandoned.
     held: allocator::Held,
 }
@@ -562,6 +564,10 @@ async fn prepare_part(
     };
     let template = Template::now(state, &ctx);
     let signed = sign_all(state, &template, &key, awards, &slots, format).await;
+    let recipient_keys = awards
+        .iter()
+        .map(|a| crate::ob3::ownership::recipient_key(&a.recipient))
+        .collect();
     Ok(Part {
         ctx,
         format,
@@ -569,6 +575,7 @@ async fn prepare_part(
         actor: actor.to_owned(),
         slots,
         signed,
+        recipient_keys,
         held,
     })
 }
@@ -797,7 +804,9 @@ async fn store_answered(
         held.push(part.held);
         let mut results = Vec::with_capacity(part.signed.len());
         let mut ids = Vec::new();
+        let mut recipient_keys = part.recipient_keys.into_iter();
         for (item, item_slots) in part.signed.into_iter().zip(part.slots) {
+            let recipient_key = recipient_keys.next();
             match item {
                 Ok((id, uri, credential, jws)) => {
                     let date = |keys: [&str; 2]| {
@@ -824,6 +833,7 @@ async fn store_answered(
                         valid_from: Set(valid_from),
                         valid_until: Set(valid_until),
                         created_at: Set(now),
+                        recipient_key: Set(recipient_key),
                     });
                     reservations.push((id.clone(), item_slots));
                     ids.push(id.clone());

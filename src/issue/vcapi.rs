@@ -298,6 +298,7 @@ pub async fn issue(
             return Err(VcApiError::Structure(checked));
         }
         let dates = validity(&vc);
+        let recipient = crate::ob3::ownership::subject_key(&vc);
         let (document, verifiable_credential) = sign(state, vc, securing, key.clone()).await?;
         let row = Row {
             issuer: &issuer,
@@ -307,6 +308,7 @@ pub async fn issue(
             document: &document,
             securing,
             dates,
+            recipient,
         };
         match store(state, row, actor).await {
             Ok(id) => {
@@ -481,6 +483,8 @@ struct Row<'a> {
     document: &'a str,
     securing: Securing,
     dates: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    /// The subject as an ownership key (`ob3::ownership`).
+    recipient: Option<String>,
 }
 
 /// Stores the credential with its status entries and an audit event, in one transaction.
@@ -493,6 +497,7 @@ async fn store(state: &AppState, row: Row<'_>, actor: &str) -> Result<String, Db
         document,
         securing,
         dates: (valid_from, valid_until),
+        recipient,
     } = row;
     let now = Utc::now();
     let (format, suite) = match securing {
@@ -515,6 +520,7 @@ async fn store(state: &AppState, row: Row<'_>, actor: &str) -> Result<String, Db
         valid_from: Set(valid_from.unwrap_or(now)),
         valid_until: Set(valid_until),
         created_at: Set(now),
+        recipient_key: Set(recipient),
     }
     .insert(&txn)
     .await?;

@@ -27,3 +27,4 @@ mod vcapi_conformance;
 mod verify;
 mod verify_conformance;
 mod web_pages;
+mod ob3_provider;

@@ -33,6 +33,22 @@ const PUBLIC_OPERATIONS: &[&str] = &[
     "changePassword",
     "listAccountSessions",
     "endAccountSession",
+    // OB 3.0: the Service Description Document is never protected; DID linking is session-cookie
+    // account self-service (tests/api/ob3_provider.rs).
+    "getServiceDescription",
+    "createDidChallenge",
+    "linkDid",
+    "listDids",
+    "unlinkDid",
+];
+
+/// The OB 3.0 API's scopes (scheme `OAuth2ACG`, user-bound tokens; tests/api/ob3_provider.rs
+/// checks their 401/403 answers, which are Imsx_StatusInfo rather than problem documents).
+const OB3_SCOPES: &[&str] = &[
+    "https://purl.imsglobal.org/spec/ob/v3p0/scope/credential.readonly",
+    "https://purl.imsglobal.org/spec/ob/v3p0/scope/credential.upsert",
+    "https://purl.imsglobal.org/spec/ob/v3p0/scope/profile.readonly",
+    "https://purl.imsglobal.org/spec/ob/v3p0/scope/profile.update",
 ];
 
 const ALL_SCOPES: &[&str] = &[
@@ -83,7 +99,11 @@ fn every_operation_has_an_id_docs_and_a_declared_security_decision() {
             secured || PUBLIC_OPERATIONS.contains(&id),
             "{id} ({method} {path}) declares no security and is not on the public list"
         );
-        if secured {
+        if secured && op["security"][0]["OAuth2ACG"].is_array() {
+            let scopes = op["security"][0]["OAuth2ACG"].as_array().unwrap();
+            assert_eq!(scopes.len(), 1, "{id} must declare exactly one scope");
+            assert!(OB3_SCOPES.contains(&scopes[0].as_str().unwrap()), "{id}: unknown scope");
+        } else if secured {
             let scopes: Vec<&str> = op["security"][0]["oauth2"]
                 .as_array()
                 .unwrap_or_else(|| panic!("{id} security is not oauth2"))
