@@ -8,7 +8,7 @@ use sea_orm_migration::{prelude::*, schema::*};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone)]
 enum AuthorizationCodes {
     Table,
     Id,
@@ -24,7 +24,7 @@ enum AuthorizationCodes {
     RevokedAt,
 }
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone)]
 enum RefreshTokens {
     Table,
     Id,
@@ -41,7 +41,7 @@ enum RefreshTokens {
     RevokedAt,
 }
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone)]
 enum OauthConsents {
     Table,
     Id,
