@@ -15,6 +15,7 @@ mod keys;
 mod openapi;
 mod ops;
 mod poison;
+mod secrets;
 mod status;
 mod support;
 mod tenancy;
