@@ -20,8 +20,16 @@
 //! log; send stderr to a file); `LOAD_HOLD_SECS`, when set, keeps the server up that long
 //! afterwards and prints a status-list URL, so another load generator can be pointed at it).
 //!
-//! The last two rows run together: issuance as in the first row while 64 in-process clients send
+//! The poison rows run together: issuance as in the first row while 64 in-process clients send
 //! poison graphs (9-node blank-node cliques) to the public verifier.
+//!
+//! The sign-in flood rows (issue 13): the cached status-list read and issuance are measured
+//! without, then during, a flood of wrong-password sign-ins by 64 in-process clients, each from
+//! its own loopback address (127.0.0.2 …) so the per-address limit (default 30 a minute) applies
+//! as it would to 64 attackers; every attempt costs one Argon2id verification (16 real accounts,
+//! soon locked, which are still hashed, and unknown addresses, checked against the dummy hash).
+//! The summary line gives the issuance rate during the flood as a share of the rate before it.
+//! `LOAD_ONLY=signin-flood` runs only these rows (after one issuance that creates a status list).
 
 use std::{
     io::Write as _,
@@ -352,6 +360,37 @@ async fn main() {
     let achievement_id = achievement["id"].as_str().unwrap().to_owned();
 
     let mut rows = Vec::new();
+    let only_flood = std::env::var("LOAD_ONLY").as_deref() == Ok("signin-flood");
+    if only_flood {
+        let first: Value = http
+            .post(format!("{base}/api/v1/credentials"))
+            .bearer_auth(&token)
+            .json(&json!({"achievementId": achievement_id, "recipient": {"email": "first@example.edu"}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let status_url = first["credential"]["credentialStatus"][0]["statusListCredential"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let load = Load {
+            driver,
+            base: base.clone(),
+            token: token.clone(),
+            achievement_id: achievement_id.clone(),
+            status_url,
+            clients,
+            secs,
+        };
+        let summary = sign_in_flood(&load, &mut rows).await;
+        print_rows(&rows, clients, secs, driver, postgres.is_some());
+        println!("\n{summary}");
+        drop_postgres(&postgres, &pg_database).await;
+        return;
+    }
 
     // Sustained single issuance (Data Integrity, email recipients, durable before 201).
     const ISSUE: &str = "POST /api/v1/credentials (eddsa-rdfc-2022)";
@@ -631,42 +670,27 @@ function check(status, body) return status == 201 end
     rows.push(issuing);
     rows.push(burst.await.unwrap());
 
-    let driver_name = match driver {
-        Driver::Wrk => "wrk (1 thread, separate process)",
-        Driver::Reqwest => "reqwest clients in the server's process",
+    let load = Load {
+        driver,
+        base: base.clone(),
+        token: token.clone(),
+        achievement_id: achievement_id.clone(),
+        status_url: status_url.clone(),
+        clients,
+        secs,
     };
-    let engine = if postgres.is_some() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
-    println!(
-        "\n{clients} keep-alive connections, {secs} s per scenario (revocations at most 5 s), {engine}, loopback, driver: {driver_name}\n"
-    );
-    println!(
-        "| scenario | requests | errors | req/s | p50 ms | p99 ms | server cores | driver cores |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    for row in &rows {
-        println!("{}", row.markdown());
-    }
+    let flood_summary = sign_in_flood(&load, &mut rows).await;
+
+    print_rows(&rows, clients, secs, driver, postgres.is_some());
     println!(
         "\nbatch of 10,000 (eddsa-rdfc-2022, email recipients): {issued} issued in {batch_secs:.2} s"
     );
+    println!("\n{flood_summary}");
     if hold_secs > 0 {
         println!("\nserving {status_url} for {hold_secs} s");
         tokio::time::sleep(Duration::from_secs(hold_secs)).await;
     }
-    if let (Some(base), Some(name)) = (&postgres, &pg_database) {
-        use sea_orm::ConnectionTrait;
-        // The server still holds connections: end them, then drop the database.
-        if let Ok(admin) = sea_orm::Database::connect(format!("{base}/postgres")).await {
-            let _ = admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .await;
-            let _ = admin.close().await;
-        }
-    }
+    drop_postgres(&postgres, &pg_database).await;
 }
 
 /// A VC 2.0 credential whose subject `knows` `n` blank nodes that all `knows` each other (a
@@ -702,4 +726,315 @@ fn poison_credential(n: usize) -> Value {
             "proofValue": format!("z{}", bs58::encode([7u8; 64]).into_string()),
         }
     })
+}
+
+/// Prints the table of `rows` with the run's conditions.
+fn print_rows(rows: &[Row], clients: usize, secs: u64, driver: Driver, postgres: bool) {
+    let driver_name = match driver {
+        Driver::Wrk => "wrk (1 thread, separate process)",
+        Driver::Reqwest => "reqwest clients in the server's process",
+    };
+    let engine = if postgres { "PostgreSQL" } else { "SQLite" };
+    println!(
+        "\n{clients} keep-alive connections, {secs} s per scenario (revocations at most 5 s), {engine}, loopback, driver: {driver_name}\n"
+    );
+    println!(
+        "| scenario | requests | errors | req/s | p50 ms | p99 ms | server cores | driver cores |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        println!("{}", row.markdown());
+    }
+}
+
+/// Drops the PostgreSQL database of the run, if there is one.
+async fn drop_postgres(postgres: &Option<String>, pg_database: &Option<String>) {
+    if let (Some(base), Some(name)) = (postgres, pg_database) {
+        use sea_orm::ConnectionTrait;
+        // The server still holds connections: end them, then drop the database.
+        if let Ok(admin) = sea_orm::Database::connect(format!("{base}/postgres")).await {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+            let _ = admin.close().await;
+        }
+    }
+}
+
+/// What the sign-in flood scenario measures against.
+struct Load {
+    driver: Driver,
+    base: String,
+    token: String,
+    achievement_id: String,
+    status_url: String,
+    clients: usize,
+    secs: u64,
+}
+
+/// Sustained single issuance for `load.secs` (recipients `<prefix><n>@example.edu`).
+async fn measure_issuance(load: &Load, name: &'static str, prefix: &'static str) -> Row {
+    match load.driver {
+        Driver::Wrk => {
+            let script = format!(
+                r#"
+local headers = {{["Authorization"] = "Bearer " .. {token}, ["Content-Type"] = "application/json"}}
+function request()
+  n = n + 1
+  return wrk.format("POST", "/api/v1/credentials", headers,
+    '{{"achievementId":"' .. {achievement} .. '","recipient":{{"email":"{prefix}' .. n .. '@example.edu"}}}}')
+end
+function check(status, body) return status == 201 end
+"#,
+                token = lua_string(&load.token),
+                achievement = lua_string(&load.achievement_id),
+            );
+            let (base, clients, secs) = (load.base.clone(), load.clients, load.secs);
+            tokio::task::spawn_blocking(move || drive_wrk(name, &base, clients, secs, &script))
+                .await
+                .unwrap()
+        }
+        Driver::Reqwest => {
+            let (b, t, a) = (
+                load.base.clone(),
+                load.token.clone(),
+                load.achievement_id.clone(),
+            );
+            drive(name, load.clients, load.secs, move |http, i| {
+                let (b, t, a) = (b.clone(), t.clone(), a.clone());
+                async move {
+                    http.post(format!("{b}/api/v1/credentials"))
+                        .bearer_auth(&t)
+                        .json(&json!({"achievementId": a, "recipient": {"email": format!("{prefix}{i}@example.edu")}}))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == 201)
+                }
+            })
+            .await
+        }
+    }
+}
+
+/// Cached status-list reads for `load.secs`.
+async fn measure_status_reads(load: &Load, name: &'static str) -> Row {
+    match load.driver {
+        Driver::Wrk => {
+            let path = load
+                .status_url
+                .strip_prefix(&load.base)
+                .unwrap_or(&load.status_url)
+                .to_owned();
+            let script = format!(
+                r#"
+local req = wrk.format("GET", {path})
+function request() return req end
+function check(status, body) return status == 200 end
+"#,
+                path = lua_string(&path)
+            );
+            let (base, clients, secs) = (load.base.clone(), load.clients, load.secs);
+            tokio::task::spawn_blocking(move || drive_wrk(name, &base, clients, secs, &script))
+                .await
+                .unwrap()
+        }
+        Driver::Reqwest => {
+            let su = load.status_url.clone();
+            drive(name, load.clients, load.secs, move |http, _| {
+                let su = su.clone();
+                async move { http.get(&su).send().await.is_ok_and(|r| r.status() == 200) }
+            })
+            .await
+        }
+    }
+}
+
+/// Sign-in flood clients, each from its own loopback address.
+const FLOOD_CLIENTS: usize = 64;
+/// Real accounts the flood guesses passwords for (the rest of the attempts name unknown addresses).
+const FLOOD_ACCOUNTS: usize = 16;
+
+/// What the flood clients saw.
+#[derive(Default)]
+struct FloodCounts {
+    /// 401: a wrong password, answered after a full Argon2id verification.
+    refused: usize,
+    /// 429: the per-address limit (no hashing).
+    limited: usize,
+    /// Anything else (a failure).
+    other: usize,
+    latencies: Vec<Duration>,
+}
+
+/// The sign-in flood rows (see the module docs); returns the summary line.
+async fn sign_in_flood(load: &Load, rows: &mut Vec<Row>) -> String {
+    let base = load.base.clone();
+    let http = reqwest::Client::new();
+    for i in 0..FLOOD_ACCOUNTS {
+        let resp = http
+            .post(format!("{base}/api/v1/users"))
+            .bearer_auth(&load.token)
+            .json(&json!({"email": format!("flooded{i}@example.edu"), "displayName": format!("Flooded {i}"), "password": format!("the right password {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            201,
+            "{}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    // One anonymous browser session and its CSRF token, shared by every flood client.
+    let page = http
+        .get(format!("{base}/account/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.split(';')
+                .next()
+                .filter(|c| c.starts_with("oxbadge_session="))
+        })
+        .unwrap()
+        .to_owned();
+    let html = page.text().await.unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+
+    let status_before = measure_status_reads(load, "GET /status/{list} (cached), no flood").await;
+    let issue_before =
+        measure_issuance(load, "POST /api/v1/credentials, no flood", "unflooded").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let cpu = cpu_seconds();
+    let mut tasks = Vec::new();
+    for c in 0..FLOOD_CLIENTS {
+        let (stop, base, cookie, csrf) = (stop.clone(), base.clone(), cookie.clone(), csrf.clone());
+        let address = std::net::IpAddr::from([127, 0, 0, 2 + c as u8]);
+        let http = reqwest::Client::builder()
+            .local_address(address)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(1)
+            .build()
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut counts = FloodCounts::default();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let email = if i % 2 == 0 {
+                    format!("flooded{}@example.edu", (c + i) % FLOOD_ACCOUNTS)
+                } else {
+                    format!("nobody{c}-{i}@example.edu")
+                };
+                let t = Instant::now();
+                let sent = http
+                    .post(format!("{base}/account/sign-in"))
+                    .header("cookie", &cookie)
+                    .form(&[
+                        ("csrf", csrf.as_str()),
+                        ("email", email.as_str()),
+                        ("password", "a wrong password, long enough"),
+                        ("next", "/account"),
+                    ])
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let _ = r.bytes().await;
+                        match status {
+                            401 => counts.refused += 1,
+                            429 => {
+                                counts.limited += 1;
+                                // A limited client waits a little so that its own CPU (this
+                                // process is the server's too) does not count against the server.
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                            _ => counts.other += 1,
+                        }
+                    }
+                    Err(_) => counts.other += 1,
+                }
+                counts.latencies.push(t.elapsed());
+                i += 1;
+            }
+            counts
+        }));
+    }
+    // Let the flood fill the hashing queue before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status_during =
+        measure_status_reads(load, "GET /status/{list} (cached) during the sign-in flood").await;
+    let issue_during = measure_issuance(
+        load,
+        "POST /api/v1/credentials during the sign-in flood",
+        "flooded",
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = FloodCounts::default();
+    for t in tasks {
+        let c = t.await.unwrap();
+        all.refused += c.refused;
+        all.limited += c.limited;
+        all.other += c.other;
+        all.latencies.extend(c.latencies);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let used = cpu_seconds().0 - cpu.0;
+    all.latencies.sort_unstable();
+    let pct = |p: f64| {
+        all.latencies
+            .get(
+                ((all.latencies.len() as f64 * p) as usize)
+                    .min(all.latencies.len().saturating_sub(1)),
+            )
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let flood = Row {
+        name: format!(
+            "POST /account/sign-in, wrong passwords ({FLOOD_CLIENTS} clients on {FLOOD_CLIENTS} addresses)"
+        ),
+        requests: all.refused + all.limited,
+        errors: all.other,
+        seconds,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        server_cores: used / seconds,
+        driver_cores: 0.0,
+    };
+    let rate = |r: &Row| r.requests as f64 / r.seconds.max(f64::EPSILON);
+    let share = 100.0 * rate(&issue_during) / rate(&issue_before).max(f64::EPSILON);
+    let summary = format!(
+        "sign-in flood: {:.1} sign-ins/s refused after Argon2id (401: {}, 429 per-address limit: {}, other: {}) over {seconds:.1} s; \
+         cached status-list p99 {:.2} ms during the flood ({:.2} ms before; target < 10 ms); \
+         issuance {:.0}/s during the flood vs {:.0}/s before = {share:.1} % (target > 80 %)",
+        all.refused as f64 / seconds,
+        all.refused,
+        all.limited,
+        all.other,
+        status_during.p99_ms,
+        status_before.p99_ms,
+        rate(&issue_during),
+        rate(&issue_before),
+    );
+    rows.extend([
+        status_before,
+        issue_before,
+        status_during,
+        issue_during,
+        flood,
+    ]);
+    summary
 }

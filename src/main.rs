@@ -361,10 +361,7 @@ async fn cli_state(settings: Settings) -> anyhow::Result<oxbadge::AppState> {
 }
 
 async fn issue_csv(settings: Settings, args: IssueArgs) -> anyhow::Result<()> {
-    use oxbadge::{
-        issue::{self, Award, ProofFormat},
-        ob::{self, Recipient},
-    };
+    use oxbadge::issue::{self, ProofFormat};
     use std::io::Write;
     let jwt_algorithm = args
         .jwt_algorithm
@@ -381,43 +378,7 @@ async fn issue_csv(settings: Settings, args: IssueArgs) -> anyhow::Result<()> {
         (other, _) => anyhow::bail!("--format {other}: use data-integrity or jwt"),
     };
     let state = cli_state(settings).await?;
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_path(&args.csv)?;
-    let headers = reader.headers()?.clone();
-    let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let (email_col, id_col, until_col) = (col("email"), col("id"), col("validUntil"));
-    if email_col.is_none() && id_col.is_none() {
-        anyhow::bail!("the CSV needs an `email` or an `id` column");
-    }
-    let mut rows: Vec<Result<Award, String>> = Vec::new();
-    for (line, record) in reader.records().enumerate() {
-        let record = record?;
-        let get = |c: Option<usize>| c.and_then(|i| record.get(i)).filter(|v| !v.is_empty());
-        let award = (|| -> Result<Award, String> {
-            let recipient = match (get(email_col), get(id_col)) {
-                (Some(e), None) => {
-                    Recipient::Email(ob::normalize_email(e).map_err(|e| e.to_string())?)
-                }
-                (None, Some(i)) => Recipient::Id(ob::uri("id", i).map_err(|e| e.to_string())?),
-                _ => return Err("give exactly one of email or id".into()),
-            };
-            let valid_until = get(until_col)
-                .map(|v| {
-                    chrono::DateTime::parse_from_rfc3339(v)
-                        .map(|t| t.with_timezone(&chrono::Utc))
-                        .map_err(|e| format!("validUntil: {e}"))
-                })
-                .transpose()?;
-            Ok(Award {
-                recipient,
-                results: vec![],
-                evidence: vec![],
-                valid_until,
-            })
-        })();
-        rows.push(award.map_err(|e| format!("line {}: {e}", line + 2)));
-    }
+    let rows = issue::recipients_csv::read(std::fs::File::open(&args.csv)?)?;
     let total = rows.len();
     let (mut issued, mut failed) = (0usize, 0usize);
     let stdout = std::io::stdout();

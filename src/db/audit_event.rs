@@ -9,7 +9,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
     pub occurred_at: DateTimeUtc,
-    /// Client id, `cli` or `system`.
+    /// Client id, `user:<id>` (a signed-in person), `user:<id> via client:<id>` (a user-bound
+    /// token), `anonymous`, `cli` or `system`.
     pub actor: String,
     /// e.g. `key.generated`, `key.rotated`, `key.revoked`, `key.rewrapped`.
     pub action: String,

@@ -4,14 +4,20 @@
 //! Authentication: the same session cookie the pages use (`oxbadge_session`, or
 //! `__Host-oxbadge_session` under TLS), obtained by signing in at `/account/sign-in`. Writes
 //! must also send the session's CSRF token in the `X-CSRF-Token` header (`GET /api/v1/account`
-//! returns it) and must not be cross-site (`Sec-Fetch-Site`). These operations are not part of
-//! the bearer-token (`oauth2`) security scheme.
+//! returns it) and must not be cross-site (`Sec-Fetch-Site`). The OpenAPI document declares the
+//! cookie as the `sessionCookie` security scheme (an API key in a cookie) on these operations;
+//! they are not part of the bearer-token (`oauth2`) scheme.
 
 use std::net::{IpAddr, SocketAddr};
 
 use chrono::{DateTime, Utc};
-use poem::{FromRequest, Request, RequestBody, web::Data};
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use poem::{Request, RequestBody, web::Data};
+use poem_openapi::{
+    ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Object, OpenApi,
+    param::Path,
+    payload::Json,
+    registry::{MetaSecurityScheme, Registry},
+};
 
 use super::ApiTags;
 use crate::{
@@ -96,39 +102,91 @@ async fn resolve_caller(req: &Request) -> poem::Result<SessionCaller> {
     Ok(SessionCaller { user, cookie })
 }
 
-impl<'a> FromRequest<'a> for SessionCaller {
-    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
-        resolve_caller(req).await
-    }
+/// Name of the session cookie's security scheme in the OpenAPI document.
+pub const SESSION_SCHEME: &str = "sessionCookie";
+
+/// Declares the session cookie as an `apiKey` security scheme `in: cookie`. Registered by hand
+/// rather than derived, so that the name comes from [`session_cookie::NAME`] and the cookie is
+/// read by [`resolve_caller`] alone (it knows the `__Host-` name used under TLS; the derived
+/// extractor would read one fixed name).
+fn register_session_scheme(registry: &mut Registry) {
+    registry.create_security_scheme(
+        SESSION_SCHEME,
+        MetaSecurityScheme {
+            ty: "apiKey",
+            description: Some(
+                "The browser session cookie set by signing in at `/account/sign-in` (named \
+                 `__Host-oxbadge_session` when the service runs under TLS). Writes also need the \
+                 session's CSRF token in the `X-CSRF-Token` header (`GET /api/v1/account` returns \
+                 it) and must not be cross-site.",
+            ),
+            name: Some(session_cookie::NAME),
+            key_in: Some("cookie"),
+            scheme: None,
+            bearer_format: None,
+            flows: None,
+            openid_connect_url: None,
+        },
+    );
 }
+
+/// Both session extractors are security-scheme extractors: the operation's OpenAPI `security`
+/// names [`SESSION_SCHEME`].
+macro_rules! session_extractor {
+    ($ty:ty, $extract:expr) => {
+        impl<'a> ApiExtractor<'a> for $ty {
+            const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+
+            type ParamType = ();
+            type ParamRawType = ();
+
+            fn register(registry: &mut Registry) {
+                register_session_scheme(registry);
+            }
+
+            fn security_schemes() -> Vec<&'static str> {
+                vec![SESSION_SCHEME]
+            }
+
+            async fn from_request(
+                request: &'a Request,
+                _body: &mut RequestBody,
+                _param_opts: ExtractParamOptions<Self::ParamType>,
+            ) -> poem::Result<Self> {
+                $extract(request).await
+            }
+        }
+    };
+}
+
+session_extractor!(SessionCaller, resolve_caller);
+session_extractor!(SessionWriter, resolve_writer);
 
 /// A state-changing request from a signed-in session: the CSRF header matched and the request
 /// was not cross-site. Checked before the body is read.
 pub struct SessionWriter(pub SessionCaller);
 
-impl<'a> FromRequest<'a> for SessionWriter {
-    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
-        let caller = resolve_caller(req).await?;
-        let fetch_site = req
-            .headers()
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok());
-        let token = req
-            .headers()
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !csrf::fetch_site_allowed(fetch_site) || !csrf::verify(&caller.cookie, token) {
-            return Err(ApiError::Forbidden {
-                code: "csrf_token_invalid",
-                detail:
-                    "missing or invalid X-CSRF-Token header (GET /api/v1/account returns the token)"
-                        .into(),
-            }
-            .into());
+async fn resolve_writer(req: &Request) -> poem::Result<SessionWriter> {
+    let caller = resolve_caller(req).await?;
+    let fetch_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok());
+    let token = req
+        .headers()
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !csrf::fetch_site_allowed(fetch_site) || !csrf::verify(&caller.cookie, token) {
+        return Err(ApiError::Forbidden {
+            code: "csrf_token_invalid",
+            detail:
+                "missing or invalid X-CSRF-Token header (GET /api/v1/account returns the token)"
+                    .into(),
         }
-        Ok(Self(caller))
+        .into());
     }
+    Ok(SessionWriter(caller))
 }
 
 /// Self-service registration.

@@ -203,7 +203,7 @@ impl AchievementsApi {
         let def = ob::AchievementDefinition::try_from(body.0)
             .and_then(ob::AchievementDefinition::validate)
             .map_err(invalid)?;
-        let row = issue::create_achievement(&state, &id.0, def, auth.client_id()).await?;
+        let row = issue::create_achievement(&state, &id.0, def, &auth.actor()).await?;
         Ok(CreatedAchievement::Created(Json(resource(&state, row))))
     }
 
@@ -278,7 +278,7 @@ impl AchievementsApi {
         let def = ob::AchievementDefinition::try_from(body.0)
             .and_then(ob::AchievementDefinition::validate)
             .map_err(invalid)?;
-        let row = issue::update_achievement(&state, &id.0, &aid.0, def, auth.client_id()).await?;
+        let row = issue::update_achievement(&state, &id.0, &aid.0, def, &auth.actor()).await?;
         Ok(Json(resource(&state, row)))
     }
 

@@ -19,7 +19,8 @@ pub struct AuditEvent {
     pub id: String,
     /// When it happened.
     pub occurred_at: DateTime<Utc>,
-    /// Who: an OAuth client id, `cli` or `system`.
+    /// Who: an OAuth client id, `user:<id>` (a signed-in person), `user:<id> via client:<id>` (a
+    /// user-bound token), `anonymous`, `cli` or `system`.
     pub actor: String,
     /// What, e.g. `key.rotated`.
     pub action: String,

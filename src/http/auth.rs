@@ -15,6 +15,7 @@ use poem_openapi::{
 };
 
 use crate::{
+    accounts::memberships::Principal,
     app::AppState,
     error::ApiError,
     oauth::{AccessContext, Scope, tokens::resolve_token_cached},
@@ -81,6 +82,21 @@ impl<S: RequiredScope> Authorized<S> {
     /// The calling client's id.
     pub fn client_id(&self) -> &str {
         &self.caller.client_id
+    }
+
+    /// Who the audit trail names for this caller (see [`audit_actor`]).
+    pub fn actor(&self) -> String {
+        audit_actor(&self.caller)
+    }
+}
+
+/// The audit actor of a token: the client id for a client acting on its own behalf (as before
+/// user-bound tokens existed), `user:<user id> via client:<client id>` for a user-bound token,
+/// so that the person is named and the application they used is kept.
+pub fn audit_actor(caller: &AccessContext) -> String {
+    match &caller.principal {
+        Principal::Client(_) => caller.client_id.clone(),
+        Principal::User(user_id) => format!("user:{user_id} via client:{}", caller.client_id),
     }
 }
 

@@ -380,8 +380,8 @@ impl ClientsApi {
             redirect_uris: redirect_uris.unwrap_or_default(),
             issuers: parse_memberships(issuers)?,
         };
-        let client = clients::create_client(state.db(), spec, auth.client_id()).await?;
-        tracing::info!(client_id = %client.view.client.id, created_by = %auth.client_id(), "client created");
+        let client = clients::create_client(state.db(), spec, &auth.actor()).await?;
+        tracing::info!(client_id = %client.view.client.id, created_by = %auth.actor(), "client created");
         Ok(CreateClientResponse::Created(Json(with_secret(client))))
     }
 
@@ -441,8 +441,7 @@ impl ClientsApi {
             issuers: parse_memberships(body.issuers)?,
             global: body.global,
         };
-        let client =
-            clients::update_client(state.db(), &client_id, update, auth.client_id()).await?;
+        let client = clients::update_client(state.db(), &client_id, update, &auth.actor()).await?;
         invalidation::changed(&state, Change::Client(client_id.0.clone())).await;
         Ok(Json(client.into()))
     }
@@ -463,7 +462,7 @@ impl ClientsApi {
         client_id: Path<String>,
     ) -> Result<Json<CreatedClient>, ApiError> {
         auth.caller.require_global()?;
-        let client = clients::rotate_secret(state.db(), &client_id, auth.client_id()).await?;
+        let client = clients::rotate_secret(state.db(), &client_id, &auth.actor()).await?;
         invalidation::changed(&state, Change::Client(client_id.0.clone())).await;
         Ok(Json(with_secret(client)))
     }
@@ -483,11 +482,11 @@ impl ClientsApi {
     ) -> Result<DisableClientResponse, ApiError> {
         auth.caller.require_global()?;
         not_self(&auth, &client_id, "cannot_disable_self", "disable")?;
-        if !clients::disable_client(state.db(), &client_id, auth.client_id()).await? {
+        if !clients::disable_client(state.db(), &client_id, &auth.actor()).await? {
             return Err(ApiError::NotFound { what: "client" });
         }
         invalidation::changed(&state, Change::Client(client_id.0.clone())).await;
-        tracing::info!(client_id = %client_id.0, disabled_by = %auth.client_id(), "client disabled");
+        tracing::info!(client_id = %client_id.0, disabled_by = %auth.actor(), "client disabled");
         Ok(DisableClientResponse::Disabled)
     }
 
@@ -507,7 +506,7 @@ impl ClientsApi {
     ) -> Result<DeleteClientResponse, ApiError> {
         auth.caller.require_global()?;
         not_self(&auth, &client_id, "cannot_delete_self", "delete")?;
-        clients::delete_client(state.db(), &client_id, auth.client_id()).await?;
+        clients::delete_client(state.db(), &client_id, &auth.actor()).await?;
         invalidation::changed(&state, Change::Client(client_id.0.clone())).await;
         Ok(DeleteClientResponse::Deleted)
     }

@@ -627,9 +627,8 @@ impl CredentialsApi {
         )
         .map_err(|e| unprocessable(e.to_string()))?;
         // Grouped with concurrent issuances into one transaction; answers after the commit.
-        let one =
-            issue::queue::issue_one(&state, req.achievement_id, award, format, auth.client_id())
-                .await?;
+        let one = issue::queue::issue_one(&state, req.achievement_id, award, format, &auth.actor())
+            .await?;
         Ok(IssueResponse::Created(Json(issued(one))))
     }
 
@@ -725,14 +724,7 @@ impl CredentialsApi {
                 let results = if awards.is_empty() {
                     Vec::new()
                 } else {
-                    issue::issue(
-                        &state,
-                        &req.achievement_id,
-                        awards,
-                        format,
-                        auth.client_id(),
-                    )
-                    .await?
+                    issue::issue(&state, &req.achievement_id, awards, format, &auth.actor()).await?
                 };
                 let items = positions.into_iter().zip(results).map(|(pos, r)| match r {
                     Ok(i) => issued_item(pos, i.id, i.credential, i.jwt),
@@ -761,7 +753,7 @@ impl CredentialsApi {
                         &req.achievement_id,
                         awards,
                         format,
-                        auth.client_id(),
+                        &auth.actor(),
                         &issue::Answer {
                             key_row: row_id,
                             render: &render,
@@ -935,7 +927,7 @@ impl CredentialsApi {
             purpose,
             body.status,
             body.reason,
-            auth.client_id(),
+            &auth.actor(),
         )
         .await?;
         Ok(Json(status_result(&change)))
@@ -962,7 +954,7 @@ impl CredentialsApi {
             purpose,
             body.status,
             body.reason.as_deref(),
-            auth.client_id(),
+            &auth.actor(),
         )
         .await?;
         for list in &lists {

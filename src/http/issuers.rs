@@ -331,7 +331,7 @@ impl IssuersApi {
             state.keys(),
             state.public_url(),
             new,
-            auth.client_id(),
+            &auth.actor(),
             owner,
         )
         .await?;
@@ -410,7 +410,7 @@ impl IssuersApi {
     ) -> Result<Json<IssuerResource>, ApiError> {
         tenancy::issuer(&auth.caller, &id, Role::Owner)?;
         let update = ProfileUpdate::try_from(body.0)?;
-        let issuer = issuers::update_issuer(state.db(), &id.0, update, auth.client_id()).await?;
+        let issuer = issuers::update_issuer(state.db(), &id.0, update, &auth.actor()).await?;
         // Credentials embed the issuer's profile: drop cached issuance contexts everywhere.
         invalidation::changed(&state, Change::Issuer(issuer.id.clone())).await;
         Ok(Json(issuer_resource(&state, issuer)))
@@ -471,7 +471,7 @@ impl IssuersApi {
         let issuer = issuers::find_issuer(state.db(), &id.0).await?;
         let outcome = state
             .keys()
-            .rotate(state.db(), &issuer, algorithm, auth.client_id(), None)
+            .rotate(state.db(), &issuer, algorithm, &auth.actor(), None)
             .await?;
         let RotationOutcome::Rotated { old, new } = outcome else {
             return Err(ApiError::Unavailable);
@@ -514,7 +514,7 @@ impl IssuersApi {
                 &issuer,
                 &key_id.0,
                 body.reason.trim(),
-                auth.client_id(),
+                &auth.actor(),
             )
             .await?;
         // New credentials and status lists must not be signed with the revoked key.

@@ -161,8 +161,7 @@ impl MembersApi {
             }
         };
         let role = Role::from(body.role);
-        let previous =
-            memberships::set_member(state.db(), &id, &who, role, auth.client_id()).await?;
+        let previous = memberships::set_member(state.db(), &id, &who, role, &auth.actor()).await?;
         invalidation::changed(&state, Change::Principal(who.clone())).await;
         let resource = MemberResource::new(&who, role, None);
         Ok(match previous {
@@ -191,7 +190,7 @@ impl MembersApi {
     ) -> Result<RemoveMemberResponse, ApiError> {
         tenancy::issuer(&auth.caller, &id, Role::Owner)?;
         let who = principal(kind.0, member_id.0);
-        memberships::remove_member(state.db(), &id, &who, auth.client_id()).await?;
+        memberships::remove_member(state.db(), &id, &who, &auth.actor()).await?;
         invalidation::changed(&state, Change::Principal(who)).await;
         Ok(RemoveMemberResponse::Removed)
     }

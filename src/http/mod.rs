@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod disconnect;
 pub mod documented;
 pub mod frontline;
+pub mod fuzzing;
 pub mod health;
 pub mod issuers;
 pub mod members;

@@ -118,8 +118,9 @@ impl ApiResponse for OAuthError {
     }
 }
 
-/// Credentials from `Authorization: Basic` (RFC 6749 §2.3.1: each part form-urlencoded).
-fn basic_credentials(req: &Request) -> Result<Option<(String, String)>, OAuthError> {
+/// Credentials from `Authorization: Basic` (RFC 6749 §2.3.1: each part form-urlencoded). Also
+/// the `oauth_form` fuzz target's entry (through `http::fuzzing`).
+pub(crate) fn basic_credentials(req: &Request) -> Result<Option<(String, String)>, OAuthError> {
     let Some(value) = req.headers().get(poem::http::header::AUTHORIZATION) else {
         return Ok(None);
     };

@@ -113,7 +113,7 @@ impl UsersApi {
                 (NewPassword::parse(&random).map_err(account_error)?, true)
             }
         };
-        let actor = auth.client_id().to_owned();
+        let actor = auth.actor();
         let created = users::create_user(
             state.db(),
             state.accounts(),

@@ -419,7 +419,7 @@ impl VcApi {
         tenancy::vc_issuer(&state, &auth.caller, &body.credential, Role::Issuer).await?;
         let body = body.0;
         let request = issue_request(body.credential, body.options)?;
-        let issued = issue::vcapi::issue(&state, request, auth.client_id()).await?;
+        let issued = issue::vcapi::issue(&state, request, &auth.actor()).await?;
         Ok(VcIssueResponse::Created(Json(IssueCredentialResponse {
             verifiable_credential: issued.verifiable_credential,
         })))
@@ -462,7 +462,7 @@ impl VcApi {
                 purpose,
                 item.status,
                 None,
-                auth.client_id(),
+                &auth.actor(),
             )
             .await?;
             for list in &lists {

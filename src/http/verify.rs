@@ -132,8 +132,9 @@ pub async fn admit(req: &Request, state: &AppState) -> Result<(), ApiError> {
 }
 
 /// Reads a multipart upload: the `file` (or first file) part is the badge; `recipientEmail` and
-/// `recipientId` fields add a recipient check.
-async fn multipart(
+/// `recipientId` fields add a recipient check. Also the `multipart` fuzz target's entry (through
+/// `http::fuzzing`).
+pub(crate) async fn multipart(
     media_type: &str,
     bytes: Vec<u8>,
     options: &mut VerifyOptions,

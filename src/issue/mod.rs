@@ -5,6 +5,7 @@
 pub mod bake;
 pub mod jwt;
 pub mod queue;
+pub mod recipients_csv;
 pub mod vcapi;
 
 use std::{collections::HashMap, sync::Arc};

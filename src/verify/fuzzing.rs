@@ -5,7 +5,11 @@
 use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 
-use super::{input, jwt, resolve::PublicKey, structure_check};
+use super::{
+    input, jwt,
+    resolve::{self, PublicKey},
+    structure_check,
+};
 use crate::{di::EddsaRdfc2022, issue::bake};
 
 /// A JSON credential: parsing, the structural check, JSON-LD expansion and RDFC canonicalization
@@ -72,4 +76,85 @@ pub fn svg(data: &[u8]) {
         let _ = bake::extract_svg(text);
     }
     let _ = input::parse("image/svg+xml", data);
+}
+
+/// A fetched DID document or controller document (did:web, an `https` key or controller URL):
+/// JSON as the fetcher reads it, then every lookup the resolver makes in it, for the methods it
+/// lists and for a few it does not.
+pub fn did_document(data: &[u8]) {
+    let Ok(document) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let base = document
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or("https://issuer.example/keys")
+        .to_owned();
+    let _ = resolve::did_web_url(&base);
+    let mut urls = vec![
+        base.clone(),
+        format!("{base}#key-1"),
+        format!("{base}#z6MkrJVnaZkeFzdQyMZu1cgjg7k1pZZ6pvBQ7XJPt4swbTQ2"),
+    ];
+    for method in document
+        .get("verificationMethod")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .take(8)
+    {
+        let _ = resolve::key_of_method(method);
+        if let Some(id) = method.get("id").and_then(Value::as_str) {
+            urls.push(resolve::absolute(id, &base));
+        }
+    }
+    for url in &urls {
+        let (url_base, fragment) = resolve::split_fragment(url);
+        let _ = resolve::locate(&document, url_base, fragment, url);
+        let _ = resolve::method_in_document(&document, &base, url);
+        let _ = resolve::relationships(&document, &base, url);
+    }
+}
+
+/// A fetched JWK Set (`/.well-known/jwks.json`, or a `keys` document a key URL points at): the
+/// host-JWKS lookup by each `kid` and without one, and the key-URL lookup.
+pub fn jwks(data: &[u8]) {
+    let Ok(document) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let url = "https://issuer.example/.well-known/jwks.json";
+    let issuer = "https://issuer.example/";
+    let _ = resolve::key_in_jwks(&document, url, issuer, None, |_| true);
+    let _ = resolve::key_in_jwks(&document, url, issuer, None, |k| {
+        matches!(k, PublicKey::P256(_))
+    });
+    let kids: Vec<String> = document
+        .get("keys")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .take(8)
+        .filter_map(|k| k.get("kid").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    for kid in &kids {
+        let _ = resolve::key_in_jwks(&document, url, issuer, Some(kid), |_| true);
+        let method_url = format!("{url}#{kid}");
+        let _ = resolve::locate(&document, url, Some(kid.as_str()), &method_url);
+    }
+    let _ = resolve::locate(&document, url, None, url);
+}
+
+/// A fetched status list's `encodedList` (multibase base64url GZIP; StatusList2021's plain
+/// base64url), read at a few positions. The input is the list credential's `credentialSubject`
+/// as JSON, or else the bytes are taken as the `encodedList` itself.
+pub fn status_list(data: &[u8]) {
+    let subject = match serde_json::from_slice::<Value>(data) {
+        Ok(subject @ Value::Object(_)) => subject,
+        _ => serde_json::json!({"encodedList": String::from_utf8_lossy(data)}),
+    };
+    for kind in ["BitstringStatusListEntry", "StatusList2021Entry"] {
+        for (index, size) in [(0, 1), (131_071, 1), (1_000, 2), (usize::MAX, 8)] {
+            let _ = super::status::status_value(&subject, kind, index, size);
+        }
+    }
 }

@@ -189,7 +189,7 @@ pub fn key_of_method(method: &Value) -> Result<PublicKey, ResolveError> {
 }
 
 /// `(base, fragment)` of a DID URL or URL.
-fn split_fragment(url: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_fragment(url: &str) -> (&str, Option<&str>) {
     match url.split_once('#') {
         Some((base, frag)) => (base, Some(frag)),
         None => (url, None),
@@ -403,7 +403,7 @@ async fn find_in<T>(
 }
 
 /// What a fetched `https` document says about `method_url`.
-enum Located {
+pub(crate) enum Located {
     /// The method, complete.
     Method(Method),
     /// A key document (`{id, type, controller, publicKey…}`): its controller must still list it.
@@ -416,7 +416,7 @@ enum Located {
 
 /// Finds `method_url` in the document fetched from `base`: a key document, a bare JWK, a JWK Set
 /// (by `kid`), or a controller document listing verification methods.
-fn locate(
+pub(crate) fn locate(
     document: &Value,
     base: &str,
     fragment: Option<&str>,
@@ -547,36 +547,49 @@ pub async fn host_jwks_key(
 ) -> Result<Method, ResolveError> {
     let url = host_jwks_url(issuer, fetcher)?;
     find_in(fetcher, &url, |document| {
-        let keys = document
-            .get("keys")
-            .and_then(Value::as_array)
-            .ok_or_else(|| invalid(format!("{url} is not a JWK Set")))?;
-        keys.iter()
-            .filter(|jwk| kid.is_none_or(|kid| jwk.get("kid").and_then(Value::as_str) == Some(kid)))
-            .take(MAX_JWKS_KEYS)
-            .filter_map(|jwk| parse_jwk(jwk).ok().map(|key| (jwk, key)))
-            .find(|(_, key)| fits(key))
-            .map(|(jwk, key)| Method {
-                id: match jwk.get("kid").and_then(Value::as_str) {
-                    Some(kid) => format!("{url}#{kid}"),
-                    None => url.clone(),
-                },
-                controller: issuer.to_owned(),
-                key,
-                relationships: None,
-            })
-            .ok_or_else(|| {
-                invalid(match kid {
-                    Some(kid) => format!("the JWK Set {url} lists no usable key {kid}"),
-                    None => format!("no key in the JWK Set {url} verifies the JWT"),
-                })
-            })
+        key_in_jwks(document, &url, issuer, kid, &fits)
     })
     .await
 }
 
+/// The key [`host_jwks_key`] takes from the JWK Set `document` fetched from `url`: by `kid` when
+/// there is one, else the first of at most [`MAX_JWKS_KEYS`] keys that `fits` accepts. Untrusted
+/// input: the `jwks` fuzz target calls it (see `crate::fuzzing`).
+pub(crate) fn key_in_jwks(
+    document: &Value,
+    url: &str,
+    issuer: &str,
+    kid: Option<&str>,
+    fits: impl Fn(&PublicKey) -> bool,
+) -> Result<Method, ResolveError> {
+    let keys = document
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or_else(|| invalid(format!("{url} is not a JWK Set")))?;
+    keys.iter()
+        .filter(|jwk| kid.is_none_or(|kid| jwk.get("kid").and_then(Value::as_str) == Some(kid)))
+        .take(MAX_JWKS_KEYS)
+        .filter_map(|jwk| parse_jwk(jwk).ok().map(|key| (jwk, key)))
+        .find(|(_, key)| fits(key))
+        .map(|(jwk, key)| Method {
+            id: match jwk.get("kid").and_then(Value::as_str) {
+                Some(kid) => format!("{url}#{kid}"),
+                None => url.to_owned(),
+            },
+            controller: issuer.to_owned(),
+            key,
+            relationships: None,
+        })
+        .ok_or_else(|| {
+            invalid(match kid {
+                Some(kid) => format!("the JWK Set {url} lists no usable key {kid}"),
+                None => format!("no key in the JWK Set {url} verifies the JWT"),
+            })
+        })
+}
+
 /// Absolute form of a (possibly relative) id inside the document `doc_id`.
-fn absolute(id: &str, doc_id: &str) -> String {
+pub(crate) fn absolute(id: &str, doc_id: &str) -> String {
     if id.starts_with('#') {
         format!("{doc_id}{id}")
     } else {
@@ -585,7 +598,7 @@ fn absolute(id: &str, doc_id: &str) -> String {
 }
 
 /// The verification relationships of `document` that list `method_url`.
-fn relationships(document: &Value, doc_id: &str, method_url: &str) -> Vec<String> {
+pub(crate) fn relationships(document: &Value, doc_id: &str, method_url: &str) -> Vec<String> {
     const RELATIONSHIPS: [&str; 5] = [
         "assertionMethod",
         "authentication",
@@ -614,7 +627,7 @@ fn relationships(document: &Value, doc_id: &str, method_url: &str) -> Vec<String
 
 /// Finds `method_url` among a DID or controller document's verification methods (also those
 /// embedded in relationships).
-fn method_in_document(
+pub(crate) fn method_in_document(
     document: &Value,
     doc_id: &str,
     method_url: &str,

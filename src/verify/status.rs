@@ -332,6 +332,19 @@ async fn fetched_bits(
             "the list's statusPurpose does not include {purpose}"
         )));
     }
+    status_value(&subject, kind, index, size)
+}
+
+/// The status value at `index` (`size` bits) of a list credential's `credentialSubject`: its
+/// `encodedList` decoded (StatusList2021's plain base64url too), at least [`MIN_BITS`] long and
+/// at most [`MAX_LIST_BYTES`] decompressed, and the range checked. Untrusted input: the
+/// `status_list` fuzz target calls it (see `crate::fuzzing`).
+pub(crate) fn status_value(
+    subject: &Value,
+    kind: &str,
+    index: usize,
+    size: usize,
+) -> Result<u64, Check> {
     let Some(encoded) = subject.get("encodedList").and_then(Value::as_str) else {
         return Err(unknown(
             problem::STATUS_MALFORMED,
@@ -368,7 +381,8 @@ async fn fetched_bits(
     if position + size > bits.len() {
         return Err(range_error());
     }
-    bits.get_value(position, size).map_err(|_| range_error())
+    // `get_value` takes the entry index and multiplies by the size itself.
+    bits.get_value(index, size).map_err(|_| range_error())
 }
 
 /// A status list secured as a VC-JWT: the header, the claims against the credential fields, and
@@ -498,4 +512,31 @@ async fn own_revoked(
         .into_iter()
         .find(|(_, list)| list.as_ref().is_some_and(|l| l.purpose == "revocation"));
     Ok(revoked.map(|(entry, _)| entry.reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A multi-bit entry is read at index × size (it was once read at index × size × size).
+    #[test]
+    fn a_multi_bit_entry_is_read_at_its_own_position() {
+        let mut bits = Bitstring::new(MIN_BITS);
+        // Entry 3 of size 2 holds bits 6 and 7: `10` = 2.
+        bits.set(6, true).unwrap();
+        // Entry 12 of size 2 (bits 24, 25), where index × size × size would land: `11`.
+        bits.set(24, true).unwrap();
+        bits.set(25, true).unwrap();
+        let subject = serde_json::json!({"encodedList": bits.encode()});
+        let read = |index, size| {
+            status_value(&subject, "BitstringStatusListEntry", index, size)
+                .map_err(|c| c.detail.unwrap_or_default())
+        };
+        assert_eq!(read(3, 2), Ok(2));
+        assert_eq!(read(12, 2), Ok(3));
+        assert_eq!(read(6, 1), Ok(1));
+        assert_eq!(read(7, 1), Ok(0));
+        assert!(read(MIN_BITS / 2, 2).is_err(), "past the end");
+        assert!(read(usize::MAX, 8).is_err(), "overflowing index");
+    }
 }

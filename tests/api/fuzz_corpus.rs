@@ -22,6 +22,11 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
     count
 }
 
+/// What the `csv` fuzz target runs.
+fn csv(data: &[u8]) {
+    let _ = oxbadge::issue::recipients_csv::read(data);
+}
+
 #[test]
 fn fuzz_corpora_replay_without_a_panic() {
     use oxbadge::verify::fuzzing;
@@ -30,6 +35,12 @@ fn fuzz_corpora_replay_without_a_panic() {
         ("jwt", fuzzing::jwt),
         ("png", fuzzing::png),
         ("svg", fuzzing::svg),
+        ("did_document", fuzzing::did_document),
+        ("jwks", fuzzing::jwks),
+        ("status_list", fuzzing::status_list),
+        ("multipart", oxbadge::http::fuzzing::multipart),
+        ("oauth_form", oxbadge::http::fuzzing::oauth_form),
+        ("csv", csv),
     ] {
         let replayed = replay(target, run);
         assert!(
@@ -49,4 +60,32 @@ fn corpus_seeds_reach_the_parsers_they_are_for() {
     assert!(matches!(extract_svg(&svg), Ok(Embedded::Jws(_))));
     let jwt = std::fs::read_to_string(root.join("jwt/eddsa.jwt")).unwrap();
     assert!(oxbadge::verify::jwt::decode(&jwt).is_ok());
+    let csv = std::fs::read(root.join("csv/emails.csv")).unwrap();
+    let rows = oxbadge::issue::recipients_csv::read(csv.as_slice()).unwrap();
+    assert!(rows.len() == 2 && rows.iter().all(Result::is_ok));
+}
+
+/// Every fuzz target in fuzz/Cargo.toml has a corpus that this test replays.
+#[test]
+fn every_fuzz_target_has_a_replayed_corpus() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let targets: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .filter_map(|l| l.strip_suffix('"'))
+        .filter(|n| *n != "oxbadge-fuzz")
+        .collect();
+    assert_eq!(targets.len(), 10, "{targets:?}");
+    let this = include_str!("fuzz_corpus.rs");
+    for target in targets {
+        assert!(
+            root.join("corpus").join(target).is_dir(),
+            "fuzz target {target} has no corpus"
+        );
+        assert!(
+            this.contains(&format!("(\"{target}\", ")),
+            "fuzz target {target} is not replayed here"
+        );
+    }
 }

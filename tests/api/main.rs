@@ -20,6 +20,7 @@ mod oauth_revocation;
 mod openapi;
 mod ops;
 mod poison;
+mod secrets;
 mod status;
 mod support;
 mod tenancy;

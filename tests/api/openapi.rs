@@ -26,9 +26,14 @@ const PUBLIC_OPERATIONS: &[&str] = &[
     "vcApiVerifyPresentation",
     // The scope catalogue (the consent page shows the same text).
     "listScopes",
-    // People: self-service registration is public; the others authenticate with the browser
-    // session cookie (+ X-CSRF-Token on writes), not a bearer token (tests/api/accounts.rs).
+    // People: self-service registration is public (the other account operations declare the
+    // `sessionCookie` scheme, see SESSION_OPERATIONS).
     "registerAccount",
+];
+
+/// Operations that authenticate with the browser session cookie (+ X-CSRF-Token on writes)
+/// instead of a bearer token (tests/api/accounts.rs drives them).
+const SESSION_OPERATIONS: &[&str] = &[
     "getAccount",
     "changePassword",
     "listAccountSessions",
@@ -103,6 +108,16 @@ fn every_operation_has_an_id_docs_and_a_declared_security_decision() {
             let scopes = op["security"][0]["OAuth2ACG"].as_array().unwrap();
             assert_eq!(scopes.len(), 1, "{id} must declare exactly one scope");
             assert!(OB3_SCOPES.contains(&scopes[0].as_str().unwrap()), "{id}: unknown scope");
+        } else if secured && op["security"][0].get("sessionCookie").is_some() {
+            assert!(
+                SESSION_OPERATIONS.contains(&id),
+                "{id} ({method} {path}) declares the session cookie but is not on the session list"
+            );
+            assert_eq!(
+                op["security"],
+                serde_json::json!([{"sessionCookie": []}]),
+                "{id}: the session cookie is its only scheme"
+            );
         } else if secured {
             let scopes: Vec<&str> = op["security"][0]["oauth2"]
                 .as_array()
@@ -114,6 +129,61 @@ fn every_operation_has_an_id_docs_and_a_declared_security_decision() {
             assert!(ALL_SCOPES.contains(&scopes[0]), "{id}: unknown scope");
         }
     }
+}
+
+#[test]
+fn the_session_cookie_is_a_declared_security_scheme_of_every_session_operation() {
+    let spec: Value = serde_json::from_str(&oxbadge::http::openapi_json()).unwrap();
+    let scheme = &spec["components"]["securitySchemes"]["sessionCookie"];
+    assert_eq!(scheme["type"], "apiKey");
+    assert_eq!(scheme["in"], "cookie");
+    assert_eq!(scheme["name"], oxbadge::accounts::session_cookie::NAME);
+    let declared: Vec<String> = operations(&spec)
+        .into_iter()
+        .filter(|(_, _, op)| op["security"][0].get("sessionCookie").is_some())
+        .filter_map(|(_, _, op)| op["operationId"].as_str().map(str::to_owned))
+        .collect();
+    for id in SESSION_OPERATIONS {
+        assert!(
+            declared.iter().any(|d| d == id),
+            "{id} does not declare the sessionCookie scheme"
+        );
+    }
+    assert_eq!(declared.len(), SESSION_OPERATIONS.len(), "{declared:?}");
+}
+
+/// Every session-cookie operation answers 401 `not_signed_in` without a cookie and with a
+/// cookie that names no session (a bearer token does not stand in for it).
+#[tokio::test]
+async fn every_session_operation_refuses_a_missing_or_unknown_cookie() {
+    let app = TestApp::spawn().await;
+    let spec: Value = serde_json::from_str(&oxbadge::http::openapi_json()).unwrap();
+    let token = app.token(&ALL_SCOPES.join(" ")).await;
+    let mut checked = 0;
+    for (path, method, op) in operations(&spec) {
+        if op["security"][0].get("sessionCookie").is_none() {
+            continue;
+        }
+        let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let url = app.url(&concrete(&path));
+        for cookie in [None, Some("oxbadge_session=bm90LWEtc2Vzc2lvbg")] {
+            let mut req = app
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body("{}");
+            if let Some(cookie) = cookie {
+                req = req.header("cookie", cookie);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 401, "{id} with cookie {cookie:?}");
+            assert_problem(resp, 401, "not_signed_in").await;
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, SESSION_OPERATIONS.len());
 }
 
 /// Fills `{param}` segments with a placeholder.

@@ -1307,3 +1307,92 @@ async fn the_migration_keeps_clients_that_existed_before_it_global() {
     assert!(!user.is_global());
     conn.close().await.unwrap();
 }
+
+/// A user-bound token's actions are audited under the user (and the client it came through),
+/// not under the client alone; a client's own token stays audited under its client id.
+#[tokio::test]
+async fn a_user_bound_tokens_actions_are_audited_under_the_user() {
+    let app = TestApp::spawn().await;
+    let admin = app
+        .token("issuers:write issuers:read credentials:issue keys:manage admin")
+        .await;
+    let w = two_issuers(&app, &admin).await;
+    let owner = create_user(&app, &admin, "audited-owner@example.org").await;
+    let (s, body) = call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/issuers/{}/members", w.a),
+        &admin,
+        Some(json!({"userId": owner, "role": "owner"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let user = user_token(&app, &owner, WORK_SCOPES).await;
+    let expected = format!("user:{owner} via client:{}", app.admin_id);
+
+    let cred = issue(
+        &app,
+        &user,
+        json!({"achievementId": w.a_achievement, "recipient": recipient()}),
+    )
+    .await;
+    let cred_id = cred["id"].as_str().unwrap().to_owned();
+    let (s, body) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/credentials/{cred_id}/status"),
+        &user,
+        Some(json!({"purpose": "revocation", "status": true})),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/issuers/{}/keys/rotate", w.a),
+        &user,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/issuers/{}/achievements", w.a),
+        &user,
+        Some(achievement_body()),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+
+    let (s, page) = call(&app, Method::GET, "/api/v1/audit?limit=500", &admin, None).await;
+    assert_eq!(s, 200, "{page}");
+    let events = page["items"].as_array().unwrap();
+    for action in [
+        "credential.issued",
+        "credential.revoked",
+        "key.rotated",
+        "achievement.created",
+    ] {
+        let actors: Vec<&str> = events
+            .iter()
+            .filter(|e| e["action"] == action)
+            .filter_map(|e| e["actor"].as_str())
+            .collect();
+        assert!(
+            actors.contains(&expected.as_str()),
+            "{action}: actors {actors:?}, expected {expected}"
+        );
+    }
+    // The admin's own (client-credentials) work on B stays under its client id.
+    let b_issued: Vec<&str> = events
+        .iter()
+        .filter(|e| e["action"] == "credential.issued")
+        .filter(|e| e["actor"] != expected.as_str())
+        .filter_map(|e| e["actor"].as_str())
+        .collect();
+    assert!(
+        !b_issued.is_empty() && b_issued.iter().all(|a| *a == app.admin_id),
+        "{b_issued:?}"
+    );
+}
