@@ -657,17 +657,23 @@ async fn authlib_drives_the_code_flow_with_pkce_and_refresh() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/api/authlib_code_flow.py"
     );
-    let out = tokio::process::Command::new("python3")
-        .arg(script)
-        .env("BASE", &app.base)
-        .env("CLIENT_ID", &wallet.client_id)
-        .env("CLIENT_SECRET", wallet.secret.as_deref().unwrap())
-        .env("REDIRECT_URI", &wallet.redirect_uri)
-        .env("SCOPE", format!("issuers:read offline_access {PROFILE}"))
-        .env("COOKIE", &person.cookie)
-        .output()
-        .await
-        .expect("python3 runs");
+    let envs = [
+        ("BASE", app.base.clone()),
+        ("CLIENT_ID", wallet.client_id.clone()),
+        ("CLIENT_SECRET", wallet.secret.clone().unwrap()),
+        ("REDIRECT_URI", wallet.redirect_uri.clone()),
+        ("SCOPE", format!("issuers:read offline_access {PROFILE}")),
+        ("COOKIE", person.cookie.clone()),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .envs(envs)
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
