@@ -33,6 +33,16 @@ const PUBLIC_OPERATIONS: &[&str] = &[
     "changePassword",
     "listAccountSessions",
     "endAccountSession",
+    // OAuth: discovery is public; registration is open (OB 3.0) or behind the initial access
+    // token, configuration takes the registration access token, revocation and introspection
+    // authenticate the client (tests/api/oauth_registration.rs, oauth_revocation.rs).
+    "authorizationServerMetadata",
+    "registerClient",
+    "readClientRegistration",
+    "updateClientRegistration",
+    "deleteClientRegistration",
+    "revokeToken",
+    "introspectToken",
 ];
 
 const ALL_SCOPES: &[&str] = &[
