@@ -29,6 +29,23 @@ const PUBLIC_OPERATIONS: &[&str] = &[
     // People: self-service registration is public (the other account operations declare the
     // `sessionCookie` scheme, see SESSION_OPERATIONS).
     "registerAccount",
+    // OB 3.0: the Service Description Document is never protected; DID linking is session-cookie
+    // account self-service (tests/api/ob3_provider.rs).
+    "getServiceDescription",
+    "createDidChallenge",
+    "linkDid",
+    "listDids",
+    "unlinkDid",
+    // OAuth: discovery is public; registration is open (OB 3.0) or behind the initial access
+    // token, configuration takes the registration access token, revocation and introspection
+    // authenticate the client (tests/api/oauth_registration.rs, oauth_revocation.rs).
+    "authorizationServerMetadata",
+    "registerClient",
+    "readClientRegistration",
+    "updateClientRegistration",
+    "deleteClientRegistration",
+    "revokeToken",
+    "introspectToken",
 ];
 
 /// Operations that authenticate with the browser session cookie (+ X-CSRF-Token on writes)
@@ -38,13 +55,6 @@ const SESSION_OPERATIONS: &[&str] = &[
     "changePassword",
     "listAccountSessions",
     "endAccountSession",
-    // OB 3.0: the Service Description Document is never protected; DID linking is session-cookie
-    // account self-service (tests/api/ob3_provider.rs).
-    "getServiceDescription",
-    "createDidChallenge",
-    "linkDid",
-    "listDids",
-    "unlinkDid",
 ];
 
 /// The OB 3.0 API's scopes (scheme `OAuth2ACG`, user-bound tokens; tests/api/ob3_provider.rs
