@@ -102,7 +102,10 @@ fn every_operation_has_an_id_docs_and_a_declared_security_decision() {
         if secured && op["security"][0]["OAuth2ACG"].is_array() {
             let scopes = op["security"][0]["OAuth2ACG"].as_array().unwrap();
             assert_eq!(scopes.len(), 1, "{id} must declare exactly one scope");
-            assert!(OB3_SCOPES.contains(&scopes[0].as_str().unwrap()), "{id}: unknown scope");
+            assert!(
+                OB3_SCOPES.contains(&scopes[0].as_str().unwrap()),
+                "{id}: unknown scope"
+            );
         } else if secured {
             let scopes: Vec<&str> = op["security"][0]["oauth2"]
                 .as_array()
