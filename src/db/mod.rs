@@ -8,21 +8,21 @@ pub mod audit_event;
 pub mod authorization_code;
 pub mod backup;
 pub mod credential;
+pub mod did_challenge;
 pub mod idempotency_key;
 pub mod issuer;
 pub mod issuer_membership;
 pub mod maintenance;
 pub mod oauth_client;
 pub mod oauth_consent;
+pub mod ob3_holder;
+pub mod ob3_holding;
+pub mod ob3_upload;
 pub mod refresh_token;
 pub mod signing_key;
 pub mod status_entry;
 pub mod status_list;
-pub mod ob3_holder;
-pub mod ob3_holding;
-pub mod ob3_upload;
 pub mod user_did;
-pub mod did_challenge;
 
 use std::{path::Path, time::Duration};
 

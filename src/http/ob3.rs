@@ -218,13 +218,25 @@ impl From<Ob3Error> for poem::Error {
 impl ApiResponse for Ob3Error {
     fn meta() -> MetaResponses {
         let statuses: [(u16, &'static str); 9] = [
-            (400, "invalid_query_parameter: a query parameter is malformed or out of range"),
-            (401, "unauthorizedrequest: the token is missing, invalid, expired or revoked (WWW-Authenticate: Bearer)"),
-            (403, "forbidden: the token lacks the scope, or is not a person's token"),
+            (
+                400,
+                "invalid_query_parameter: a query parameter is malformed or out of range",
+            ),
+            (
+                401,
+                "unauthorizedrequest: the token is missing, invalid, expired or revoked (WWW-Authenticate: Bearer)",
+            ),
+            (
+                403,
+                "forbidden: the token lacks the scope, or is not a person's token",
+            ),
             (404, "not_found"),
             (413, "invalid_data: the body is too large"),
             (415, "invalid_data: unsupported media type"),
-            (422, "invalid_data: the body is not a valid or verifiable credential or profile"),
+            (
+                422,
+                "invalid_data: the body is not a valid or verifiable credential or profile",
+            ),
             (429, "server_busy: too many requests"),
             (500, "internal_server_error"),
         ];
@@ -358,7 +370,10 @@ macro_rules! credential_payload {
         impl ParsePayload for $name {
             const IS_REQUIRED: bool = true;
 
-            async fn from_request(_request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+            async fn from_request(
+                _request: &Request,
+                body: &mut RequestBody,
+            ) -> poem::Result<Self> {
                 Ok(Self(body.take()?.into_vec().await?))
             }
         }
@@ -366,7 +381,11 @@ macro_rules! credential_payload {
 }
 
 credential_payload!(JsonCredential, "application/json", "A JSON credential.");
-credential_payload!(LdJsonCredential, "application/ld+json", "A JSON-LD credential.");
+credential_payload!(
+    LdJsonCredential,
+    "application/ld+json",
+    "A JSON-LD credential."
+);
 credential_payload!(
     VcLdJsonCredential,
     "application/vc+ld+json",
@@ -646,13 +665,15 @@ impl Ob3Api {
     /// until then `id` `urn:oxbadge:user:<user id>`, `name`, and `email` once verified). A
     /// client's own token that acts for exactly one issuer gets that issuer's Profile; other
     /// client tokens are 403.
-    #[oai(path = "/ims/ob/v3p0/profile", method = "get", operation_id = "getProfile")]
+    #[oai(
+        path = "/ims/ob/v3p0/profile",
+        method = "get",
+        operation_id = "getProfile"
+    )]
     async fn get_profile(
         &self,
         state: Data<&AppState>,
-        #[oai(scope = "Ob3Scope::ProfileReadonly")] auth: Ob3Authorized<
-            ob3_scope::ProfileReadonly,
-        >,
+        #[oai(scope = "Ob3Scope::ProfileReadonly")] auth: Ob3Authorized<ob3_scope::ProfileReadonly>,
     ) -> Result<ProfileResponse, Ob3Error> {
         if let Principal::Client(_) = &auth.caller.principal {
             let only = auth
@@ -683,7 +704,11 @@ impl Ob3Api {
     /// Profile given (`id` a URI and `type` including `Profile` are required; `name`,
     /// `description`, `email`, `phone` strings, `url` a URI), kept exactly, and answers it.
     /// Issuer Profiles are not changed here (403): use the Issuers API.
-    #[oai(path = "/ims/ob/v3p0/profile", method = "put", operation_id = "putProfile")]
+    #[oai(
+        path = "/ims/ob/v3p0/profile",
+        method = "put",
+        operation_id = "putProfile"
+    )]
     async fn put_profile(
         &self,
         state: Data<&AppState>,
@@ -692,8 +717,8 @@ impl Ob3Api {
     ) -> Result<ProfileResponse, Ob3Error> {
         let user_id = auth.user_id()?.to_owned();
         let ProfileRequest::Json(JsonCredential(bytes)) = body;
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| invalid_data("the body is not UTF-8 text"))?;
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| invalid_data("the body is not UTF-8 text"))?;
         let value: Value = serde_json::from_str(text)
             .map_err(|e| invalid_data(format!("the body is not JSON: {e}")))?;
         profile::validate_profile(&value).map_err(profile_error)?;
@@ -817,7 +842,11 @@ impl DidsApi {
     /// join the person's OB 3.0 collection. 422 `presentation_rejected` when the presentation
     /// does not verify or names no open challenge; 409 `did_taken` when another account has
     /// the DID.
-    #[oai(path = "/api/v1/account/dids", method = "post", operation_id = "linkDid")]
+    #[oai(
+        path = "/api/v1/account/dids",
+        method = "post",
+        operation_id = "linkDid"
+    )]
     async fn link(
         &self,
         SessionWriter(caller): SessionWriter,
@@ -835,7 +864,11 @@ impl DidsApi {
     }
 
     /// The DIDs linked to the signed-in person's account, oldest first.
-    #[oai(path = "/api/v1/account/dids", method = "get", operation_id = "listDids")]
+    #[oai(
+        path = "/api/v1/account/dids",
+        method = "get",
+        operation_id = "listDids"
+    )]
     async fn list(
         &self,
         caller: SessionCaller,
@@ -853,7 +886,11 @@ impl DidsApi {
     }
 
     /// Unlinks a DID (URL-encode it in the path); its credentials leave the collection.
-    #[oai(path = "/api/v1/account/dids/:did", method = "delete", operation_id = "unlinkDid")]
+    #[oai(
+        path = "/api/v1/account/dids/:did",
+        method = "delete",
+        operation_id = "unlinkDid"
+    )]
     async fn unlink(
         &self,
         SessionWriter(caller): SessionWriter,

@@ -7,8 +7,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set,
 };
 use serde_json::Value;
 
@@ -93,7 +93,11 @@ fn proof_challenges(vp: &Value) -> Vec<String> {
     };
     proofs
         .iter()
-        .filter_map(|p| p.get("challenge").and_then(Value::as_str).map(str::to_owned))
+        .filter_map(|p| {
+            p.get("challenge")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .collect()
 }
 
@@ -108,7 +112,9 @@ pub async fn link(
     let reject = |m: &str| DidLinkError::Rejected(m.to_owned());
     let is_vp = match presentation.get("type") {
         Some(Value::String(t)) => t == "VerifiablePresentation",
-        Some(Value::Array(ts)) => ts.iter().any(|t| t.as_str() == Some("VerifiablePresentation")),
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .any(|t| t.as_str() == Some("VerifiablePresentation")),
         _ => false,
     };
     if !is_vp {
@@ -143,12 +149,7 @@ pub async fn link(
         domain: Some(expected_domain(state.public_url())),
         ..VerifyOptions::default()
     };
-    let report = verify::verify(
-        state,
-        Submitted::Json(presentation, Source::Json),
-        &options,
-    )
-    .await;
+    let report = verify::verify(state, Submitted::Json(presentation, Source::Json), &options).await;
     let proof_ok = report
         .checks
         .iter()
@@ -157,14 +158,21 @@ pub async fn link(
         .checks
         .iter()
         .any(|c| c.check == "presentation_binding" && c.status == CheckStatus::Passed);
-    if report.kind != "presentation" || !proof_ok || !binding_ok || report.outcome == Outcome::Invalid
+    if report.kind != "presentation"
+        || !proof_ok
+        || !binding_ok
+        || report.outcome == Outcome::Invalid
     {
         let why = report
             .checks
             .iter()
             .filter(|c| c.status != CheckStatus::Passed && c.status != CheckStatus::Skipped)
             .map(|c| {
-                let detail = c.problem.as_ref().map(|p| p.detail.clone()).or_else(|| c.detail.clone());
+                let detail = c
+                    .problem
+                    .as_ref()
+                    .map(|p| p.detail.clone())
+                    .or_else(|| c.detail.clone());
                 format!("{}: {}", c.check, detail.unwrap_or_default())
             })
             .collect::<Vec<_>>()

@@ -104,7 +104,10 @@ pub fn service_description(settings: &Settings, public_url: &url::Url) -> Servic
     let security = |scope: Scope| json!([{"OAuth2ACG": [scope.as_str()]}]);
     let read_errors = [
         ("400", "Invalid query parameter (invalid_query_parameter)"),
-        ("401", "Missing, invalid, expired or revoked token (unauthorizedrequest)"),
+        (
+            "401",
+            "Missing, invalid, expired or revoked token (unauthorizedrequest)",
+        ),
         ("403", "The token lacks the scope (forbidden)"),
         ("404", "Not found (not_found)"),
         ("405", "Method not allowed"),
@@ -113,7 +116,10 @@ pub fn service_description(settings: &Settings, public_url: &url::Url) -> Servic
     ];
     let write_errors = [
         ("400", "Malformed request"),
-        ("401", "Missing, invalid, expired or revoked token (unauthorizedrequest)"),
+        (
+            "401",
+            "Missing, invalid, expired or revoked token (unauthorizedrequest)",
+        ),
         ("403", "The token lacks the scope (forbidden)"),
         ("404", "Not found (not_found)"),
         ("405", "Method not allowed"),

@@ -14,8 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
 };
 use serde_json::Value;
 
@@ -32,7 +31,8 @@ const LATE_COMMIT_MARGIN_SECS: i64 = 120;
 
 /// The ownership key of an email address (`mailto:` + the normalized address).
 pub fn email_key(email: &str) -> String {
-    let normalized = crate::ob::normalize_email(email).unwrap_or_else(|_| email.trim().to_lowercase());
+    let normalized =
+        crate::ob::normalize_email(email).unwrap_or_else(|_| email.trim().to_lowercase());
     format!("mailto:{normalized}")
 }
 
@@ -168,7 +168,9 @@ async fn renumber(txn: &impl ConnectionTrait, user_id: &str) -> Result<i64, DbEr
 /// Brings the user's collection up to date with what was issued to them; returns its size.
 pub async fn collect(db: &DatabaseConnection, user_id: &str) -> Result<i64, DbErr> {
     let keys: BTreeSet<String> = identity_keys(db, user_id).await?.into_iter().collect();
-    let holder = ob3_holder::Entity::find_by_id(user_id.to_owned()).one(db).await?;
+    let holder = ob3_holder::Entity::find_by_id(user_id.to_owned())
+        .one(db)
+        .await?;
     let marks = holder
         .as_ref()
         .map(|h| parse_marks(&h.sync_marks))
@@ -193,7 +195,11 @@ pub async fn collect(db: &DatabaseConnection, user_id: &str) -> Result<i64, DbEr
     let mut marks = parse_marks(&holder.sync_marks);
     let mut total = holder.total;
     let backend = txn.get_database_backend();
-    let gone: Vec<String> = marks.keys().filter(|k| !keys.contains(*k)).cloned().collect();
+    let gone: Vec<String> = marks
+        .keys()
+        .filter(|k| !keys.contains(*k))
+        .cloned()
+        .collect();
     if !gone.is_empty() {
         for key in &gone {
             txn.execute_raw(statement(
@@ -232,7 +238,12 @@ pub async fn collect(db: &DatabaseConnection, user_id: &str) -> Result<i64, DbEr
     txn.execute_raw(statement(
         backend,
         "UPDATE ob3_holders SET total = ?, sync_marks = ?, updated_at = ? WHERE user_id = ?",
-        vec![total.into(), marks_text(&marks).into(), now.into(), user_id.into()],
+        vec![
+            total.into(),
+            marks_text(&marks).into(),
+            now.into(),
+            user_id.into(),
+        ],
     ))
     .await?;
     txn.commit().await?;

@@ -37,7 +37,9 @@ pub fn default_profile_id(user_id: &str) -> String {
 
 /// The user's Profile as JSON text (the stored one exactly, or the default).
 pub async fn user_profile(db: &DatabaseConnection, user_id: &str) -> Result<String, ProfileError> {
-    if let Some(holder) = ob3_holder::Entity::find_by_id(user_id.to_owned()).one(db).await?
+    if let Some(holder) = ob3_holder::Entity::find_by_id(user_id.to_owned())
+        .one(db)
+        .await?
         && let Some(profile) = holder.profile
     {
         return Ok(profile);
@@ -136,12 +138,16 @@ mod tests {
 
     #[test]
     fn profiles_need_an_id_and_the_profile_type() {
-        assert!(validate_profile(&json!({"id": "urn:x:1", "type": ["Profile"], "name": "A"})).is_ok());
+        assert!(
+            validate_profile(&json!({"id": "urn:x:1", "type": ["Profile"], "name": "A"})).is_ok()
+        );
         assert!(validate_profile(&json!({"id": "urn:x:1", "type": "Profile"})).is_ok());
         assert!(validate_profile(&json!({"type": ["Profile"]})).is_err());
         assert!(validate_profile(&json!({"id": "not a uri", "type": ["Profile"]})).is_err());
         assert!(validate_profile(&json!({"id": "urn:x:1", "type": ["Issuer"]})).is_err());
-        assert!(validate_profile(&json!({"id": "urn:x:1", "type": ["Profile"], "email": "x"})).is_err());
+        assert!(
+            validate_profile(&json!({"id": "urn:x:1", "type": ["Profile"], "email": "x"})).is_err()
+        );
         assert!(validate_profile(&json!([1])).is_err());
     }
 }

@@ -126,7 +126,10 @@ pub fn link_header(base: &url::Url, request: PageRequest, total: u64) -> String 
     };
     let mut links = vec![format!("<{}>; rel=\"first\"", url(0))];
     if request.offset.saturating_add(request.limit) < total {
-        links.push(format!("<{}>; rel=\"next\"", url(request.offset + request.limit)));
+        links.push(format!(
+            "<{}>; rel=\"next\"",
+            url(request.offset + request.limit)
+        ));
     }
     if request.offset > 0 {
         links.push(format!(

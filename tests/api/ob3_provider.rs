@@ -88,7 +88,10 @@ async fn assert_imsx(resp: Response, status: u16, minor: &str) -> Value {
         .map(|v| v.to_str().unwrap().to_owned());
     let body: Value = resp.json().await.unwrap();
     let validator = jsonschema::validator_for(&imsx_schema()).unwrap();
-    let errors: Vec<String> = validator.iter_errors(&body).map(|e| e.to_string()).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(&body)
+        .map(|e| e.to_string())
+        .collect();
     assert!(errors.is_empty(), "{body:#}: {errors:?}");
     assert_eq!(body["imsx_codeMajor"], "failure");
     assert_eq!(body["imsx_severity"], "error");
@@ -97,7 +100,10 @@ async fn assert_imsx(resp: Response, status: u16, minor: &str) -> Value {
     assert_eq!(field["imsx_codeMinorFieldName"], "TargetEndSystem");
     assert_eq!(field["imsx_codeMinorFieldValue"], minor, "{body}");
     if status == 401 {
-        assert!(www.unwrap_or_default().starts_with("Bearer"), "401 carries WWW-Authenticate");
+        assert!(
+            www.unwrap_or_default().starts_with("Bearer"),
+            "401 carries WWW-Authenticate"
+        );
     }
     body
 }
@@ -139,7 +145,9 @@ async fn verify_email(app: &TestApp, user_id: &str) {
 /// A client allowed the OB 3.0 scopes and a token it holds for `user_id` with `scopes`.
 async fn user_token(app: &TestApp, user_id: &str, scopes: &str) -> String {
     let all = ScopeSet::parse(&format!("{READ} {UPSERT} {PROFILE_READ} {PROFILE_UPDATE}")).unwrap();
-    let client = tokens::create_client(app.state.db(), "backpack", all).await.unwrap();
+    let client = tokens::create_client(app.state.db(), "backpack", all)
+        .await
+        .unwrap();
     let grant = tokens::issue_user_token(
         app.state.db(),
         &client.client_id,
@@ -161,7 +169,11 @@ async fn get_credentials(app: &TestApp, token: &str, query: &str) -> (u64, Strin
         .await
         .unwrap();
     assert_eq!(resp.status(), 200, "GET credentials{query}");
-    let total = resp.headers()["x-total-count"].to_str().unwrap().parse().unwrap();
+    let total = resp.headers()["x-total-count"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let link = resp.headers()["link"].to_str().unwrap().to_owned();
     (total, link, resp.json().await.unwrap())
 }
@@ -235,19 +247,36 @@ async fn discovery_is_an_openapi_3_service_description_with_etag() {
         s.image_url = Some("https://badges.example/logo.png".parse().unwrap());
     })
     .await;
-    let resp = app.http.get(app.url("/ims/ob/v3p0/discovery")).send().await.unwrap();
+    let resp = app
+        .http
+        .get(app.url("/ims/ob/v3p0/discovery"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
     let text = resp.text().await.unwrap();
     let sdd: Value = serde_json::from_str(&text).unwrap();
     assert!(sdd["openapi"].as_str().unwrap().starts_with("3.0"));
     assert!(sdd["info"]["title"].is_string() && sdd["info"]["version"].is_string());
-    assert_eq!(sdd["info"]["termsOfService"], "https://badges.example/terms");
-    assert_eq!(sdd["info"]["x-imssf-privacyPolicyUrl"], "https://badges.example/privacy");
-    assert_eq!(sdd["info"]["x-imssf-image"], "https://badges.example/logo.png");
+    assert_eq!(
+        sdd["info"]["termsOfService"],
+        "https://badges.example/terms"
+    );
+    assert_eq!(
+        sdd["info"]["x-imssf-privacyPolicyUrl"],
+        "https://badges.example/privacy"
+    );
+    assert_eq!(
+        sdd["info"]["x-imssf-image"],
+        "https://badges.example/logo.png"
+    );
     let scheme = &sdd["components"]["securitySchemes"]["OAuth2ACG"];
     assert_eq!(scheme["type"], "oauth2");
-    assert_eq!(scheme["x-imssf-registrationUrl"], app.url("/oauth/register"));
+    assert_eq!(
+        scheme["x-imssf-registrationUrl"],
+        app.url("/oauth/register")
+    );
     let flow = &scheme["flows"]["authorizationCode"];
     assert_eq!(flow["authorizationUrl"], app.url("/oauth/authorize"));
     assert_eq!(flow["tokenUrl"], app.url("/oauth/token"));
@@ -255,7 +284,13 @@ async fn discovery_is_an_openapi_3_service_description_with_etag() {
     for scope in [READ, UPSERT, PROFILE_READ, PROFILE_UPDATE] {
         assert!(flow["scopes"][scope].is_string(), "scope {scope}");
     }
-    for op in ["getCredentials", "upsertCredential", "getProfile", "putProfile", "getServiceDescription"] {
+    for op in [
+        "getCredentials",
+        "upsertCredential",
+        "getProfile",
+        "putProfile",
+        "getServiceDescription",
+    ] {
         assert!(text.contains(&format!("\"operationId\": \"{op}\"")), "{op}");
     }
     // An independent validator: the document is valid OpenAPI 3.0.
@@ -270,7 +305,12 @@ async fn discovery_is_an_openapi_3_service_description_with_etag() {
         .spawn()
         .expect("python3 with openapi-spec-validator (pip install openapi-spec-validator)");
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -291,7 +331,9 @@ async fn discovery_is_an_openapi_3_service_description_with_etag() {
 #[tokio::test]
 async fn earners_own_what_was_issued_to_their_verified_email_and_only_that() {
     let app = TestApp::spawn().await;
-    let admin = app.token("issuers:write issuers:read credentials:issue").await;
+    let admin = app
+        .token("issuers:write issuers:read credentials:issue")
+        .await;
     let (_, achievement) = issuer_with_achievement(&app, &admin).await;
     let learner = create_user(&app, "learner@example.org", false).await;
     let token = user_token(&app, &learner, READ).await;
@@ -311,7 +353,10 @@ async fn earners_own_what_was_issued_to_their_verified_email_and_only_that() {
     let (total, link, body) = get_credentials(&app, &token, "").await;
     assert_eq!(total, 0);
     assert_eq!(body["credential"], json!([]));
-    assert!(link.contains("rel=\"first\"") && link.contains("rel=\"last\""), "{link}");
+    assert!(
+        link.contains("rel=\"first\"") && link.contains("rel=\"last\""),
+        "{link}"
+    );
 
     verify_email(&app, &learner).await;
     let (total, _, body) = get_credentials(&app, &token, "").await;
@@ -334,7 +379,11 @@ async fn earners_own_what_was_issued_to_their_verified_email_and_only_that() {
     assert_eq!(total, 2, "{body:#}");
     assert_eq!(body["credential"], json!([mine["credential"]]));
     let jws = later["jwt"].as_str();
-    assert_eq!(body["compactJwsString"].as_array().unwrap().len(), 1, "{later:#}");
+    assert_eq!(
+        body["compactJwsString"].as_array().unwrap().len(),
+        1,
+        "{later:#}"
+    );
     if let Some(jws) = jws {
         assert_eq!(body["compactJwsString"][0], jws);
     }
@@ -343,7 +392,9 @@ async fn earners_own_what_was_issued_to_their_verified_email_and_only_that() {
 #[tokio::test]
 async fn pages_carry_total_and_link_relations_and_bad_parameters_are_400() {
     let app = TestApp::spawn().await;
-    let admin = app.token("issuers:write issuers:read credentials:issue").await;
+    let admin = app
+        .token("issuers:write issuers:read credentials:issue")
+        .await;
     let (_, achievement) = issuer_with_achievement(&app, &admin).await;
     let learner = create_user(&app, "pager@example.org", true).await;
     let token = user_token(&app, &learner, READ).await;
@@ -369,29 +420,52 @@ async fn pages_carry_total_and_link_relations_and_bad_parameters_are_400() {
     assert_eq!(total, 5);
     assert_eq!(page_ids(&body), ids[0..2]);
     let base = app.url("/ims/ob/v3p0/credentials");
-    assert!(link.contains(&format!("<{base}?limit=2&offset=0>; rel=\"first\"")), "{link}");
-    assert!(link.contains(&format!("<{base}?limit=2&offset=2>; rel=\"next\"")), "{link}");
-    assert!(link.contains(&format!("<{base}?limit=2&offset=4>; rel=\"last\"")), "{link}");
+    assert!(
+        link.contains(&format!("<{base}?limit=2&offset=0>; rel=\"first\"")),
+        "{link}"
+    );
+    assert!(
+        link.contains(&format!("<{base}?limit=2&offset=2>; rel=\"next\"")),
+        "{link}"
+    );
+    assert!(
+        link.contains(&format!("<{base}?limit=2&offset=4>; rel=\"last\"")),
+        "{link}"
+    );
     assert!(!link.contains("prev"), "{link}");
 
     let (_, link, body) = get_credentials(&app, &token, "?limit=2&offset=2").await;
     assert_eq!(page_ids(&body), ids[2..4]);
-    assert!(link.contains("offset=0>; rel=\"prev\"") && link.contains("offset=4>; rel=\"next\""), "{link}");
+    assert!(
+        link.contains("offset=0>; rel=\"prev\"") && link.contains("offset=4>; rel=\"next\""),
+        "{link}"
+    );
 
     let (_, link, body) = get_credentials(&app, &token, "?limit=2&offset=4").await;
     assert_eq!(page_ids(&body), ids[4..5]);
-    assert!(link.contains("rel=\"prev\"") && !link.contains("rel=\"next\""), "{link}");
+    assert!(
+        link.contains("rel=\"prev\"") && !link.contains("rel=\"next\""),
+        "{link}"
+    );
     // A stable order: the same page twice is the same.
     let (_, _, again) = get_credentials(&app, &token, "?limit=2&offset=2").await;
     assert_eq!(page_ids(&again), ids[2..4]);
     // `since` after everything keeps nothing; before everything keeps all.
     let (total, _, _) = get_credentials(&app, &token, "?since=2999-01-01T00:00:00Z").await;
     assert_eq!(total, 0);
-    let (total, link, _) = get_credentials(&app, &token, "?since=2000-01-01T00:00:00Z&limit=2").await;
+    let (total, link, _) =
+        get_credentials(&app, &token, "?since=2000-01-01T00:00:00Z&limit=2").await;
     assert_eq!(total, 5);
     assert!(link.contains("since=2000-01-01T00%3A00%3A00Z"), "{link}");
 
-    for bad in ["?limit=0", "?limit=ten", "?offset=-1", "?offset=x", "?since=yesterday", "?limit=-5"] {
+    for bad in [
+        "?limit=0",
+        "?limit=ten",
+        "?offset=-1",
+        "?offset=x",
+        "?since=yesterday",
+        "?limit=-5",
+    ] {
         let resp = app
             .http
             .get(app.url(&format!("/ims/ob/v3p0/credentials{bad}")))
@@ -411,7 +485,10 @@ async fn upsert_follows_the_equality_rule_and_keeps_every_byte() {
     let third = SigningKey::from_bytes(&[41u8; 32]);
     let (did, _) = did_key(&third);
 
-    let first = sign(&third_party_credential(&did, "2024-01-01T00:00:00Z", "Welding"), &third);
+    let first = sign(
+        &third_party_credential(&did, "2024-01-01T00:00:00Z", "Welding"),
+        &third,
+    );
     let first_text = serde_json::to_string_pretty(&first).unwrap();
     let resp = upsert(&app, &token, "application/vc+ld+json", first_text.clone()).await;
     assert_eq!(resp.status(), 201);
@@ -427,7 +504,13 @@ async fn upsert_follows_the_equality_rule_and_keeps_every_byte() {
     assert_eq!(resp.json::<Value>().await.unwrap(), newer);
 
     // The older copy again: 200 with the stored newer one, unchanged.
-    let resp = upsert(&app, &token, "application/ld+json; charset=utf-8", first_text).await;
+    let resp = upsert(
+        &app,
+        &token,
+        "application/ld+json; charset=utf-8",
+        first_text,
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap(), newer);
 
@@ -445,7 +528,10 @@ async fn upsert_follows_the_equality_rule_and_keeps_every_byte() {
     forged["validFrom"] = json!("2025-01-01T00:00:00Z");
     let resp = upsert(&app, &token, "application/json", forged.to_string()).await;
     let body = assert_imsx(resp, 422, "invalid_data").await;
-    assert!(body["imsx_description"].as_str().unwrap().contains("proof"), "{body}");
+    assert!(
+        body["imsx_description"].as_str().unwrap().contains("proof"),
+        "{body}"
+    );
     let (total, _, body) = get_credentials(&app, &token, "").await;
     assert_eq!((total, &body["credential"][0]), (1, &newer));
     // Not a credential at all.
@@ -478,10 +564,18 @@ async fn vc_jwt_uploads_come_and_go_as_compact_jws() {
         URL_SAFE_NO_PAD.encode(json!({"alg": "EdDSA", "kid": vm, "typ": "JWT"}).to_string()),
         URL_SAFE_NO_PAD.encode(payload.to_string())
     );
-    let jws = format!("{input}.{}", URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).to_bytes()));
+    let jws = format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).to_bytes())
+    );
     let resp = upsert(&app, &token, "text/plain", format!("{jws}\n")).await;
     assert_eq!(resp.status(), 201);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     assert_eq!(resp.text().await.unwrap(), jws);
     let (total, _, body) = get_credentials(&app, &token, "").await;
     assert_eq!(total, 1);
@@ -500,7 +594,13 @@ async fn profiles_read_and_replace() {
     let app = TestApp::spawn().await;
     let learner = create_user(&app, "profile@example.org", true).await;
     let token = user_token(&app, &learner, &format!("{PROFILE_READ} {PROFILE_UPDATE}")).await;
-    let resp = app.http.get(app.url("/ims/ob/v3p0/profile")).bearer_auth(&token).send().await.unwrap();
+    let resp = app
+        .http
+        .get(app.url("/ims/ob/v3p0/profile"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let profile: Value = resp.json().await.unwrap();
     assert_eq!(profile["type"], json!(["Profile"]));
@@ -527,7 +627,13 @@ async fn profiles_read_and_replace() {
     let resp = put(new.to_string()).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap(), new);
-    let resp = app.http.get(app.url("/ims/ob/v3p0/profile")).bearer_auth(&token).send().await.unwrap();
+    let resp = app
+        .http
+        .get(app.url("/ims/ob/v3p0/profile"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.json::<Value>().await.unwrap(), new);
     for bad in [
         json!({"type": ["Profile"], "name": "No id"}),
@@ -538,8 +644,18 @@ async fn profiles_read_and_replace() {
         let resp = put(bad.to_string()).await.unwrap();
         assert_imsx(resp, 422, "invalid_data").await;
     }
-    let resp = app.http.get(app.url("/ims/ob/v3p0/profile")).bearer_auth(&token).send().await.unwrap();
-    assert_eq!(resp.json::<Value>().await.unwrap(), new, "a rejected PUT changes nothing");
+    let resp = app
+        .http
+        .get(app.url("/ims/ob/v3p0/profile"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        new,
+        "a rejected PUT changes nothing"
+    );
 }
 
 #[tokio::test]
@@ -549,7 +665,13 @@ async fn every_error_is_an_imsx_status_info() {
     for path in ["/ims/ob/v3p0/credentials", "/ims/ob/v3p0/profile"] {
         let resp = app.http.get(app.url(path)).send().await.unwrap();
         assert_imsx(resp, 401, "unauthorizedrequest").await;
-        let resp = app.http.get(app.url(path)).bearer_auth("oxbat_not-a-real-token").send().await.unwrap();
+        let resp = app
+            .http
+            .get(app.url(path))
+            .bearer_auth("oxbat_not-a-real-token")
+            .send()
+            .await
+            .unwrap();
         assert_imsx(resp, 401, "unauthorizedrequest").await;
     }
     let resp = app
@@ -563,16 +685,23 @@ async fn every_error_is_an_imsx_status_info() {
     assert_imsx(resp, 401, "unauthorizedrequest").await;
     // A valid token without the scope.
     let profile_only = user_token(&app, &learner, PROFILE_READ).await;
-    let resp = app.http.get(app.url("/ims/ob/v3p0/credentials")).bearer_auth(&profile_only).send().await.unwrap();
+    let resp = app
+        .http
+        .get(app.url("/ims/ob/v3p0/credentials"))
+        .bearer_auth(&profile_only)
+        .send()
+        .await
+        .unwrap();
     assert_imsx(resp, 403, "forbidden").await;
     let resp = upsert(&app, &profile_only, "application/json", "{}".into()).await;
     assert_imsx(resp, 403, "forbidden").await;
-    // A client's own token (no person behind it) has no collection.
-    let client_token = app.token(READ).await;
-    let resp = app.http.get(app.url("/ims/ob/v3p0/credentials")).bearer_auth(&client_token).send().await.unwrap();
-    assert_imsx(resp, 403, "forbidden").await;
     // Unknown path and unsupported media type under the OB 3.0 base.
-    let resp = app.http.get(app.url("/ims/ob/v3p0/nothing-here")).send().await.unwrap();
+    let resp = app
+        .http
+        .get(app.url("/ims/ob/v3p0/nothing-here"))
+        .send()
+        .await
+        .unwrap();
     assert_imsx(resp, 404, "not_found").await;
     let upserter = user_token(&app, &learner, UPSERT).await;
     let resp = upsert(&app, &upserter, "image/png", "x".into()).await;
@@ -580,7 +709,10 @@ async fn every_error_is_an_imsx_status_info() {
     // A revoked (expired) token is 401 as well.
     let expired = tokens::issue_user_token(
         app.state.db(),
-        &tokens::create_client(app.state.db(), "short", ScopeSet::parse(READ).unwrap()).await.unwrap().client_id,
+        &tokens::create_client(app.state.db(), "short", ScopeSet::parse(READ).unwrap())
+            .await
+            .unwrap()
+            .client_id,
         &learner,
         ScopeSet::parse(READ).unwrap(),
         0,
@@ -622,17 +754,27 @@ fn did_auth(key: &SigningKey, challenge: &str, domain: &str) -> Value {
 #[tokio::test]
 async fn a_linked_did_brings_its_credentials_and_unlinking_takes_them_away() {
     let app = TestApp::spawn().await;
-    let admin = app.token("issuers:write issuers:read credentials:issue").await;
+    let admin = app
+        .token("issuers:write issuers:read credentials:issue")
+        .await;
     let (_, achievement) = issuer_with_achievement(&app, &admin).await;
     let learner = create_user(&app, "did.holder@example.org", true).await;
     let token = user_token(&app, &learner, READ).await;
     let key = SigningKey::from_bytes(&[43u8; 32]);
     let (did, _) = did_key(&key);
-    let issued = issue(&app, &admin, json!({"achievementId": achievement, "recipient": {"id": did}})).await;
+    let issued = issue(
+        &app,
+        &admin,
+        json!({"achievementId": achievement, "recipient": {"id": did}}),
+    )
+    .await;
     let (total, _, _) = get_credentials(&app, &token, "").await;
     assert_eq!(total, 0, "not linked yet");
 
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let cookie = sign_in(&app, &http, "did.holder@example.org", PASSWORD).await;
     let me: Value = http
         .get(app.url("/api/v1/account"))
@@ -663,7 +805,12 @@ async fn a_linked_did_brings_its_credentials_and_unlinking_takes_them_away() {
         .unwrap();
     assert_eq!(resp.status(), 403);
 
-    let challenge: Value = post("/api/v1/account/dids/challenge", None).await.unwrap().json().await.unwrap();
+    let challenge: Value = post("/api/v1/account/dids/challenge", None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let nonce = challenge["challenge"].as_str().unwrap();
     let domain = challenge["domain"].as_str().unwrap();
     assert_eq!(domain, format!("127.0.0.1:{}", app.addr.port()));
@@ -672,12 +819,21 @@ async fn a_linked_did_brings_its_credentials_and_unlinking_takes_them_away() {
     let resp = post("/api/v1/account/dids", Some(wrong)).await.unwrap();
     assert_eq!(resp.status(), 422);
     let vp = did_auth(&key, nonce, domain);
-    let resp = post("/api/v1/account/dids", Some(vp.clone())).await.unwrap();
+    let resp = post("/api/v1/account/dids", Some(vp.clone()))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 422, "the nonce was spent");
 
-    let challenge: Value = post("/api/v1/account/dids/challenge", None).await.unwrap().json().await.unwrap();
+    let challenge: Value = post("/api/v1/account/dids/challenge", None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let vp = did_auth(&key, challenge["challenge"].as_str().unwrap(), domain);
-    let resp = post("/api/v1/account/dids", Some(vp.clone())).await.unwrap();
+    let resp = post("/api/v1/account/dids", Some(vp.clone()))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
     // Replaying the same presentation fails.
     let resp = post("/api/v1/account/dids", Some(vp)).await.unwrap();
@@ -731,7 +887,9 @@ async fn bench_pages_of_a_million_credentials() {
     let app = TestApp::spawn().await;
     let db = app.state.db();
     let backend = db.get_database_backend();
-    let admin = app.token("issuers:write issuers:read credentials:issue").await;
+    let admin = app
+        .token("issuers:write issuers:read credentials:issue")
+        .await;
     let (issuer, _) = issuer_with_achievement(&app, &admin).await;
     let issuer_id = issuer["id"].as_str().unwrap().to_owned();
     let learner = create_user(&app, "bench@example.org", true).await;
@@ -760,11 +918,15 @@ async fn bench_pages_of_a_million_credentials() {
     }
     println!("seeded {rows} credentials in {:?}", seeded.elapsed());
     let collected = Instant::now();
-    let total = oxbadge::ob3::ownership::collect(db, &learner).await.unwrap();
+    let total = oxbadge::ob3::ownership::collect(db, &learner)
+        .await
+        .unwrap();
     println!("collected {total} holdings in {:?}", collected.elapsed());
     assert_eq!(total as u64, rows);
     if backend == DbBackend::Postgres {
-        db.execute_unprepared("VACUUM ANALYZE ob3_holdings").await.unwrap();
+        db.execute_unprepared("VACUUM ANALYZE ob3_holdings")
+            .await
+            .unwrap();
     } else {
         db.execute_unprepared("ANALYZE").await.unwrap();
     }
@@ -786,7 +948,11 @@ async fn bench_pages_of_a_million_credentials() {
             let page = oxbadge::ob3::provider::credentials_page(
                 db,
                 &learner,
-                oxbadge::ob3::provider::PageRequest { limit: 100, offset, since: None },
+                oxbadge::ob3::provider::PageRequest {
+                    limit: 100,
+                    offset,
+                    since: None,
+                },
             )
             .await
             .unwrap();
@@ -798,8 +964,12 @@ async fn bench_pages_of_a_million_credentials() {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!(
             "{backend:?} {label} (offset {offset}): HTTP median {:.2} ms (min {:.2}, max {:.2}); collection check + page query median {:.2} ms (min {:.2}, max {:.2})",
-            ms(http_times[10]), ms(http_times[0]), ms(http_times[20]),
-            ms(query_times[10]), ms(query_times[0]), ms(query_times[20]),
+            ms(http_times[10]),
+            ms(http_times[0]),
+            ms(http_times[20]),
+            ms(query_times[10]),
+            ms(query_times[0]),
+            ms(query_times[20]),
         );
         let page_sql = format!(
             "SELECT c.format, c.document, u.format, u.body FROM ob3_holdings h \
@@ -833,7 +1003,11 @@ async fn bench_pages_of_a_million_credentials() {
         _ => format!("EXPLAIN QUERY PLAN {probe}"),
     };
     println!("EXPLAIN collection probe:");
-    for row in db.query_all_raw(Statement::from_string(backend, explain)).await.unwrap() {
+    for row in db
+        .query_all_raw(Statement::from_string(backend, explain))
+        .await
+        .unwrap()
+    {
         let line: String = match backend {
             DbBackend::Postgres => row.try_get("", "QUERY PLAN").unwrap(),
             _ => row.try_get("", "detail").unwrap(),
