@@ -932,7 +932,7 @@ async fn sign_in_flood(load: &Load, rows: &mut Vec<Row>) -> String {
             let mut counts = FloodCounts::default();
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
-                let email = if i % 2 == 0 {
+                let email = if i.is_multiple_of(2) {
                     format!("flooded{}@example.edu", (c + i) % FLOOD_ACCOUNTS)
                 } else {
                     format!("nobody{c}-{i}@example.edu")

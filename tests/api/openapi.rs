@@ -29,13 +29,8 @@ const PUBLIC_OPERATIONS: &[&str] = &[
     // People: self-service registration is public (the other account operations declare the
     // `sessionCookie` scheme, see SESSION_OPERATIONS).
     "registerAccount",
-    // OB 3.0: the Service Description Document is never protected; DID linking is session-cookie
-    // account self-service (tests/api/ob3_provider.rs).
+    // OB 3.0: the Service Description Document is never protected (tests/api/ob3_provider.rs).
     "getServiceDescription",
-    "createDidChallenge",
-    "linkDid",
-    "listDids",
-    "unlinkDid",
     // OAuth: discovery is public; registration is open (OB 3.0) or behind the initial access
     // token, configuration takes the registration access token, revocation and introspection
     // authenticate the client (tests/api/oauth_registration.rs, oauth_revocation.rs).
@@ -55,6 +50,11 @@ const SESSION_OPERATIONS: &[&str] = &[
     "changePassword",
     "listAccountSessions",
     "endAccountSession",
+    // DID linking is account self-service (tests/api/ob3_provider.rs).
+    "createDidChallenge",
+    "linkDid",
+    "listDids",
+    "unlinkDid",
 ];
 
 /// The OB 3.0 API's scopes (scheme `OAuth2ACG`, user-bound tokens; tests/api/ob3_provider.rs
@@ -117,7 +117,10 @@ fn every_operation_has_an_id_docs_and_a_declared_security_decision() {
         if secured && op["security"][0]["OAuth2ACG"].is_array() {
             let scopes = op["security"][0]["OAuth2ACG"].as_array().unwrap();
             assert_eq!(scopes.len(), 1, "{id} must declare exactly one scope");
-            assert!(OB3_SCOPES.contains(&scopes[0].as_str().unwrap()), "{id}: unknown scope");
+            assert!(
+                OB3_SCOPES.contains(&scopes[0].as_str().unwrap()),
+                "{id}: unknown scope"
+            );
         } else if secured && op["security"][0].get("sessionCookie").is_some() {
             assert!(
                 SESSION_OPERATIONS.contains(&id),
