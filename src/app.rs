@@ -4,12 +4,10 @@
 use std::{
     future::Future,
     net::{IpAddr, SocketAddr},
-    num::NonZeroU32,
     sync::Arc,
     time::Duration,
 };
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use poem::{
     Request,
     listener::{
@@ -36,6 +34,7 @@ use crate::{
     },
     metrics::Metrics,
     oauth::{NewClient, OAuthError, ScopeSet, cache::TokenCache, throttle::FailureBuckets, tokens},
+    rate_limit::{Limiter, Quota, RateLimitStore, RedisOptions, RedisSetupError},
     status::{
         allocator::InFlight,
         changes::StatusQueue,
@@ -95,6 +94,9 @@ pub enum StartupError {
     /// The SQLite database's lock is held by a restore in progress.
     #[error("database lock: {0}")]
     DatabaseLock(#[from] db::backup::BackupError),
+    /// `redis_url` is not a Redis URL.
+    #[error("rate limits: {0}")]
+    Redis(#[from] RedisSetupError),
 }
 
 impl StartupError {
@@ -130,9 +132,10 @@ struct StateInner {
     in_flight_slots: Arc<InFlight>,
     token_cache: TokenCache,
     public_url: Url,
-    auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    rate_limits: RateLimitStore,
+    auth_limiter: Limiter,
     auth_failures: FailureBuckets,
-    verify_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    verify_limiter: Limiter,
     verifier: Verifier,
     verify_pool: crate::compute::ComputePool,
     connections: Arc<crate::http::disconnect::Connections>,
@@ -234,9 +237,15 @@ impl AppState {
         self.0.settings.tls_enabled()
     }
 
+    /// Where this instance's rate-limit counters live (Redis when `redis_url` is set): build
+    /// further limits on it (`crate::rate_limit::Limiter::new`) so they are shared too.
+    pub fn rate_limits(&self) -> &RateLimitStore {
+        &self.0.rate_limits
+    }
+
     /// Per-address rate limit on authentication endpoints; the 429 says the real wait.
-    pub fn check_auth_rate_limit(&self, req: &Request) -> Result<(), OAuthError> {
-        match self.auth_rate_limit_wait(req) {
+    pub async fn check_auth_rate_limit(&self, req: &Request) -> Result<(), OAuthError> {
+        match self.auth_rate_limit_wait(req).await {
             Some(wait) => Err(OAuthError::rate_limited_for(wait)),
             None => Ok(()),
         }
@@ -246,14 +255,13 @@ impl AppState {
     /// otherwise how long until it has one again. The token endpoint lets a correct client secret
     /// through an empty bucket (so a neighbour guessing cannot lock the right secret out) and
     /// answers anything else 429 with this wait.
-    pub fn auth_rate_limit_wait(&self, req: &Request) -> Option<Duration> {
+    pub async fn auth_rate_limit_wait(&self, req: &Request) -> Option<Duration> {
         let ip = client_ip(req);
-        self.0.auth_limiter.check_key(&ip).err().map(|not_until| {
+        let wait = self.0.auth_limiter.check(&ip.to_string()).await.err();
+        if wait.is_some() {
             tracing::warn!(%ip, "authentication rate limit exceeded");
-            not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ))
-        })
+        }
+        wait
     }
 
     /// Failed client authentications per client id.
@@ -262,14 +270,13 @@ impl AppState {
     }
 
     /// Per-address rate limit on verification; `Err` carries the seconds to wait.
-    pub fn check_verify_rate_limit(&self, req: &Request) -> Result<(), u64> {
+    pub async fn check_verify_rate_limit(&self, req: &Request) -> Result<(), u64> {
         let ip = client_ip(req);
-        self.0.verify_limiter.check_key(&ip).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            wait.as_secs().max(1)
-        })
+        self.0
+            .verify_limiter
+            .check(&ip.to_string())
+            .await
+            .map_err(|wait| wait.as_secs().max(1))
     }
 
     /// The verifier (outbound client and caches).
@@ -343,23 +350,38 @@ impl AppState {
             Some(url) => url,
             None => default_public_url(bound, settings.tls_enabled(), settings.dev_tls)?,
         };
-        let per_minute =
-            NonZeroU32::new(settings.auth_rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
-        let burst =
-            NonZeroU32::new(settings.auth_rate_limit_burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let revalidate = Duration::from_millis(settings.cache_revalidate_ms);
-        let auth_limiter = RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst));
-        let settings_failures = (
+        let rate_limits = match &settings.redis_url {
+            Some(url) => {
+                RateLimitStore::redis(RedisOptions {
+                    url: url.expose_secret(),
+                    key_prefix: &settings.redis_key_prefix,
+                    timeout: Duration::from_millis(settings.redis_timeout_ms),
+                })
+                .await?
+            }
+            None => RateLimitStore::local(),
+        };
+        let auth_limiter = Limiter::new(
+            "auth",
+            Quota::new(
+                settings.auth_rate_limit_per_minute,
+                settings.auth_rate_limit_burst,
+            ),
+            rate_limits.clone(),
+        );
+        let auth_failures = FailureBuckets::shared(
             settings.auth_client_failures_per_minute,
             settings.auth_client_failure_burst,
+            rate_limits.clone(),
         );
-        let verify_limiter = RateLimiter::keyed(
-            Quota::per_minute(
-                NonZeroU32::new(settings.verify_rate_limit_per_minute).unwrap_or(NonZeroU32::MIN),
-            )
-            .allow_burst(
-                NonZeroU32::new(settings.verify_rate_limit_burst.max(1)).unwrap_or(NonZeroU32::MIN),
+        let verify_limiter = Limiter::new(
+            "verify",
+            Quota::new(
+                settings.verify_rate_limit_per_minute,
+                settings.verify_rate_limit_burst,
             ),
+            rate_limits.clone(),
         );
         let verifier = Verifier::new(FetchPolicy {
             allow_http: settings.verify_fetch_allow_http,
@@ -380,6 +402,7 @@ impl AppState {
                 registration_open: settings.registration_open,
                 password_hash_concurrency: settings.password_hash_concurrency,
                 sign_in_attempts_per_minute_per_ip: settings.sign_in_attempts_per_minute,
+                rate_limits: rate_limits.clone(),
                 secure_cookies: settings.tls_enabled() || public_url.scheme() == "https",
                 public_url: public_url.clone(),
             },
@@ -403,8 +426,9 @@ impl AppState {
             in_flight_slots: Arc::new(InFlight::default()),
             token_cache: TokenCache::default(),
             public_url,
+            rate_limits,
             auth_limiter,
-            auth_failures: FailureBuckets::new(settings_failures.0, settings_failures.1),
+            auth_failures,
             verify_limiter,
             verifier,
             accounts,

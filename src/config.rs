@@ -200,6 +200,22 @@ pub struct Settings {
     pub privacy_url: Option<Url>,
     /// `OXBADGE_IMAGE_URL`: the service's logo, published as `info.x-imssf-image`. Default none.
     pub image_url: Option<Url>,
+    /// `OXBADGE_REDIS_URL`: Redis holding the rate-limit counters (token endpoint per address and
+    /// per client id, sign-in / registration / password reset per address, verification per
+    /// address), e.g. `redis://127.0.0.1:6379`, so every instance using it shares one limit.
+    /// Secret (it may hold a password). Default: none, each instance counts in memory. While Redis
+    /// is unreachable, each instance counts in memory (with a warning) and retries every second.
+    pub redis_url: Option<SecretString>,
+    /// `OXBADGE_REDIS_KEY_PREFIX`: put before every Redis key, so deployments can share a Redis.
+    /// Default `oxbadge:rl:`.
+    pub redis_key_prefix: String,
+    /// `OXBADGE_REDIS_TIMEOUT_MS`: longest wait for a Redis reply before the instance answers
+    /// from its in-memory counters. Default 50.
+    pub redis_timeout_ms: u64,
+    /// `OXBADGE_OTLP_ENDPOINT`: OpenTelemetry collector (OTLP/HTTP protobuf) base URL to export
+    /// trace spans to, e.g. `http://127.0.0.1:4318` (spans go to `/v1/traces`). Needs a binary
+    /// built with `--features otlp`; otherwise a warning says it is ignored. Default: none.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for Settings {
@@ -261,6 +277,10 @@ impl Default for Settings {
             tos_url: None,
             privacy_url: None,
             image_url: None,
+            redis_url: None,
+            redis_key_prefix: "oxbadge:rl:".to_owned(),
+            redis_timeout_ms: 50,
+            otlp_endpoint: None,
         }
     }
 }
@@ -449,6 +469,12 @@ impl Settings {
                 });
             }
         }
+        if self.redis_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                key: "redis_timeout_ms",
+                reason: "must be at least 1".into(),
+            });
+        }
         if self.db_max_connections == 0 {
             return Err(ConfigError::Invalid {
                 key: "db_max_connections",
@@ -546,8 +572,10 @@ mod tests {
     fn secrets_are_redacted_in_debug() {
         let s = Settings {
             kek: Some(SecretString::from("k1:c2VjcmV0")),
+            redis_url: Some(SecretString::from("redis://:hunter2@127.0.0.1:6379")),
             ..Default::default()
         };
         assert!(!format!("{s:?}").contains("c2VjcmV0"));
+        assert!(!format!("{s:?}").contains("hunter2"));
     }
 }

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod ob;
 pub mod ob3;
+pub mod rate_limit;
 pub mod status;
 pub mod telemetry;
 pub mod verify;

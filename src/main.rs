@@ -183,7 +183,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(settings.log_format, &settings.log);
+    let _telemetry = telemetry::init_with_export(
+        settings.log_format,
+        &settings.log,
+        settings.otlp_endpoint.as_deref(),
+    );
     let result = match cli.command {
         Command::Serve(_) => serve(settings).await,
         Command::Clients(cmd) => cli::clients::run(&settings, cmd).await,

@@ -53,6 +53,8 @@ pub struct AccountsConfig<'a> {
     pub registration_open: bool,
     pub password_hash_concurrency: usize,
     pub sign_in_attempts_per_minute_per_ip: u32,
+    /// Where the per-address limit counts (shared through Redis when configured).
+    pub rate_limits: crate::rate_limit::RateLimitStore,
     pub public_url: Url,
     pub secure_cookies: bool,
 }
@@ -79,7 +81,10 @@ impl Accounts {
             hasher: PasswordHasher::new(concurrency).await?,
             mailer: Mailer::new(config.smtp_url, config.mail_from, config.data_dir)?,
             clock,
-            limiter: AddressLimiter::new(config.sign_in_attempts_per_minute_per_ip),
+            limiter: AddressLimiter::shared(
+                config.sign_in_attempts_per_minute_per_ip,
+                config.rate_limits,
+            ),
             registration_open: config.registration_open,
             public_url: config.public_url,
             secure_cookies: config.secure_cookies,

@@ -25,7 +25,7 @@ pub async fn register(
     password: &str,
 ) -> Result<(), AccountError> {
     // Every registration hashes a password and sends mail: limited per address on every edge.
-    accounts.address_limiter().check(client_ip)?;
+    accounts.address_limiter().check(client_ip).await?;
     if !accounts.registration_open() {
         return Err(AccountError::RegistrationClosed);
     }

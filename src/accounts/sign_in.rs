@@ -37,7 +37,7 @@ pub async fn sign_in(
     password: &str,
     user_agent: Option<String>,
 ) -> Result<SignedIn, AccountError> {
-    accounts.address_limiter().check(ip)?;
+    accounts.address_limiter().check(ip).await?;
     let found = match Email::parse(email) {
         Ok(email) => users::find_by_email(db, &email).await?,
         Err(_) => None,

@@ -4,12 +4,12 @@
 //! further failure doubles the lock, up to one hour. A success resets the count. The per-address
 //! limit (a keyed token bucket) caps how many accounts one address can try.
 
-use std::{net::IpAddr, num::NonZeroU32};
+use std::net::IpAddr;
 
 use chrono::Duration;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::errors::AccountError;
+use crate::rate_limit::{Limiter, Quota, RateLimitStore};
 
 /// Failed sign-ins allowed before the account is locked.
 pub const FREE_FAILURES: i32 = 5;
@@ -32,26 +32,31 @@ pub fn lock_for(failures: i32) -> Option<Duration> {
     Some(Duration::seconds(secs))
 }
 
-/// Sign-in attempts per client address.
+/// Sign-in attempts per client address (also registrations and password-reset requests), in
+/// the instance's rate-limit store (`crate::rate_limit`): shared by every instance when Redis is
+/// configured.
+#[derive(Debug)]
 pub struct AddressLimiter {
-    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    limiter: Limiter,
 }
 
 impl AddressLimiter {
-    /// `per_minute` attempts per address per minute, all of them usable at once.
+    /// `per_minute` attempts per address per minute, all of them usable at once, counted in this
+    /// process only.
     pub fn new(per_minute: u32) -> Self {
-        let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        Self::shared(per_minute, RateLimitStore::local())
+    }
+
+    /// The same, counted in `store`.
+    pub fn shared(per_minute: u32, store: RateLimitStore) -> Self {
         Self {
-            limiter: RateLimiter::keyed(Quota::per_minute(n).allow_burst(n)),
+            limiter: Limiter::new("sign_in", Quota::per_minute(per_minute), store),
         }
     }
 
     /// Takes one attempt for `ip`, or says how long to wait.
-    pub fn check(&self, ip: IpAddr) -> Result<(), AccountError> {
-        self.limiter.check_key(&ip).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
+    pub async fn check(&self, ip: IpAddr) -> Result<(), AccountError> {
+        self.limiter.check(&ip.to_string()).await.map_err(|wait| {
             tracing::warn!(%ip, "sign-in attempts from this address are rate limited");
             AccountError::RateLimited {
                 retry_after_secs: wait.as_secs().max(1),
@@ -76,17 +81,17 @@ mod tests {
         assert_eq!(lock_for(1000), Some(Duration::hours(1)));
     }
 
-    #[test]
-    fn address_limit_refuses_past_the_burst() {
+    #[tokio::test]
+    async fn address_limit_refuses_past_the_burst() {
         let limiter = AddressLimiter::new(3);
         let ip = IpAddr::from([192, 0, 2, 1]);
         for _ in 0..3 {
-            assert!(limiter.check(ip).is_ok());
+            assert!(limiter.check(ip).await.is_ok());
         }
         assert!(matches!(
-            limiter.check(ip),
+            limiter.check(ip).await,
             Err(AccountError::RateLimited { .. })
         ));
-        assert!(limiter.check(IpAddr::from([192, 0, 2, 2])).is_ok());
+        assert!(limiter.check(IpAddr::from([192, 0, 2, 2])).await.is_ok());
     }
 }

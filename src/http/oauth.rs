@@ -172,7 +172,7 @@ impl OAuthApi {
         form: Form<TokenRequest>,
     ) -> Result<TokenResponse, OAuthError> {
         // An exhausted address bucket refuses everything but a correct client secret.
-        let ip_wait = state.auth_rate_limit_wait(req);
+        let ip_wait = state.auth_rate_limit_wait(req).await;
         let form = form.0;
         let client = match authenticate(&state, req, &form).await {
             Ok(client) if client.token_endpoint_auth_method == PUBLIC => match ip_wait {
@@ -199,7 +199,7 @@ impl OAuthApi {
             && err.error == "invalid_grant"
         {
             // Guessing codes or refresh tokens drains the client's failure bucket too.
-            state.auth_failures().record_failure(&client.id);
+            state.auth_failures().record_failure(&client.id).await;
         }
         let body = result?;
         Ok(TokenResponse::Ok(
@@ -345,7 +345,7 @@ async fn authenticate(
     if form.grant_type.is_none() {
         return Err(OAuthError::invalid_request("grant_type is required"));
     }
-    if let Some(wait) = state.auth_failures().blocked_for(&client_id) {
+    if let Some(wait) = state.auth_failures().blocked_for(&client_id).await {
         tracing::warn!(
             client_id,
             "too many failed authentications of this client; refused"
@@ -362,7 +362,7 @@ async fn authenticate(
         Ok(client) => Ok(client),
         Err(err) => {
             if err.error == "invalid_client" {
-                state.auth_failures().record_failure(&client_id);
+                state.auth_failures().record_failure(&client_id).await;
             }
             Err(err)
         }

@@ -340,7 +340,7 @@ impl OAuthRegistrationApi {
         req: &Request,
         body: MetadataPayload,
     ) -> Result<RegisterResponse, RegistrationFailure> {
-        state.check_auth_rate_limit(req)?;
+        state.check_auth_rate_limit(req).await?;
         if let Some(configured) = &state.settings().registration_token
             && !registration::initial_token_matches(configured, bearer(req))
         {
@@ -383,7 +383,7 @@ impl OAuthRegistrationApi {
         /// The client id.
         client_id: Path<String>,
     ) -> Result<ConfigurationResponse, RegistrationFailure> {
-        state.check_auth_rate_limit(req)?;
+        state.check_auth_rate_limit(req).await?;
         let presented = bearer(req);
         let row = match registration::authorize_configuration(state.db(), &client_id.0, presented)
             .await
@@ -414,7 +414,7 @@ impl OAuthRegistrationApi {
         client_id: Path<String>,
         body: MetadataPayload,
     ) -> Result<ConfigurationResponse, RegistrationFailure> {
-        state.check_auth_rate_limit(req)?;
+        state.check_auth_rate_limit(req).await?;
         let presented = bearer(req);
         let row = match registration::authorize_configuration(state.db(), &client_id.0, presented)
             .await
@@ -465,7 +465,7 @@ impl OAuthRegistrationApi {
         /// The client id.
         client_id: Path<String>,
     ) -> Result<ConfigurationResponse, RegistrationFailure> {
-        state.check_auth_rate_limit(req)?;
+        state.check_auth_rate_limit(req).await?;
         let row = match registration::authorize_configuration(state.db(), &client_id.0, bearer(req))
             .await
         {

@@ -91,7 +91,7 @@ async fn authenticate(
     form: &TokenCheckRequest,
     allow_public: bool,
 ) -> Result<oauth_client::Model, OAuthError> {
-    let ip_wait = state.auth_rate_limit_wait(req);
+    let ip_wait = state.auth_rate_limit_wait(req).await;
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -106,7 +106,12 @@ async fn authenticate(
         Err(err) => return Err(ip_wait.map(OAuthError::rate_limited_for).unwrap_or(err)),
     };
     let confidential = matches!(presented, PresentedClient::Confidential { .. });
-    if confidential && let Some(wait) = state.auth_failures().blocked_for(presented.client_id()) {
+    if confidential
+        && let Some(wait) = state
+            .auth_failures()
+            .blocked_for(presented.client_id())
+            .await
+    {
         tracing::warn!(
             client_id = presented.client_id(),
             "too many failed authentications of this client; refused"
@@ -117,7 +122,10 @@ async fn authenticate(
         Ok(client) => Ok(client),
         Err(err) => {
             if confidential && err.error == "invalid_client" {
-                state.auth_failures().record_failure(presented.client_id());
+                state
+                    .auth_failures()
+                    .record_failure(presented.client_id())
+                    .await;
             }
             Err(ip_wait.map(OAuthError::rate_limited_for).unwrap_or(err))
         }

@@ -115,6 +115,7 @@ fn bad_input(err: &InputError) -> ApiError {
 pub async fn admit(req: &Request, state: &AppState) -> Result<(), ApiError> {
     state
         .check_verify_rate_limit(req)
+        .await
         .map_err(|retry_after_secs| ApiError::TooManyRequests { retry_after_secs })?;
     if !state.settings().verify_require_scope {
         return Ok(());

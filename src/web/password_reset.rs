@@ -57,7 +57,8 @@ pub async fn forgot_post(
         .state()
         .accounts()
         .address_limiter()
-        .check(browser.ip())?;
+        .check(browser.ip())
+        .await?;
     self_service::request_password_reset(state.db(), state.accounts(), &form.email).await?;
     Ok(html(
         StatusCode::OK,

@@ -108,14 +108,19 @@ pub async fn post(
             let resp = html(status, &page(&browser, &next, form.email, layout));
             Ok(super::authorize::allow_return_to_client(&state, &next, resp).await)
         }
-        Err(AccountError::RateLimited { .. }) => {
+        Err(AccountError::RateLimited { retry_after_secs }) => {
             let layout = Layout::new("Sign in", &browser).with_error(
                 "Too many sign-in attempts from your network. Wait a minute and try again.",
             );
-            Ok(html(
+            let mut resp = html(
                 StatusCode::TOO_MANY_REQUESTS,
                 &page(&browser, &next, form.email, layout),
-            ))
+            );
+            resp.headers_mut().insert(
+                poem::http::header::RETRY_AFTER,
+                poem::http::HeaderValue::from(retry_after_secs),
+            );
+            Ok(resp)
         }
         Err(other) => Err(other.into()),
     }
