@@ -177,6 +177,132 @@ fn membership_check(c: &mut Criterion) {
     group.finish();
 }
 
+/// A user-bound bearer token (authorization-code flow: the principal is a user, a member of one
+/// issuer, whose memberships are loaded with the token) against a client token (a global service
+/// client), both resolved from SQLite and from the cache, in one group so they compare in one run.
+fn user_token_check(c: &mut Criterion) {
+    use base64::Engine;
+    use oxbadge::{
+        accounts::{
+            memberships::{self, Principal, Role},
+            passwords::NewPassword,
+            users::{self, DisplayName, Email, NewUser},
+        },
+        issuers::{NewIssuer, ProfileFields},
+        keys::identity::IdType,
+        oauth::{Scope, cache::TokenCache},
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kek: [u8; 32] = rand::random();
+    let settings = oxbadge::Settings {
+        kek: Some(secrecy::SecretString::from(format!(
+            "bench:{}",
+            base64::engine::general_purpose::STANDARD.encode(kek)
+        ))),
+        data_dir: dir.path().to_path_buf(),
+        database_url: Some(format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("u.db").display()
+        )),
+        log: "warn".into(),
+        ..oxbadge::Settings::default()
+    };
+    let (state, client_token, user_token) = rt.block_on(async {
+        let (state, _) = oxbadge::AppState::open(settings, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let (issuer, _) = oxbadge::issuers::create_issuer(
+            state.db(),
+            state.keys(),
+            state.public_url(),
+            NewIssuer {
+                profile: ProfileFields {
+                    name: "Bench".into(),
+                    ..ProfileFields::default()
+                },
+                id_type: IdType::DidWeb,
+                well_known: false,
+            },
+            "bench",
+        )
+        .await
+        .unwrap();
+        let user = users::create_user(
+            state.db(),
+            state.accounts(),
+            NewUser {
+                email: Email::parse("staff@example.edu").unwrap(),
+                display_name: DisplayName::parse("Staff").unwrap(),
+                password: NewPassword::parse("a long enough bench password").unwrap(),
+                is_admin: false,
+                email_verified: true,
+            },
+            "bench",
+        )
+        .await
+        .unwrap();
+        memberships::set_member(
+            state.db(),
+            &issuer.id,
+            &Principal::User(user.id.clone()),
+            Role::Issuer,
+            "bench",
+        )
+        .await
+        .unwrap();
+        let service = tokens::create_client(state.db(), "bench service", ScopeSet::all())
+            .await
+            .unwrap();
+        let service = {
+            use sea_orm::EntityTrait;
+            oxbadge::db::oauth_client::Entity::find_by_id(service.client_id)
+                .one(state.db())
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        let client_token = tokens::issue_token(state.db(), &service, None, 3600)
+            .await
+            .unwrap();
+        let scopes: ScopeSet = [Scope::IssuersRead, Scope::ObCredentialReadonly]
+            .into_iter()
+            .collect();
+        let user_token = tokens::issue_user_token(state.db(), &service.id, &user.id, scopes, 3600)
+            .await
+            .unwrap();
+        (
+            state,
+            client_token.access_token.expose_secret().to_owned(),
+            user_token.access_token.expose_secret().to_owned(),
+        )
+    });
+    let db = state.db();
+    let mut group = c.benchmark_group("bearer_check");
+    group.measurement_time(Duration::from_secs(3));
+    for (name, token) in [
+        ("client token", &client_token),
+        ("user-bound token", &user_token),
+    ] {
+        group.bench_function(format!("{name} (SQLite)"), |b| {
+            b.iter(|| {
+                rt.block_on(tokens::resolve_token(db, black_box(token)))
+                    .unwrap()
+            })
+        });
+        let cache = TokenCache::default();
+        rt.block_on(tokens::resolve_token_cached(db, &cache, token))
+            .unwrap();
+        group.bench_function(format!("{name} (cached)"), |b| {
+            b.iter(|| {
+                rt.block_on(tokens::resolve_token_cached(db, &cache, black_box(token)))
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
 fn envelope(c: &mut Criterion) {
     let ring = KekRing::new(vec![Kek::new("k1", [7; 32]).unwrap()], "k1").unwrap();
     let aad = KeyAad {
@@ -195,6 +321,7 @@ criterion_group!(
     status_lists,
     token_check,
     membership_check,
+    user_token_check,
     envelope
 );
 criterion_main!(benches);

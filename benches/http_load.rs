@@ -30,6 +30,13 @@
 //! soon locked, which are still hashed, and unknown addresses, checked against the dummy hash).
 //! The summary line gives the issuance rate during the flood as a share of the rate before it.
 //! `LOAD_ONLY=signin-flood` runs only these rows (after one issuance that creates a status list).
+//!
+//! The OAuth rows (issue 14; `LOAD_ONLY=oauth`, wrk only): `client_credentials` tokens, then a
+//! dynamically registered confidential client exchanging pre-minted authorization codes (one code
+//! per request, PKCE S256, each a real `authorization_codes` row made for a signed-up user),
+//! rotating pre-minted refresh tokens (each obtained by a real code exchange), and introspecting a
+//! user-bound access token. Every request writes or reads the database as in production; the
+//! summary line compares each rate with its target.
 
 use std::{
     io::Write as _,
@@ -323,6 +330,7 @@ async fn main() {
     let mut app = oxbadge::App::build(settings).await.unwrap();
     let admin = app.take_bootstrap_admin().unwrap();
     let base = format!("http://{}", app.local_addr());
+    let state = app.state().clone();
     tokio::spawn(app.run_until(std::future::pending()));
     let http = reqwest::Client::new();
     use secrecy::ExposeSecret;
@@ -360,6 +368,26 @@ async fn main() {
     let achievement_id = achievement["id"].as_str().unwrap().to_owned();
 
     let mut rows = Vec::new();
+    if std::env::var("LOAD_ONLY").as_deref() == Ok("oauth") {
+        assert!(
+            driver == Driver::Wrk,
+            "the OAuth rows need wrk (pre-minted codes and refresh tokens are read by its Lua)"
+        );
+        let summary = oauth_rows(
+            &state,
+            &base,
+            &token,
+            (&admin.client_id, admin.client_secret.expose_secret()),
+            clients,
+            secs,
+            &mut rows,
+        )
+        .await;
+        print_rows(&rows, clients, secs, driver, postgres.is_some());
+        println!("\n{summary}");
+        drop_postgres(&postgres, &pg_database).await;
+        return;
+    }
     let only_flood = std::env::var("LOAD_ONLY").as_deref() == Ok("signin-flood");
     if only_flood {
         let first: Value = http
@@ -1037,4 +1065,259 @@ async fn sign_in_flood(load: &Load, rows: &mut Vec<Row>) -> String {
         flood,
     ]);
     summary
+}
+
+/// The OAuth rows (see the module docs); returns the summary line.
+async fn oauth_rows(
+    state: &oxbadge::AppState,
+    base: &str,
+    admin_token: &str,
+    (admin_id, admin_secret): (&str, &str),
+    clients: usize,
+    secs: u64,
+    rows: &mut Vec<Row>,
+) -> String {
+    use base64::Engine;
+    use sea_orm::EntityTrait;
+    use sha2::Digest;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let http = reqwest::Client::new();
+    let form = "application/x-www-form-urlencoded";
+    let basic = |id: &str, secret: &str| format!("Basic {}", b64.encode(format!("{id}:{secret}")));
+
+    // client_credentials: the bootstrap admin client, one scope.
+    const CC: &str = "POST /oauth/token (client_credentials)";
+    let script = format!(
+        r#"
+local headers = {{["Authorization"] = {auth}, ["Content-Type"] = {form}}}
+local req = wrk.format("POST", "/oauth/token", headers, "grant_type=client_credentials&scope=issuers%3Aread")
+function request() return req end
+function check(status, body) return status == 200 end
+"#,
+        auth = lua_string(&basic(admin_id, admin_secret)),
+        form = lua_string(form),
+    );
+    rows.push(wrk_row(CC, base, clients, secs, script).await);
+
+    // A learner and a wallet registered like any other (RFC 7591).
+    let resp = http
+        .post(format!("{base}/api/v1/users"))
+        .bearer_auth(admin_token)
+        .json(&json!({"email": "oauth-learner@example.edu", "displayName": "OAuth Learner", "password": "the learner's long password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let user: Value = resp.json().await.unwrap();
+    let user_id = user["id"].as_str().unwrap().to_owned();
+    let redirect_uri = "https://wallet.example/callback";
+    let resp = http
+        .post(format!("{base}/oauth/register"))
+        .json(&json!({
+            "client_name": "Load Wallet",
+            "client_uri": "https://wallet.example/",
+            "logo_uri": "https://wallet.example/logo.png",
+            "tos_uri": "https://wallet.example/terms",
+            "policy_uri": "https://wallet.example/privacy",
+            "software_id": "load-wallet",
+            "software_version": "1.0",
+            "redirect_uris": [redirect_uri],
+            "scope": "offline_access https://purl.imsglobal.org/spec/ob/v3p0/scope/credential.readonly"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        201,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let wallet: Value = resp.json().await.unwrap();
+    let wallet_id = wallet["client_id"].as_str().unwrap().to_owned();
+    let wallet_secret = wallet["client_secret"].as_str().unwrap().to_owned();
+    let wallet_auth = basic(&wallet_id, &wallet_secret);
+    let wallet_model = oxbadge::db::oauth_client::Entity::find_by_id(wallet_id.clone())
+        .one(state.db())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Authorization codes as the consent step stores them (hash, PKCE challenge, redirect URI).
+    let verifier = "load-test-pkce-verifier-0123456789abcdefghijklmnopqrstuvwxyz";
+    let challenge = b64url.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let scopes = "offline_access https://purl.imsglobal.org/spec/ob/v3p0/scope/credential.readonly";
+    let mint = |count: usize| {
+        let (state, user_id, wallet_id, challenge) = (
+            state.clone(),
+            user_id.clone(),
+            wallet_id.clone(),
+            challenge.clone(),
+        );
+        async move {
+            use sea_orm::Set;
+            let now = chrono::Utc::now();
+            let codes: Vec<String> = (0..count)
+                .map(|_| format!("oxbac_{}", b64url.encode(rand::random::<[u8; 32]>())))
+                .collect();
+            for chunk in codes.chunks(500) {
+                let models =
+                    chunk
+                        .iter()
+                        .map(|code| oxbadge::db::authorization_code::ActiveModel {
+                            id: Set(cuid2::create_id()),
+                            code_hash: Set(oxbadge::oauth::tokens::hash_secret(code)),
+                            client_id: Set(wallet_id.clone()),
+                            user_id: Set(user_id.clone()),
+                            redirect_uri: Set(redirect_uri.to_owned()),
+                            scopes: Set(scopes.to_owned()),
+                            code_challenge: Set(challenge.clone()),
+                            created_at: Set(now),
+                            expires_at: Set(now + chrono::Duration::minutes(10)),
+                            exchanged_at: Set(None),
+                            revoked_at: Set(None),
+                        });
+                oxbadge::db::authorization_code::Entity::insert_many(models)
+                    .exec(state.db())
+                    .await
+                    .unwrap();
+            }
+            codes
+        }
+    };
+    // Enough for several times the target rate over the run, so none is presented twice.
+    let budget = (secs as usize * 6_000).max(20_000);
+    let lines = |items: &[String]| {
+        let mut file = tempfile::Builder::new().suffix(".txt").tempfile().unwrap();
+        for item in items {
+            writeln!(file, "{item}").unwrap();
+        }
+        file.flush().unwrap();
+        file
+    };
+
+    const CODE: &str = "POST /oauth/token (authorization_code + PKCE)";
+    let codes = mint(budget).await;
+    let code_file = lines(&codes);
+    let script = format!(
+        r#"
+local headers = {{["Authorization"] = {auth}, ["Content-Type"] = {form}}}
+local codes = {{}}
+for line in io.lines({path}) do codes[#codes + 1] = line end
+function request()
+  n = n + 1
+  return wrk.format("POST", "/oauth/token", headers,
+    "grant_type=authorization_code&redirect_uri=https%3A%2F%2Fwallet.example%2Fcallback&code_verifier=" .. {verifier} .. "&code=" .. codes[n])
+end
+function check(status, body) return status == 200 and string.find(body, "refresh_token", 1, true) ~= nil end
+"#,
+        auth = lua_string(&wallet_auth),
+        form = lua_string(form),
+        path = lua_string(&code_file.path().display().to_string()),
+        verifier = lua_string(verifier),
+    );
+    rows.push(wrk_row(CODE, base, clients, secs, script).await);
+
+    // Refresh tokens, each from a real code exchange (in-process, 8 at a time).
+    const REFRESH: &str = "POST /oauth/token (refresh_token, rotated)";
+    let codes = mint(budget).await;
+    let issued = oxbadge::oauth::code_exchange::Issued {
+        access_ttl_secs: state.settings().user_token_ttl_secs,
+        refresh: state.settings().refresh_lifetimes(),
+    };
+    let exchanged: Vec<(String, String)> = {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(codes.iter().cloned())
+            .map(|code| {
+                let (state, wallet_model) = (state.clone(), wallet_model.clone());
+                let issued = oxbadge::oauth::code_exchange::Issued {
+                    access_ttl_secs: issued.access_ttl_secs,
+                    refresh: issued.refresh,
+                };
+                async move {
+                    let done = oxbadge::oauth::code_exchange::exchange(
+                        state.db(),
+                        chrono::Utc::now(),
+                        &wallet_model,
+                        oxbadge::oauth::code_exchange::CodeRequest {
+                            code: Some(&code),
+                            redirect_uri: Some(redirect_uri),
+                            code_verifier: Some(verifier),
+                        },
+                        issued,
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("exchange: {}", e.error.error));
+                    (
+                        done.access.access_token.expose_secret().to_owned(),
+                        done.refresh_token.unwrap().expose_secret().to_owned(),
+                    )
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await
+    };
+    let refresh_file = lines(&exchanged.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>());
+    let script = format!(
+        r#"
+local headers = {{["Authorization"] = {auth}, ["Content-Type"] = {form}}}
+local tokens = {{}}
+for line in io.lines({path}) do tokens[#tokens + 1] = line end
+function request()
+  n = n + 1
+  return wrk.format("POST", "/oauth/token", headers, "grant_type=refresh_token&refresh_token=" .. tokens[n])
+end
+function check(status, body) return status == 200 and string.find(body, "refresh_token", 1, true) ~= nil end
+"#,
+        auth = lua_string(&wallet_auth),
+        form = lua_string(form),
+        path = lua_string(&refresh_file.path().display().to_string()),
+    );
+    rows.push(wrk_row(REFRESH, base, clients, secs, script).await);
+
+    // Introspection of a live user-bound access token by the wallet.
+    const INTROSPECT: &str = "POST /oauth/introspect (user-bound access token)";
+    let (live_access, _) = exchanged.last().unwrap();
+    let script = format!(
+        r#"
+local headers = {{["Authorization"] = {auth}, ["Content-Type"] = {form}}}
+local req = wrk.format("POST", "/oauth/introspect", headers, "token_type_hint=access_token&token=" .. {token})
+function request() return req end
+function check(status, body) return status == 200 and string.find(body, '"active":true', 1, true) ~= nil end
+"#,
+        auth = lua_string(&wallet_auth),
+        form = lua_string(form),
+        token = lua_string(live_access),
+    );
+    rows.push(wrk_row(INTROSPECT, base, clients, secs, script).await);
+
+    let rate = |name: &str| {
+        rows.iter()
+            .find(|r| r.name == name)
+            .map_or(0.0, |r| r.requests as f64 / r.seconds.max(f64::EPSILON))
+    };
+    let verdict = |name: &str, target: f64| {
+        let got = rate(name);
+        format!(
+            "{name}: {got:.0}/s (target {target:.0}/s, {})",
+            if got >= target { "met" } else { "NOT met" }
+        )
+    };
+    format!(
+        "oauth: {}; {}; {}; {}",
+        verdict(CC, 5_000.0),
+        verdict(CODE, 2_000.0),
+        verdict(REFRESH, 2_000.0),
+        verdict(INTROSPECT, 10_000.0)
+    )
+}
+
+/// [`drive_wrk`] off the reactor.
+async fn wrk_row(name: &'static str, base: &str, clients: usize, secs: u64, script: String) -> Row {
+    let base = base.to_owned();
+    tokio::task::spawn_blocking(move || drive_wrk(name, &base, clients, secs, &script))
+        .await
+        .unwrap()
 }

@@ -57,6 +57,20 @@ fn new_request_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
+/// Largest body of the OAuth endpoints (form posts and RFC 7591 metadata) and the account pages'
+/// forms: a few kilobytes in real use, so a tighter cap than credentials and images need.
+pub const SMALL_FORM_BODY_LIMIT: usize = 64 * 1024;
+
+/// The body cap for `path`: [`SMALL_FORM_BODY_LIMIT`] on `/oauth/` and `/account/` (never above
+/// the configured `max_body_bytes`), `max_body_bytes` everywhere else.
+fn body_limit_for(path: &str, max_body_bytes: usize) -> usize {
+    if path.starts_with("/oauth/") || path.starts_with("/account/") {
+        max_body_bytes.min(SMALL_FORM_BODY_LIMIT)
+    } else {
+        max_body_bytes
+    }
+}
+
 /// Refuses bodies over `limit` before any handler reads them (413), including chunked bodies whose
 /// size is unknown up front, and reads every body in full within `timeout` (408 otherwise), so a
 /// client that dribbles its body cannot hold a handler, a database connection or a writer slot.
@@ -135,7 +149,7 @@ impl<E: Endpoint> Endpoint for Frontline<E> {
         let authenticated = req.headers().contains_key(header::AUTHORIZATION)
             || req.headers().contains_key(header::COOKIE);
         let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
-        let limit = self.state.settings().max_body_bytes;
+        let limit = body_limit_for(&path, self.state.settings().max_body_bytes);
         let body_timeout = Duration::from_secs(self.state.settings().body_read_timeout_secs);
 
         async move {

@@ -60,7 +60,11 @@ pub fn oauth_form(data: &[u8]) {
         &mut body,
         Default::default(),
     ));
-    let _ = oauth::basic_credentials(&request);
+    let _ = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(crate::oauth::client_auth::parse_basic);
     if let Some(Ok(Form(form))) = parsed
         && let Some(scope) = form.scope.as_deref()
     {

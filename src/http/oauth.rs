@@ -3,7 +3,6 @@
 //! none (public clients, PKCE is their proof); rate limited per client address and, for failed
 //! authentications and `invalid_grant` storms, per client id.
 
-use base64::{Engine, engine::general_purpose::STANDARD};
 use poem::{Request, web::Data};
 use poem_openapi::{
     ApiResponse, Object, OpenApi,
@@ -19,7 +18,11 @@ use crate::{
     accounts::memberships::Principal,
     app::AppState,
     db::oauth_client,
-    oauth::{OAuthError, code_exchange, refresh_family, tokens},
+    oauth::{
+        OAuthError,
+        client_auth::{self, PresentedClient},
+        code_exchange, refresh_family, tokens,
+    },
 };
 
 /// Token request (RFC 6749 §4.1.3, §4.4, §6), form-encoded.
@@ -118,37 +121,6 @@ impl ApiResponse for OAuthError {
     }
 }
 
-/// Credentials from `Authorization: Basic` (RFC 6749 §2.3.1: each part form-urlencoded). Also
-/// the `oauth_form` fuzz target's entry (through `http::fuzzing`).
-pub(crate) fn basic_credentials(req: &Request) -> Result<Option<(String, String)>, OAuthError> {
-    let Some(value) = req.headers().get(poem::http::header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| OAuthError::invalid_client(true))?;
-    let Some(encoded) = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))
-    else {
-        return Err(OAuthError::invalid_client(true));
-    };
-    let decoded = STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| OAuthError::invalid_client(true))?;
-    let decoded = String::from_utf8(decoded).map_err(|_| OAuthError::invalid_client(true))?;
-    let (id, secret) = decoded
-        .split_once(':')
-        .ok_or_else(|| OAuthError::invalid_client(true))?;
-    let unescape = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    };
-    Ok(Some((unescape(id), unescape(secret))))
-}
-
 /// OAuth 2.0 authorization server endpoints.
 pub struct OAuthApi;
 
@@ -171,23 +143,18 @@ impl OAuthApi {
         req: &Request,
         form: Form<TokenRequest>,
     ) -> Result<TokenResponse, OAuthError> {
-        // An exhausted address bucket refuses everything but a correct client secret.
-        let ip_wait = state.auth_rate_limit_wait(req).await;
         let form = form.0;
-        let client = match authenticate(&state, req, &form).await {
-            Ok(client) if client.token_endpoint_auth_method == PUBLIC => match ip_wait {
-                // A public client has no secret to prove itself with.
-                Some(wait) => return Err(OAuthError::rate_limited_for(wait)),
-                None => client,
-            },
-            Ok(client) => client,
-            Err(err) => {
-                return Err(match ip_wait {
-                    Some(wait) => OAuthError::rate_limited_for(wait),
-                    None => err,
-                });
-            }
-        };
+        let client = authenticate_caller(
+            &state,
+            req,
+            form.client_id.as_deref(),
+            form.client_secret.as_deref(),
+            true,
+        )
+        .await?;
+        if form.grant_type.is_none() {
+            return Err(OAuthError::invalid_request("grant_type is required"));
+        }
         let grant_type = form.grant_type.clone().unwrap_or_default();
         let result = match grant_type.as_str() {
             "client_credentials" => client_credentials(&state, &client, &form).await,
@@ -313,76 +280,53 @@ async fn refresh(
     })
 }
 
-/// Reads the client's credentials (Basic or form) and authenticates it. A client id whose failure
-/// bucket is empty is refused (429, the real wait) before its secret is looked at; each failed
-/// authentication drains its bucket.
-async fn authenticate(
+/// Authenticates the calling client at the token, revocation and introspection endpoints
+/// ([`client_auth`]): a client id whose failure bucket is empty is refused (429, the real wait)
+/// before its secret is looked at, and each failed secret drains it; an address whose
+/// authentication bucket is empty gets 429 unless it presents a correct secret (a public client
+/// has none to present, so it is refused too). `allow_public`: whether a public client may call.
+pub(crate) async fn authenticate_caller(
     state: &AppState,
     req: &Request,
-    form: &TokenRequest,
+    form_id: Option<&str>,
+    form_secret: Option<&str>,
+    allow_public: bool,
 ) -> Result<oauth_client::Model, OAuthError> {
-    let form_id = form.client_id.clone().filter(|id| !id.is_empty());
-    let form_secret = form.client_secret.clone();
-    let basic = basic_credentials(req)?;
-    let (client_id, client_secret, used_basic) = match (basic, form_id, form_secret) {
-        (Some(_), _, Some(_)) => {
-            return Err(OAuthError::invalid_request(
-                "use exactly one client authentication method",
-            ));
-        }
-        (Some((id, secret)), form_id, None) => {
-            if form_id.is_some_and(|f| f != id) {
-                return Err(OAuthError::invalid_request(
-                    "client_id in the body differs from the authenticated client",
-                ));
-            }
-            (id, Some(secret), true)
-        }
-        (None, Some(id), Some(secret)) => (id, Some(secret), false),
-        (None, Some(id), None) => (id, None, false),
-        (None, None, _) => return Err(OAuthError::invalid_client(false)),
-    };
-    if form.grant_type.is_none() {
-        return Err(OAuthError::invalid_request("grant_type is required"));
-    }
-    if let Some(wait) = state.auth_failures().blocked_for(&client_id).await {
+    let ip_wait = state.auth_rate_limit_wait(req).await;
+    let limited = |err: OAuthError| ip_wait.map(OAuthError::rate_limited_for).unwrap_or(err);
+    let authorization = req
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let presented =
+        PresentedClient::from_parts(authorization, form_id, form_secret).map_err(limited)?;
+    let confidential = matches!(presented, PresentedClient::Confidential { .. });
+    if confidential
+        && let Some(wait) = state
+            .auth_failures()
+            .blocked_for(presented.client_id())
+            .await
+    {
         tracing::warn!(
-            client_id,
+            client_id = presented.client_id(),
             "too many failed authentications of this client; refused"
         );
         return Err(OAuthError::rate_limited_for(wait));
     }
-    let result = match client_secret {
-        Some(secret) => tokens::authenticate_client(state.db(), &client_id, &secret, used_basic)
-            .await
-            .and_then(|client| registered_method_used(client, used_basic)),
-        None => tokens::find_public_client(state.db(), &client_id).await,
-    };
-    match result {
-        Ok(client) => Ok(client),
+    match client_auth::authenticate(state.db(), &presented, allow_public).await {
+        Ok(client) if confidential => Ok(client),
+        Ok(client) => match ip_wait {
+            Some(wait) => Err(OAuthError::rate_limited_for(wait)),
+            None => Ok(client),
+        },
         Err(err) => {
-            if err.error == "invalid_client" {
-                state.auth_failures().record_failure(&client_id).await;
+            if confidential && err.error == "invalid_client" {
+                state
+                    .auth_failures()
+                    .record_failure(presented.client_id())
+                    .await;
             }
-            Err(err)
+            Err(limited(err))
         }
     }
-}
-
-/// A dynamically registered confidential client must authenticate by the method it registered
-/// (RFC 7591 `token_endpoint_auth_method`); clients created by administrators may use either.
-fn registered_method_used(
-    client: oauth_client::Model,
-    used_basic: bool,
-) -> Result<oauth_client::Model, OAuthError> {
-    let expected = if used_basic {
-        "client_secret_basic"
-    } else {
-        "client_secret_post"
-    };
-    if client.registered_dynamically && client.token_endpoint_auth_method != expected {
-        tracing::info!(client_id = %client.id, "client used another authentication method than it registered");
-        return Err(OAuthError::invalid_client(used_basic));
-    }
-    Ok(client)
 }

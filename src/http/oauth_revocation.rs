@@ -2,7 +2,7 @@
 //! (RFC 7662) at `POST /oauth/introspect`: form-encoded, client-authenticated like the token
 //! endpoint, OAuth wire format.
 
-use poem::{Request, http::header, web::Data};
+use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Form, payload::Json};
 use serde::Deserialize;
 
@@ -13,7 +13,6 @@ use crate::{
     invalidation::{self, Change},
     oauth::{
         OAuthError,
-        client_auth::{self, PresentedClient},
         introspection::{self, Introspection},
         revocation::{self, Revoked, TokenTypeHint},
     },
@@ -82,54 +81,22 @@ pub enum IntrospectResponse {
     ),
 }
 
-/// Authenticates the calling client as the token endpoint does: a client id whose failure bucket
-/// is empty is refused before its secret is looked at, each failed secret drains it, and an
-/// address whose authentication bucket is empty gets 429 unless its secret is right.
+/// Authenticates the calling client exactly as the token endpoint does
+/// ([`super::oauth::authenticate_caller`]).
 async fn authenticate(
     state: &AppState,
     req: &Request,
     form: &TokenCheckRequest,
     allow_public: bool,
 ) -> Result<oauth_client::Model, OAuthError> {
-    let ip_wait = state.auth_rate_limit_wait(req).await;
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let presented = PresentedClient::from_parts(
-        authorization,
+    super::oauth::authenticate_caller(
+        state,
+        req,
         form.client_id.as_deref(),
         form.client_secret.as_deref(),
-    );
-    let presented = match presented {
-        Ok(p) => p,
-        Err(err) => return Err(ip_wait.map(OAuthError::rate_limited_for).unwrap_or(err)),
-    };
-    let confidential = matches!(presented, PresentedClient::Confidential { .. });
-    if confidential
-        && let Some(wait) = state
-            .auth_failures()
-            .blocked_for(presented.client_id())
-            .await
-    {
-        tracing::warn!(
-            client_id = presented.client_id(),
-            "too many failed authentications of this client; refused"
-        );
-        return Err(OAuthError::rate_limited_for(wait));
-    }
-    match client_auth::authenticate(state.db(), &presented, allow_public).await {
-        Ok(client) => Ok(client),
-        Err(err) => {
-            if confidential && err.error == "invalid_client" {
-                state
-                    .auth_failures()
-                    .record_failure(presented.client_id())
-                    .await;
-            }
-            Err(ip_wait.map(OAuthError::rate_limited_for).unwrap_or(err))
-        }
-    }
+        allow_public,
+    )
+    .await
 }
 
 fn required_token(form: &TokenCheckRequest) -> Result<&str, OAuthError> {

@@ -1,6 +1,7 @@
-//! Client authentication at the revocation and introspection endpoints (RFC 6749 §2.3): HTTP Basic
-//! (`client_secret_basic`), form fields (`client_secret_post`), or for a public client only its
-//! `client_id` (RFC 7009 §2.1 lets a public client revoke its own tokens).
+//! Client authentication at the token, revocation and introspection endpoints (RFC 6749 §2.3): HTTP
+//! Basic (`client_secret_basic`), form fields (`client_secret_post`), or for a public client only
+//! its `client_id` (PKCE is its proof at the token endpoint; RFC 7009 §2.1 lets it revoke its own
+//! tokens). A dynamically registered confidential client must use the method it registered.
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use sea_orm::{ConnectionTrait, EntityTrait};
@@ -38,6 +39,8 @@ impl PresentedClient {
         form_secret: Option<&str>,
     ) -> Result<Self, OAuthError> {
         let basic = authorization.map(parse_basic).transpose()?;
+        // An empty `client_id` field is no client id (some clients send one beside Basic).
+        let form_id = form_id.filter(|id| !id.is_empty());
         match (basic, form_id, form_secret) {
             (Some(_), _, Some(_)) => Err(OAuthError::invalid_request(
                 "use exactly one client authentication method",
@@ -72,8 +75,9 @@ impl PresentedClient {
     }
 }
 
-/// `Authorization: Basic` credentials (each part form-urlencoded, RFC 6749 §2.3.1).
-fn parse_basic(value: &str) -> Result<(String, String), OAuthError> {
+/// `Authorization: Basic` credentials (each part form-urlencoded, RFC 6749 §2.3.1); any other
+/// scheme, or a malformed value, is `invalid_client` with the Basic challenge.
+pub fn parse_basic(value: &str) -> Result<(String, String), OAuthError> {
     let refuse = || OAuthError::invalid_client(true);
     let (scheme, encoded) = value.trim().split_once(' ').ok_or_else(refuse)?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -104,7 +108,10 @@ pub async fn authenticate(
             client_id,
             client_secret,
             basic,
-        } => tokens::authenticate_client(db, client_id, client_secret, *basic).await,
+        } => {
+            let client = tokens::authenticate_client(db, client_id, client_secret, *basic).await?;
+            registered_method_used(client, *basic)
+        }
         PresentedClient::Public { client_id } => {
             if !allow_public || client_id.is_empty() || client_id.chars().any(char::is_control) {
                 return Err(OAuthError::invalid_client(false));
@@ -127,6 +134,24 @@ pub async fn authenticate(
             }
         }
     }
+}
+
+/// A dynamically registered confidential client must authenticate by the method it registered
+/// (RFC 7591 `token_endpoint_auth_method`); clients created by administrators may use either.
+fn registered_method_used(
+    client: oauth_client::Model,
+    used_basic: bool,
+) -> Result<oauth_client::Model, OAuthError> {
+    let expected = if used_basic {
+        TokenEndpointAuthMethod::ClientSecretBasic
+    } else {
+        TokenEndpointAuthMethod::ClientSecretPost
+    };
+    if client.registered_dynamically && client.token_endpoint_auth_method != expected.as_str() {
+        tracing::info!(client_id = %client.id, "client used another authentication method than it registered");
+        return Err(OAuthError::invalid_client(used_basic));
+    }
+    Ok(client)
 }
 
 #[cfg(test)]

@@ -230,28 +230,6 @@ pub async fn authenticate_client(
     }
 }
 
-/// A public client (`token_endpoint_auth_method` = `none`): no secret, only its id, which is why it
-/// must prove every code exchange with PKCE. Any other client is `invalid_client` here.
-pub async fn find_public_client(
-    db: &impl ConnectionTrait,
-    client_id: &str,
-) -> Result<oauth_client::Model, OAuthError> {
-    if client_id.is_empty() || client_id.len() > 128 || client_id.chars().any(char::is_control) {
-        return Err(OAuthError::invalid_client(false));
-    }
-    oauth_client::Entity::find_by_id(client_id.to_owned())
-        .one(db)
-        .await?
-        .filter(|c| c.disabled_at.is_none() && c.token_endpoint_auth_method == "none")
-        .ok_or_else(|| {
-            tracing::info!(
-                client_id,
-                "client authentication failed: not a public client"
-            );
-            OAuthError::invalid_client(false)
-        })
-}
-
 /// Issues an access token to an authenticated client for the requested scopes (all of the client's
 /// scopes when none are requested).
 pub async fn issue_token(

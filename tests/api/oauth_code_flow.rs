@@ -28,6 +28,7 @@ use crate::{
 
 /// The OB 3.0 profile scope (every confirmed user may grant it).
 pub const PROFILE: &str = "https://purl.imsglobal.org/spec/ob/v3p0/scope/profile.readonly";
+pub const CREDENTIALS: &str = "https://purl.imsglobal.org/spec/ob/v3p0/scope/credential.readonly";
 
 /// A client of the authorization server as a test sees it.
 #[derive(Clone, Debug)]
@@ -320,6 +321,18 @@ pub async fn api_status(app: &TestApp, token: &str) -> u16 {
         .as_u16()
 }
 
+/// Status of `GET /ims/ob/v3p0/credentials` with a bearer token.
+pub async fn ob3_status(app: &TestApp, token: &str) -> u16 {
+    app.http
+        .get(app.url("/ims/ob/v3p0/credentials"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// An issuer the user is a `viewer` of; returns the issuer id.
 pub async fn viewer_of_new_issuer(app: &TestApp, user_id: &str) -> String {
     let admin = app.token("issuers:write issuers:read").await;
@@ -387,23 +400,30 @@ async fn browser_flow(browser: &Browser, app: &TestApp, public: bool, tag: &str)
     let issuer = viewer_of_new_issuer(app, &user_id).await;
     let (base, mut requests) = redirect_listener().await;
     let redirect = format!("{base}/cb");
-    let scope = format!("issuers:read offline_access {PROFILE}");
-    let wallet = insert_client(
-        app,
-        if public {
-            "Pocket Wallet"
-        } else {
-            "Badge Wallet"
-        },
-        &[&redirect],
-        &format!("{scope} credentials:issue"),
-        if public {
-            "none"
-        } else {
-            "client_secret_basic"
-        },
-    )
-    .await;
+    // Registered as a wallet registers (RFC 7591), with the OB 3.0 scopes it will ask for.
+    let scope = format!("offline_access {PROFILE} {CREDENTIALS}");
+    let mut metadata = crate::oauth_registration::wallet();
+    metadata["client_name"] = json!(if public {
+        "Pocket Wallet"
+    } else {
+        "Badge Wallet"
+    });
+    metadata["redirect_uris"] = json!([redirect]);
+    metadata["scope"] = json!(scope);
+    if public {
+        metadata["token_endpoint_auth_method"] = json!("none");
+    }
+    let registered = crate::oauth_registration::register(app, &metadata).await;
+    assert_eq!(
+        registered["client_secret"].is_string(),
+        !public,
+        "{registered}"
+    );
+    let wallet = Wallet {
+        client_id: registered["client_id"].as_str().unwrap().to_owned(),
+        secret: registered["client_secret"].as_str().map(str::to_owned),
+        redirect_uri: redirect.clone(),
+    };
     let (verifier, challenge) = pkce();
     let path = authorize_path(&standard_params(&wallet, &scope, "xyz-state", &challenge));
 
@@ -414,14 +434,17 @@ async fn browser_flow(browser: &Browser, app: &TestApp, public: bool, tag: &str)
     browser.fill("#password", PASSWORD).await;
     browser.click("button[type=submit]").await;
     let text = browser.wait_for_text("wants to use your account").await;
-    assert!(text.contains("See the issuers you belong to"), "{text}");
+    assert!(
+        text.contains("Read the badges in your collection."),
+        "{text}"
+    );
     assert!(
         text.contains("Keep this access while you are not using"),
         "{text}"
     );
     assert!(text.contains("Read your profile."), "{text}");
     assert!(text.contains("Terms of service of"), "{text}");
-    assert!(text.contains("127.0.0.1"), "{text}");
+    assert!(text.contains("sent back to 127.0.0.1"), "{text}");
     browser.screenshot(&format!("oauth-{tag}-01-consent")).await;
     assert_accessible(browser, &axe, "consent").await;
     browser.click("button[value=approve]").await;
@@ -441,27 +464,30 @@ async fn browser_flow(browser: &Browser, app: &TestApp, public: bool, tag: &str)
         oxbadge::oauth::ScopeSet::parse(tokens["scope"].as_str().unwrap()).unwrap(),
         oxbadge::oauth::ScopeSet::parse(&scope).unwrap()
     );
-    let listed: Value = app
+    // The OB 3.0 API for the person: their profile and their (empty) collection.
+    let resp = app
         .http
-        .get(app.url("/api/v1/issuers"))
+        .get(app.url("/ims/ob/v3p0/profile"))
         .bearer_auth(&access)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    assert!(listed.to_string().contains(&issuer), "{listed}");
+    assert_eq!(resp.status(), 200);
+    let profile: Value = resp.json().await.unwrap();
+    assert!(profile.to_string().contains("Ada Lovelace"), "{profile}");
+    assert_eq!(ob3_status(app, &access).await, 200);
+    // The person is a member of an issuer, but the wallet holds no service scope.
+    assert_eq!(api_status(app, &access).await, 403, "issuer {issuer}");
 
     // Refresh: a new pair; the new access token works.
     let refreshed = assert_tokens(refresh(app, &wallet, &refresh_token, None).await).await;
     let access2 = refreshed["access_token"].as_str().unwrap().to_owned();
     let refresh2 = refreshed["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(refresh2, refresh_token);
-    assert_eq!(api_status(app, &access2).await, 200);
+    assert_eq!(ob3_status(app, &access2).await, 200);
 
     // Remembered consent: the same request goes straight back with a new code.
-    let (_, challenge2) = pkce();
+    let (verifier2, challenge2) = pkce();
     let again = authorize_path(&standard_params(&wallet, &scope, "again", &challenge2));
     browser.goto(&app.url(&again)).await;
     let target = next_request(&mut requests, "/cb?").await;
@@ -469,6 +495,32 @@ async fn browser_flow(browser: &Browser, app: &TestApp, public: bool, tag: &str)
         target.contains("code=") && target.contains("state=again"),
         "{target}"
     );
+
+    // The wallet revokes its refresh token (RFC 7009): the family ends with its access tokens.
+    let code2 = query_of(&format!("{base}{target}"))["code"].clone();
+    let mut form = vec![
+        ("token", refresh2.clone()),
+        ("token_type_hint", "refresh_token".to_owned()),
+    ];
+    let mut revoke = app.http.post(app.url("/oauth/revoke"));
+    match &wallet.secret {
+        Some(secret) => revoke = revoke.basic_auth(&wallet.client_id, Some(secret)),
+        None => form.push(("client_id", wallet.client_id.clone())),
+    }
+    let revoke = revoke.form(&form);
+    assert_eq!(revoke.send().await.unwrap().status(), 200);
+    assert_eq!(ob3_status(app, &access2).await, 401);
+    assert_oauth_error(
+        refresh(app, &wallet, &refresh2, None).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    // The remembered consent gave a second code; its tokens are what the account page withdraws.
+    let tokens2 = assert_tokens(exchange(app, &wallet, &code2, &verifier2).await).await;
+    let access3 = tokens2["access_token"].as_str().unwrap().to_owned();
+    let refresh3 = tokens2["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(ob3_status(app, &access3).await, 200);
 
     // The person withdraws the access on the account page: every token of the client dies.
     browser.goto(&app.url("/account")).await;
@@ -489,10 +541,10 @@ async fn browser_flow(browser: &Browser, app: &TestApp, public: bool, tag: &str)
         .click("form[action='/account/apps/revoke'] button")
         .await;
     browser.wait_for_text("access has been withdrawn").await;
-    assert_eq!(api_status(app, &access).await, 401);
-    assert_eq!(api_status(app, &access2).await, 401);
+    assert_eq!(ob3_status(app, &access).await, 401);
+    assert_eq!(ob3_status(app, &access3).await, 401);
     assert_oauth_error(
-        refresh(app, &wallet, &refresh2, None).await,
+        refresh(app, &wallet, &refresh3, None).await,
         400,
         "invalid_grant",
     )

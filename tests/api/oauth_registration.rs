@@ -698,3 +698,44 @@ async fn registered_clients_that_never_obtain_a_token_are_purged_after_24_hours(
             .is_some()
     );
 }
+
+/// The OAuth endpoints take small bodies: 64 KiB, well under the service-wide cap, refused before
+/// anything is parsed or stored (metadata, token and revocation forms are a few hundred bytes in
+/// real use). As every OAuth request error, the refusal is 400 `invalid_request` (RFC 6749 §5.2).
+#[tokio::test]
+async fn oversized_registration_and_token_bodies_are_refused_before_parsing() {
+    let app = TestApp::spawn().await;
+    let before = clients(&app).await;
+    let mut body = wallet();
+    body["client_name"] = json!("W".repeat(70 * 1024));
+    let refused = oauth_error(post_registration(&app, &body).await, 400, "invalid_request").await;
+    assert!(
+        refused["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("65536"),
+        "{refused}"
+    );
+    assert_eq!(clients(&app).await, before);
+    let resp = app
+        .http
+        .post(app.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&scope={}",
+            "a".repeat(70 * 1024)
+        ))
+        .send()
+        .await
+        .unwrap();
+    oauth_error(resp, 400, "invalid_request").await;
+    // Just under the cap is read, and refused for what it says, not for its size.
+    body["client_name"] = json!("W".repeat(60 * 1024));
+    oauth_error(
+        post_registration(&app, &body).await,
+        400,
+        "invalid_client_metadata",
+    )
+    .await;
+    assert_eq!(clients(&app).await, before);
+}

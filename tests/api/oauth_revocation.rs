@@ -247,8 +247,11 @@ async fn introspection_answers_only_confidential_clients() {
             "invalid_client"
         );
     }
-    // A registered confidential client may introspect (client_secret_post).
-    let confidential = register(&app, &wallet()).await;
+    // A registered confidential client may introspect, by the method it registered
+    // (client_secret_post here; a client registered for Basic is refused the form method).
+    let mut metadata = wallet();
+    metadata["token_endpoint_auth_method"] = json!("client_secret_post");
+    let confidential = register(&app, &metadata).await;
     let resp = app
         .http
         .post(app.url("/oauth/introspect"))

@@ -31,9 +31,8 @@ use crate::{
 
 /// Every step of the flow that produces a secret. The test fails unless each step registered at
 /// least one secret, so this list is the hook for new ones: when the OAuth authorization-code
-/// flow lands, add e.g. "authorization code (the redirect's `code`)", "refresh token (token
-/// response)" and "rotated refresh token (refresh grant)", and call [`Secrets::produced`] where
-/// the flow obtains each (the response that hands a secret out is its `origin`).
+/// secret lands, add it here and call [`Secrets::produced`] where the flow obtains it (the response
+/// that hands a secret out is its `origin`).
 const SECRET_PRODUCING_STEPS: &[&str] = &[
     "KEK (process environment)",
     "second KEK (rewrap)",
@@ -53,6 +52,14 @@ const SECRET_PRODUCING_STEPS: &[&str] = &[
     "password reset token (mailed link)",
     "password set by reset",
     "access token (after restart)",
+    "registered client secret (POST /oauth/register)",
+    "registration access token (POST /oauth/register)",
+    "authorization code (consent redirect)",
+    "PKCE code verifier (token request)",
+    "user access token (authorization_code grant)",
+    "refresh token (authorization_code grant)",
+    "rotated refresh token (refresh_token grant)",
+    "user access token (refresh_token grant)",
     "private keys (decrypted from the database at the end)",
 ];
 
@@ -283,12 +290,18 @@ impl Flow {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_owned());
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = resp.bytes().await.unwrap().to_vec();
         let label = format!("response #{} ({label})", self.bodies.len());
         self.bodies.push((label.clone(), body.clone()));
         Reply {
             status,
             cookie,
+            location,
             body,
             label,
         }
@@ -362,6 +375,8 @@ impl Flow {
 struct Reply {
     status: StatusCode,
     cookie: Option<String>,
+    /// The `Location` header (a redirect's target; an authorization code travels in it).
+    location: Option<String>,
     body: Vec<u8>,
     label: String,
 }
@@ -952,6 +967,159 @@ async fn no_secret_reaches_a_log_an_error_body_or_the_database() {
         .expect(303);
     let last_session = reply.cookie.clone().unwrap();
     secrets.produced("session cookie (sign-in)", cookie_value(&last_session), &[]);
+
+    // The OAuth authorization-code flow: a wallet registers, the person consents, the wallet
+    // exchanges the code, refreshes, and revokes.
+    let ob = "https://purl.imsglobal.org/spec/ob/v3p0/scope/";
+    let reply = flow
+        .send(
+            "POST /oauth/register",
+            flow.http.post(flow.url("/oauth/register")).json(&json!({
+                "client_name": "Secret Wallet",
+                "client_uri": "https://wallet.example.org/",
+                "logo_uri": "https://wallet.example.org/logo.png",
+                "tos_uri": "https://wallet.example.org/terms",
+                "policy_uri": "https://wallet.example.org/privacy",
+                "software_id": "secret-wallet",
+                "software_version": "1.0",
+                "redirect_uris": ["https://wallet.example.org/cb"],
+                "scope": format!("{ob}profile.readonly offline_access"),
+            })),
+        )
+        .await
+        .expect(201);
+    let wallet = reply.json();
+    let wallet_id = wallet["client_id"].as_str().unwrap().to_owned();
+    let wallet_secret = wallet["client_secret"].as_str().unwrap().to_owned();
+    secrets.produced(
+        "registered client secret (POST /oauth/register)",
+        &wallet_secret,
+        &[&reply.label],
+    );
+    secrets.produced(
+        "registration access token (POST /oauth/register)",
+        wallet["registration_access_token"].as_str().unwrap(),
+        &[&reply.label],
+    );
+    let verifier = format!("secret-flow-verifier-{}", cuid2::create_id());
+    secrets.produced("PKCE code verifier (token request)", &verifier, &[]);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [
+        ("response_type", "code"),
+        ("client_id", wallet_id.as_str()),
+        ("redirect_uri", "https://wallet.example.org/cb"),
+        ("scope", &format!("{ob}profile.readonly offline_access")),
+        ("state", "secret-state"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ] {
+        query.append_pair(k, v);
+    }
+    let authorize = format!("/oauth/authorize?{}", query.finish());
+    let consent = flow.get(&authorize, Some(&last_session)).await.expect(200);
+    let page = consent.text();
+    let mut fields = crate::oauth_code_flow::hidden_fields(&page);
+    fields.push(("decision".into(), "approve".into()));
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let approved = flow
+        .form("/oauth/consent", &last_session, &pairs)
+        .await
+        .expect(303);
+    let location = approved.location.clone().expect("a redirect with the code");
+    let code = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code");
+    secrets.produced("authorization code (consent redirect)", &code, &[]);
+    let reply = flow
+        .send(
+            "POST /oauth/token (authorization_code)",
+            flow.http
+                .post(flow.url("/oauth/token"))
+                .basic_auth(&wallet_id, Some(&wallet_secret))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", "https://wallet.example.org/cb"),
+                    ("code_verifier", verifier.as_str()),
+                ]),
+        )
+        .await
+        .expect(200);
+    let tokens = reply.json();
+    secrets.produced(
+        "user access token (authorization_code grant)",
+        tokens["access_token"].as_str().unwrap(),
+        &[&reply.label],
+    );
+    let refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
+    secrets.produced(
+        "refresh token (authorization_code grant)",
+        &refresh_token,
+        &[&reply.label],
+    );
+    flow.json(
+        reqwest::Method::GET,
+        "/ims/ob/v3p0/profile",
+        tokens["access_token"].as_str().unwrap(),
+        json!(null),
+    )
+    .await
+    .expect(200);
+    let reply = flow
+        .send(
+            "POST /oauth/token (refresh_token)",
+            flow.http
+                .post(flow.url("/oauth/token"))
+                .basic_auth(&wallet_id, Some(&wallet_secret))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token.as_str()),
+                ]),
+        )
+        .await
+        .expect(200);
+    let rotated = reply.json();
+    secrets.produced(
+        "rotated refresh token (refresh_token grant)",
+        rotated["refresh_token"].as_str().unwrap(),
+        &[&reply.label],
+    );
+    secrets.produced(
+        "user access token (refresh_token grant)",
+        rotated["access_token"].as_str().unwrap(),
+        &[&reply.label],
+    );
+    // A replayed refresh token is refused (and ends the family): its error body names no secret.
+    flow.send(
+        "POST /oauth/token (replayed refresh token)",
+        flow.http
+            .post(flow.url("/oauth/token"))
+            .basic_auth(&wallet_id, Some(&wallet_secret))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token.as_str()),
+            ]),
+    )
+    .await
+    .expect(400);
+    flow.send(
+        "POST /oauth/revoke",
+        flow.http
+            .post(flow.url("/oauth/revoke"))
+            .basic_auth(&wallet_id, Some(&wallet_secret))
+            .form(&[("token", rotated["refresh_token"].as_str().unwrap())]),
+    )
+    .await
+    .expect(200);
+
     let (_, csrf, _) = flow.page("/account", Some(&last_session)).await;
     flow.form("/account/sign-out", &last_session, &[("csrf", &csrf)])
         .await

@@ -63,7 +63,30 @@ async fn every_page_renders_accessibly_under_a_strict_csp() {
     create_user(&app, "pia@example.com", "Pia", false).await;
     let http = browser_client();
     let session = sign_in(&app, &http, "pia@example.com", PASSWORD).await;
-    let pages: [(&str, Option<&str>, u16); 7] = [
+    // The OAuth pages: the consent page for a registered wallet, and the error page an unknown
+    // client gets (never a redirect).
+    let registered =
+        crate::oauth_registration::register(&app, &crate::oauth_registration::wallet()).await;
+    let wallet = crate::oauth_code_flow::Wallet {
+        client_id: registered["client_id"].as_str().unwrap().to_owned(),
+        secret: registered["client_secret"].as_str().map(str::to_owned),
+        redirect_uri: "https://wallet.example.org/oauth/callback".into(),
+    };
+    let (_, challenge) = crate::oauth_code_flow::pkce();
+    let scope = format!("{}profile.readonly", crate::oauth_registration::OB);
+    let consent = crate::oauth_code_flow::authorize_path(&crate::oauth_code_flow::standard_params(
+        &wallet,
+        &scope,
+        "page-check",
+        &challenge,
+    ));
+    let unknown = crate::oauth_code_flow::authorize_path(&[
+        ("response_type", "code"),
+        ("client_id", "no-such-client"),
+        ("redirect_uri", "https://wallet.example.org/oauth/callback"),
+        ("state", "s"),
+    ]);
+    let pages: Vec<(&str, Option<&str>, u16)> = vec![
         ("/account/sign-in", None, 200),
         ("/account/register", None, 200),
         ("/account/forgot-password", None, 200),
@@ -71,6 +94,8 @@ async fn every_page_renders_accessibly_under_a_strict_csp() {
         ("/account/reset-password?token=unknown", None, 400),
         ("/account", Some(&session), 200),
         ("/account/no-such-page", None, 404),
+        (&consent, Some(&session), 200),
+        (&unknown, None, 400),
     ];
     for (path, cookie, status) in pages {
         let mut req = http.get(app.url(path));
