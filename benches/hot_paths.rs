@@ -265,7 +265,7 @@ fn user_token_check(c: &mut Criterion) {
         let client_token = tokens::issue_token(state.db(), &service, None, 3600)
             .await
             .unwrap();
-        let scopes: ScopeSet = [Scope::IssuersRead, Scope::ObCredentialReadonly]
+        let scopes: ScopeSet = [Scope::IssuersRead, Scope::CredentialsRead]
             .into_iter()
             .collect();
         let user_token = tokens::issue_user_token(state.db(), &service.id, &user.id, scopes, 3600)

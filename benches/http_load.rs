@@ -1079,6 +1079,7 @@ async fn oauth_rows(
 ) -> String {
     use base64::Engine;
     use sea_orm::EntityTrait;
+    use secrecy::ExposeSecret;
     use sha2::Digest;
     let b64 = base64::engine::general_purpose::STANDARD;
     let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -1159,7 +1160,13 @@ function check(status, body) return status == 200 end
             use sea_orm::Set;
             let now = chrono::Utc::now();
             let codes: Vec<String> = (0..count)
-                .map(|_| format!("oxbac_{}", b64url.encode(rand::random::<[u8; 32]>())))
+                .map(|_| {
+                    format!(
+                        "oxbac_{}",
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .encode(rand::random::<[u8; 32]>())
+                    )
+                })
                 .collect();
             for chunk in codes.chunks(500) {
                 let models =
