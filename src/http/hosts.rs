@@ -377,13 +377,7 @@ impl HostsApi {
         id: Path<String>,
         body: Json<ConnectHostRequest>,
     ) -> Result<StartResponse, ApiError> {
-        start(
-            &state,
-            Owner::Issuer(id.0),
-            &caller.user.user_id,
-            body.0,
-        )
-        .await
+        start(&state, Owner::Issuer(id.0), &caller.user.user_id, body.0).await
     }
 
     /// Sends a credential this issuer issued to the connected host (`upsertCredential`).
@@ -408,8 +402,7 @@ impl HostsApi {
         let (_, outcome) = push::push_issued_credential(&state, row, &body.0.credential_id).await?;
         Ok(Json(PushResult {
             host_status: outcome.status,
-            host_body: serde_json::from_str(&outcome.body)
-                .unwrap_or(Value::String(outcome.body)),
+            host_body: serde_json::from_str(&outcome.body).unwrap_or(Value::String(outcome.body)),
         }))
     }
 

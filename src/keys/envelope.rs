@@ -478,7 +478,8 @@ mod tests {
     #[test]
     fn secrets_are_bound_to_their_context_and_round_trip_as_text() {
         let r = ring(&[("k.1", 7)], "k.1");
-        let sealed = seal_secret(&r, b"oxbat_token", &["host_connections", "c1", "access"]).unwrap();
+        let sealed =
+            seal_secret(&r, b"oxbat_token", &["host_connections", "c1", "access"]).unwrap();
         let text = sealed_to_text(&sealed);
         assert!(!text.contains("oxbat_token"));
         let back = sealed_from_text(&text).unwrap();

@@ -102,7 +102,10 @@ fn message(err: &ConsumerError) -> (StatusCode, String) {
         ConsumerError::Authorization(d) | ConsumerError::NotConnected(d) => {
             (StatusCode::BAD_REQUEST, format!("{d}."))
         }
-        ConsumerError::NotFound => (StatusCode::NOT_FOUND, "That connection does not exist.".into()),
+        ConsumerError::NotFound => (
+            StatusCode::NOT_FOUND,
+            "That connection does not exist.".into(),
+        ),
         ConsumerError::Forbidden => (StatusCode::FORBIDDEN, err.to_string()),
         ConsumerError::Envelope(_) | ConsumerError::Db(_) => {
             tracing::error!(error = %err, "host connection failed");
@@ -268,7 +271,10 @@ pub async fn import_badges(
     let owner = Owner::User(user.user_id.clone());
     let result = match connection::get(state.db(), &owner, &form.connection_id).await {
         Ok(row) => {
-            let host = row.host_name.clone().unwrap_or_else(|| row.base_url.clone());
+            let host = row
+                .host_name
+                .clone()
+                .unwrap_or_else(|| row.base_url.clone());
             import::import(state, row).await.map(|r| (host, r))
         }
         Err(e) => Err(e),
@@ -313,7 +319,15 @@ pub async fn import_badges(
                 report.imported.len(),
                 report.rejected.len()
             ));
-            render(&browser, &user, layout, StatusCode::OK, String::new(), Some(view)).await
+            render(
+                &browser,
+                &user,
+                layout,
+                StatusCode::OK,
+                String::new(),
+                Some(view),
+            )
+            .await
         }
         Err(err) => {
             let (status, text) = message(&err);
@@ -339,7 +353,10 @@ pub async fn disconnect(
         Err(e) => Err(e),
     };
     match result {
-        Ok(_) => Ok(see_other(&format!("{}?done=disconnected", paths::HOSTS), None)),
+        Ok(_) => Ok(see_other(
+            &format!("{}?done=disconnected", paths::HOSTS),
+            None,
+        )),
         Err(err) => {
             let (status, text) = message(&err);
             let layout = Layout::new("Connected badge hosts", &browser).with_error(text);

@@ -143,7 +143,10 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
         .unwrap()
         .expect("C is registered at P");
     assert_eq!(client.name, "Consumer Backpack");
-    assert_eq!(client.client_uri.as_deref(), Some("https://consumer.example/"));
+    assert_eq!(
+        client.client_uri.as_deref(),
+        Some("https://consumer.example/")
+    );
     assert_eq!(client.software_id.as_deref(), Some(SOFTWARE_ID));
     assert_eq!(
         client.software_version.as_deref(),
@@ -175,13 +178,31 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
         assert!(row.has_scope(scope), "{scope} granted: {}", row.scopes);
     }
     assert!(row.state_hash.is_none() && row.pkce_verifier_sealed.is_none());
-    let access = open(c, &row, SecretColumn::AccessToken, row.access_token_sealed.as_deref().unwrap());
-    let refresh = open(c, &row, SecretColumn::RefreshToken, row.refresh_token_sealed.as_deref().unwrap());
-    let secret = open(c, &row, SecretColumn::ClientSecret, row.client_secret_sealed.as_deref().unwrap());
+    let access = open(
+        c,
+        &row,
+        SecretColumn::AccessToken,
+        row.access_token_sealed.as_deref().unwrap(),
+    );
+    let refresh = open(
+        c,
+        &row,
+        SecretColumn::RefreshToken,
+        row.refresh_token_sealed.as_deref().unwrap(),
+    );
+    let secret = open(
+        c,
+        &row,
+        SecretColumn::ClientSecret,
+        row.client_secret_sealed.as_deref().unwrap(),
+    );
     let stored = format!("{row:?}");
     for plaintext in [&access, &refresh, &secret] {
         assert!(plaintext.len() > 16);
-        assert!(!stored.contains(plaintext.as_str()), "a plaintext secret in {stored}");
+        assert!(
+            !stored.contains(plaintext.as_str()),
+            "a plaintext secret in {stored}"
+        );
     }
     // A sealed token copied to another row does not open there.
     assert!(
@@ -196,9 +217,18 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
     // upsertCredential of a credential by a third did:key issuer: 201, 200 newer, older kept.
     let third = SigningKey::from_bytes(&[43u8; 32]);
     let issuer = did_key(&third).0;
-    let v1 = sign(&third_party_credential(&issuer, "2024-01-01T00:00:00Z", "Welding"), &third);
-    let v2 = sign(&third_party_credential(&issuer, "2024-06-01T00:00:00Z", "Welding II"), &third);
-    let v0 = sign(&third_party_credential(&issuer, "2023-01-01T00:00:00Z", "Welding 0"), &third);
+    let v1 = sign(
+        &third_party_credential(&issuer, "2024-01-01T00:00:00Z", "Welding"),
+        &third,
+    );
+    let v2 = sign(
+        &third_party_credential(&issuer, "2024-06-01T00:00:00Z", "Welding II"),
+        &third,
+    );
+    let v0 = sign(
+        &third_party_credential(&issuer, "2023-01-01T00:00:00Z", "Welding 0"),
+        &third,
+    );
     let (row, first) = push::upsert_credential(&c.state, row, &push::Pushed::Json(v1.clone()))
         .await
         .unwrap();
@@ -212,7 +242,11 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
         .await
         .unwrap();
     assert_eq!(older.status, 200);
-    assert!(older.body.contains("Welding II"), "the newer copy stays: {}", older.body);
+    assert!(
+        older.body.contains("Welding II"),
+        "the newer copy stays: {}",
+        older.body
+    );
 
     // putProfile, then getProfile reads it back.
     let (row, put) = push::put_profile(
@@ -258,13 +292,20 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
     .unwrap();
 
     // getCredentials with limit/offset: X-Total-Count and Link relations, followed.
-    let (row, page1) = import::fetch_page(&c.state, row.clone(), &import::first_page_url(&row, 1, 0))
-        .await
-        .unwrap();
+    let (row, page1) =
+        import::fetch_page(&c.state, row.clone(), &import::first_page_url(&row, 1, 0))
+            .await
+            .unwrap();
     assert_eq!(page1.total, Some(2));
     assert_eq!(page1.credentials.len() + page1.compact_jws.len(), 1);
-    let next = page1.link("next").expect("a next link on page 1").to_owned();
-    assert!(next.contains("offset=1") && next.starts_with(&p_base), "{next}");
+    let next = page1
+        .link("next")
+        .expect("a next link on page 1")
+        .to_owned();
+    assert!(
+        next.contains("offset=1") && next.starts_with(&p_base),
+        "{next}"
+    );
     assert!(page1.link("last").is_some() && page1.link("prev").is_none());
     let (row, page2) = import::fetch_page(&c.state, row, &next).await.unwrap();
     assert_eq!(page2.total, Some(2));
@@ -284,7 +325,8 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
     assert!(report.contains("the host holds 2 badge(s)"), "{report}");
     assert!(report.contains("Profile: Lee at P"), "{report}");
     assert!(
-        report.contains("urn:uuid:7e1c7a56-1f7e-4b8e-9a3c-5d7e1f2a3b4c") && report.contains("did not verify"),
+        report.contains("urn:uuid:7e1c7a56-1f7e-4b8e-9a3c-5d7e1f2a3b4c")
+            && report.contains("did not verify"),
         "{report}"
     );
     assert_accessible(browser, &axe, "import report").await;
@@ -330,11 +372,17 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
 
     // Refresh, then the reads again.
     let row = connection::refresh(&c.state, row).await.unwrap();
-    let access2 = open(c, &row, SecretColumn::AccessToken, row.access_token_sealed.as_deref().unwrap());
+    let access2 = open(
+        c,
+        &row,
+        SecretColumn::AccessToken,
+        row.access_token_sealed.as_deref().unwrap(),
+    );
     assert_ne!(access2, access);
-    let (row, page) = import::fetch_page(&c.state, row.clone(), &import::first_page_url(&row, 10, 0))
-        .await
-        .unwrap();
+    let (row, page) =
+        import::fetch_page(&c.state, row.clone(), &import::first_page_url(&row, 10, 0))
+            .await
+            .unwrap();
     assert_eq!(page.total, Some(2));
     let (row, profile) = import::get_profile(&c.state, row).await.unwrap();
     assert_eq!(profile["name"], "Lee at P");
@@ -343,8 +391,18 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
     active.token_expires_at = Set(Some(chrono::Utc::now() - chrono::Duration::minutes(1)));
     let row = active.update(c.state.db()).await.unwrap();
     let (row, _) = import::get_profile(&c.state, row).await.unwrap();
-    let access3 = open(c, &row, SecretColumn::AccessToken, row.access_token_sealed.as_deref().unwrap());
-    let refresh3 = open(c, &row, SecretColumn::RefreshToken, row.refresh_token_sealed.as_deref().unwrap());
+    let access3 = open(
+        c,
+        &row,
+        SecretColumn::AccessToken,
+        row.access_token_sealed.as_deref().unwrap(),
+    );
+    let refresh3 = open(
+        c,
+        &row,
+        SecretColumn::RefreshToken,
+        row.refresh_token_sealed.as_deref().unwrap(),
+    );
     assert_ne!(access3, access2);
     assert!(row.token_expires_at.unwrap() > chrono::Utc::now());
 
@@ -358,7 +416,8 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
     assert_eq!(row.status, "disconnected");
     assert!(row.access_token_sealed.is_none() && row.refresh_token_sealed.is_none());
     let calls = [
-        p.http.get(p.url("/ims/ob/v3p0/credentials?limit=1&offset=0")),
+        p.http
+            .get(p.url("/ims/ob/v3p0/credentials?limit=1&offset=0")),
         p.http.get(p.url("/ims/ob/v3p0/profile")),
         p.http
             .put(p.url("/ims/ob/v3p0/profile"))
@@ -373,14 +432,24 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
         .http
         .post(p.url("/oauth/token"))
         .basic_auth(&row.client_id, Some(&secret))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", &refresh3)])
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh3),
+        ])
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 400, "a revoked refresh token is invalid_grant");
+    assert_eq!(
+        resp.status(),
+        400,
+        "a revoked refresh token is invalid_grant"
+    );
     // C's consumer code knows the connection is gone.
     let err = import::get_profile(&c.state, row).await.unwrap_err();
-    assert!(matches!(err, oxbadge::ob3::consumer::ConsumerError::NotConnected(_)), "{err}");
+    assert!(
+        matches!(err, oxbadge::ob3::consumer::ConsumerError::NotConnected(_)),
+        "{err}"
+    );
 }
 
 /// A signed-in HTTP session at `app`: (client, cookie, CSRF token).
@@ -403,7 +472,11 @@ async fn session(app: &TestApp, email: &str) -> (Client, String, String) {
     (http, cookie, csrf)
 }
 
-async fn connect(app: &TestApp, session: &(Client, String, String), base: &str) -> reqwest::Response {
+async fn connect(
+    app: &TestApp,
+    session: &(Client, String, String),
+    base: &str,
+) -> reqwest::Response {
     session
         .0
         .post(app.url("/api/v1/account/hosts"))
@@ -430,8 +503,18 @@ async fn ob3_consumer_refuses_private_addresses_unless_configured() {
         let body = assert_problem(connect(&strict, &s, base).await, 422, "host_refused").await;
         assert!(body["detail"].is_string(), "{body}");
     }
-    assert_problem(connect(&strict, &s, "not a url").await, 422, "invalid_host_url").await;
-    assert_problem(connect(&strict, &s, "ftp://badges.example").await, 422, "invalid_host_url").await;
+    assert_problem(
+        connect(&strict, &s, "not a url").await,
+        422,
+        "invalid_host_url",
+    )
+    .await;
+    assert_problem(
+        connect(&strict, &s, "ftp://badges.example").await,
+        422,
+        "invalid_host_url",
+    )
+    .await;
     // Nothing was stored for refused hosts.
     assert!(
         host_connection::Entity::find()
@@ -459,29 +542,30 @@ async fn ob3_consumer_reports_host_failures_as_502_and_504() {
         "host_unreachable",
     )
     .await;
-    assert!(body["detail"].as_str().unwrap().contains("127.0.0.1"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("127.0.0.1"),
+        "{body}"
+    );
     // A server that is no OB 3.0 host (its discovery path is 404): 502 host_error with detail.
     let other = TestApp::spawn_with(|s| s.public_url = None).await;
     let not_a_host = format!("{}/nothing-here", other.base);
     let body = assert_problem(connect(&c, &s, &not_a_host).await, 502, "host_error").await;
     assert!(body["detail"].as_str().unwrap().contains("404"), "{body}");
     // Unknown connection: 404 problem; a callback with an unknown state: a 400 page.
-    let resp = s
-        .0
-        .post(c.url("/api/v1/account/hosts/nope/import"))
-        .header("cookie", &s.1)
-        .header("x-csrf-token", &s.2)
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        s.0.post(c.url("/api/v1/account/hosts/nope/import"))
+            .header("cookie", &s.1)
+            .header("x-csrf-token", &s.2)
+            .send()
+            .await
+            .unwrap();
     assert_problem(resp, 404, "not_found").await;
-    let resp = s
-        .0
-        .get(c.url("/account/hosts/callback?state=unknown&code=x"))
-        .header("cookie", &s.1)
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        s.0.get(c.url("/account/hosts/callback?state=unknown&code=x"))
+            .header("cookie", &s.1)
+            .send()
+            .await
+            .unwrap();
     assert_eq!(resp.status(), 400);
     assert!(resp.text().await.unwrap().contains("connect again"));
 }

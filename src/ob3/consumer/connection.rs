@@ -29,8 +29,10 @@ const PENDING_LIFETIME_MINUTES: i64 = 10;
 /// Refresh this long before the access token's expiry.
 const EXPIRY_MARGIN_SECS: i64 = 30;
 
-const SCOPE_CREDENTIAL_READ: &str = "https://purl.imsglobal.org/spec/ob/v3p0/scope/credential.readonly";
-const SCOPE_CREDENTIAL_UPSERT: &str = "https://purl.imsglobal.org/spec/ob/v3p0/scope/credential.upsert";
+const SCOPE_CREDENTIAL_READ: &str =
+    "https://purl.imsglobal.org/spec/ob/v3p0/scope/credential.readonly";
+const SCOPE_CREDENTIAL_UPSERT: &str =
+    "https://purl.imsglobal.org/spec/ob/v3p0/scope/credential.upsert";
 const SCOPE_PROFILE_READ: &str = "https://purl.imsglobal.org/spec/ob/v3p0/scope/profile.readonly";
 const SCOPE_PROFILE_UPDATE: &str = "https://purl.imsglobal.org/spec/ob/v3p0/scope/profile.update";
 
@@ -126,8 +128,7 @@ pub async fn authorize_owner(
         Owner::User(id) if id == user_id => Ok(()),
         Owner::User(_) => Err(ConsumerError::NotFound),
         Owner::Issuer(issuer_id) => {
-            let access =
-                memberships::load_access(db, &Principal::User(user_id.to_owned())).await?;
+            let access = memberships::load_access(db, &Principal::User(user_id.to_owned())).await?;
             match access.role_on(issuer_id) {
                 Some(Role::Owner | Role::Issuer) => Ok(()),
                 _ => Err(ConsumerError::Forbidden),
@@ -176,9 +177,14 @@ pub async fn start(
             active.refresh_url = Set(host.refresh_url.clone());
             active.revocation_url = Set(revocation_url);
             active.state_hash = Set(Some(tokens::hash_state(&state_value)));
-            active.pkce_verifier_sealed =
-                Set(Some(tokens::seal(ring, &id, SecretColumn::PkceVerifier, &verifier)?));
-            active.pending_expires_at = Set(Some(now + Duration::minutes(PENDING_LIFETIME_MINUTES)));
+            active.pkce_verifier_sealed = Set(Some(tokens::seal(
+                ring,
+                &id,
+                SecretColumn::PkceVerifier,
+                &verifier,
+            )?));
+            active.pending_expires_at =
+                Set(Some(now + Duration::minutes(PENDING_LIFETIME_MINUTES)));
             active.created_by = Set(user_id.to_owned());
             active.updated_at = Set(now);
             active.update(state.db()).await?;
@@ -473,7 +479,10 @@ pub async fn refresh(
             )
         })?;
     let secret = client_secret(state, &row)?;
-    let url = row.refresh_url.clone().unwrap_or_else(|| row.token_url.clone());
+    let url = row
+        .refresh_url
+        .clone()
+        .unwrap_or_else(|| row.token_url.clone());
     let answer = tokens::token_request(
         state.verifier().fetcher(),
         &url,
@@ -483,7 +492,10 @@ pub async fn refresh(
         },
         vec![
             ("grant_type".into(), "refresh_token".into()),
-            ("refresh_token".into(), refresh_token.expose_secret().to_owned()),
+            (
+                "refresh_token".into(),
+                refresh_token.expose_secret().to_owned(),
+            ),
         ],
     )
     .await;
@@ -518,7 +530,12 @@ pub async fn access_token(
         .access_token_sealed
         .as_deref()
         .ok_or_else(|| ConsumerError::NotConnected("the connection has no token".into()))?;
-    let token = tokens::open(state.keys().ring(), &row.id, SecretColumn::AccessToken, sealed)?;
+    let token = tokens::open(
+        state.keys().ring(),
+        &row.id,
+        SecretColumn::AccessToken,
+        sealed,
+    )?;
     Ok((row, token))
 }
 

@@ -197,7 +197,14 @@ pub async fn import(
                 take(state, &user_id, UploadFormat::Json, &bytes, &mut report).await?;
             }
             for jws in &page.compact_jws {
-                take(state, &user_id, UploadFormat::Jwt, jws.as_bytes(), &mut report).await?;
+                take(
+                    state,
+                    &user_id,
+                    UploadFormat::Jwt,
+                    jws.as_bytes(),
+                    &mut report,
+                )
+                .await?;
             }
             let empty = page.credentials.is_empty() && page.compact_jws.is_empty();
             // Our token goes only to the host's own origin, whatever its Link header says.
@@ -269,8 +276,7 @@ pub async fn get_profile(
 ) -> Result<(host_connection::Model, Value), ConsumerError> {
     let url = format!("{}/profile", row.api_base.trim_end_matches('/'));
     let (row, answer) =
-        connection::authorized_send(state, row, || OutboundRequest::new(Method::GET, &url))
-            .await?;
+        connection::authorized_send(state, row, || OutboundRequest::new(Method::GET, &url)).await?;
     if answer.status != 200 {
         return Err(ConsumerError::HostError(format!(
             "getProfile answered HTTP {}: {}",
@@ -278,10 +284,9 @@ pub async fn get_profile(
             excerpt(&answer.body)
         )));
     }
-    let profile = answer
-        .json()
-        .filter(Value::is_object)
-        .ok_or_else(|| ConsumerError::HostError("getProfile did not answer a JSON object".into()))?;
+    let profile = answer.json().filter(Value::is_object).ok_or_else(|| {
+        ConsumerError::HostError("getProfile did not answer a JSON object".into())
+    })?;
     Ok((row, profile))
 }
 

@@ -47,11 +47,18 @@ fn host_refused(operation: &str, status: u16, body: &[u8]) -> ConsumerError {
                 .map(str::to_owned);
             match (minor, description) {
                 (None, None) => None,
-                (m, d) => Some(format!("{} {}", m.unwrap_or_default(), d.unwrap_or_default())),
+                (m, d) => Some(format!(
+                    "{} {}",
+                    m.unwrap_or_default(),
+                    d.unwrap_or_default()
+                )),
             }
         })
         .unwrap_or_else(|| excerpt(body));
-    ConsumerError::HostError(format!("{operation} answered HTTP {status}: {}", detail.trim()))
+    ConsumerError::HostError(format!(
+        "{operation} answered HTTP {status}: {}",
+        detail.trim()
+    ))
 }
 
 /// `upsertCredential` at the connection's host.
@@ -70,7 +77,11 @@ pub async fn upsert_credential(
     })
     .await?;
     if answer.status != 200 && answer.status != 201 {
-        return Err(host_refused("upsertCredential", answer.status, &answer.body));
+        return Err(host_refused(
+            "upsertCredential",
+            answer.status,
+            &answer.body,
+        ));
     }
     Ok((
         row,

@@ -114,9 +114,7 @@ pub async fn register(
         .get("client_id")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            ConsumerError::HostError("the registration answer has no client_id".into())
-        })?
+        .ok_or_else(|| ConsumerError::HostError("the registration answer has no client_id".into()))?
         .to_owned();
     Ok(Registered {
         client_id,

@@ -91,7 +91,9 @@ impl RemoteHost {
         let required = |pointer: &str, what: &str| {
             text(pointer)
                 .ok_or_else(|| {
-                    ConsumerError::HostError(format!("the discovery document lacks OAuth2ACG {what}"))
+                    ConsumerError::HostError(format!(
+                        "the discovery document lacks OAuth2ACG {what}"
+                    ))
                 })
                 .and_then(|raw| absolute(&discovery, raw, what))
         };
@@ -167,7 +169,9 @@ pub async fn revocation_endpoint(fetcher: &Fetcher, token_url: &str) -> Option<S
     let token = Url::parse(token_url).ok()?;
     let metadata = token.join("/.well-known/oauth-authorization-server").ok()?;
     let answer = fetcher
-        .send(OutboundRequest::new(Method::GET, metadata.as_str()).header(ACCEPT, "application/json"))
+        .send(
+            OutboundRequest::new(Method::GET, metadata.as_str()).header(ACCEPT, "application/json"),
+        )
         .await
         .ok()?;
     (answer.status == 200)
@@ -190,7 +194,10 @@ mod tests {
             "https://host.example/ims/ob/v3p0",
             "https://host.example/ims/ob/v3p0/discovery?x=1",
         ] {
-            assert_eq!(HostBase::parse(raw).unwrap().as_str(), "https://host.example");
+            assert_eq!(
+                HostBase::parse(raw).unwrap().as_str(),
+                "https://host.example"
+            );
         }
         assert!(HostBase::parse("ftp://host.example").is_err());
         assert!(HostBase::parse("not a url").is_err());

@@ -78,12 +78,11 @@ pub fn open(
     text: &str,
 ) -> Result<SecretString, ConsumerError> {
     let context = ["host_connections", id, column.as_str()];
-    let sealed = envelope::sealed_from_text(text).ok_or_else(|| {
-        envelope::EnvelopeError::Decrypt {
+    let sealed =
+        envelope::sealed_from_text(text).ok_or_else(|| envelope::EnvelopeError::Decrypt {
             key_id: context.join("/"),
             kek_id: "?".into(),
-        }
-    })?;
+        })?;
     let plain = envelope::open_secret(ring, &sealed, &context)?;
     Ok(SecretString::from(
         String::from_utf8_lossy(&plain).into_owned(),
@@ -113,7 +112,8 @@ fn with_client_auth(
     match client.client_secret {
         Some(secret) => {
             // RFC 6749 §2.3.1: both parts form-urlencoded before base64.
-            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             let pair = format!("{}:{}", enc(client.client_id), enc(secret.expose_secret()));
             request = request.header(
                 AUTHORIZATION,
