@@ -95,11 +95,7 @@ async fn user_id(state: &AppState, email: &str) -> anyhow::Result<String> {
         .id)
 }
 
-async fn owner_for(
-    state: &AppState,
-    user: &str,
-    issuer: Option<String>,
-) -> anyhow::Result<Owner> {
+async fn owner_for(state: &AppState, user: &str, issuer: Option<String>) -> anyhow::Result<Owner> {
     let owner = match issuer {
         Some(id) => Owner::Issuer(id),
         None => Owner::User(user.to_owned()),
@@ -183,7 +179,11 @@ pub async fn run(state: &AppState, cmd: HostsCommand) -> anyhow::Result<()> {
                 eprintln!(
                     "the host answered {} ({})",
                     outcome.status,
-                    if outcome.created() { "created" } else { "replaced or kept" }
+                    if outcome.created() {
+                        "created"
+                    } else {
+                        "replaced or kept"
+                    }
                 );
                 println!("{}", outcome.body);
             }
