@@ -406,6 +406,46 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
     assert_ne!(access3, access2);
     assert!(row.token_expires_at.unwrap() > chrono::Utc::now());
 
+    // P ends the access token early (RFC 7009 by our client): C's next call gets a 401,
+    // refreshes once and succeeds with a new token.
+    let resp = p
+        .http
+        .post(p.url("/oauth/revoke"))
+        .basic_auth(&row.client_id, Some(&secret))
+        .form(&[
+            ("token", access3.as_str()),
+            ("token_type_hint", "access_token"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = p
+        .http
+        .get(p.url("/ims/ob/v3p0/profile"))
+        .bearer_auth(&access3)
+        .send()
+        .await
+        .unwrap();
+    assert_imsx(resp, 401, "unauthorizedrequest").await;
+    let (row, profile) = import::get_profile(&c.state, row).await.unwrap();
+    assert_eq!(profile["name"], "Lee at P");
+    let access4 = open(
+        c,
+        &row,
+        SecretColumn::AccessToken,
+        row.access_token_sealed.as_deref().unwrap(),
+    );
+    let refresh4 = open(
+        c,
+        &row,
+        SecretColumn::RefreshToken,
+        row.refresh_token_sealed.as_deref().unwrap(),
+    );
+    assert_ne!(access4, access3);
+    assert_ne!(refresh4, refresh3, "the refresh token rotated");
+    drop(row);
+
     // Disconnect on the page: the tokens are revoked at P; every call there is 401 Imsx.
     browser.goto(&c.url("/account/hosts")).await;
     browser
@@ -425,7 +465,7 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
         p.http.post(p.url("/ims/ob/v3p0/credentials")).json(&v1),
     ];
     for call in calls {
-        let resp = call.bearer_auth(&access3).send().await.unwrap();
+        let resp = call.bearer_auth(&access4).send().await.unwrap();
         assert_imsx(resp, 401, "unauthorizedrequest").await;
     }
     let resp = p
@@ -434,7 +474,7 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
         .basic_auth(&row.client_id, Some(&secret))
         .form(&[
             ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh3),
+            ("refresh_token", &refresh4),
         ])
         .send()
         .await
