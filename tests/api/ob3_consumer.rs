@@ -609,3 +609,162 @@ async fn ob3_consumer_reports_host_failures_as_502_and_504() {
     assert_eq!(resp.status(), 400);
     assert!(resp.text().await.unwrap().contains("connect again"));
 }
+
+/// Makes `user_id` a member of `issuer_id` with `role`.
+async fn add_member(app: &TestApp, issuer_id: &str, user_id: &str, role: &str) {
+    let admin = app.token("issuers:write issuers:read").await;
+    let resp = app
+        .http
+        .put(app.url(&format!("/api/v1/issuers/{issuer_id}/members")))
+        .bearer_auth(&admin)
+        .json(&json!({"userId": user_id, "role": role}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn ob3_consumer_issuer_pushes_a_credential_and_its_profile_to_a_recipients_host() {
+    use crate::{
+        issuance::{issue, issuer_with_achievement},
+        oauth_code_flow::{Person, authorize_and_approve},
+    };
+    let p = TestApp::spawn_with(|s| {
+        s.verify_fetch_allow_http = true;
+        s.verify_fetch_allow_private = true;
+    })
+    .await;
+    let c = consumer().await;
+    let admin = c
+        .token("issuers:write issuers:read credentials:issue")
+        .await;
+    let (issuer, achievement) = issuer_with_achievement(&c, &admin).await;
+    let issuer_id = issuer["id"].as_str().unwrap().to_owned();
+    let staff = create_user(&c, "staff@consumer.example", true).await;
+    let viewer = create_user(&c, "viewer@consumer.example", true).await;
+    add_member(&c, &issuer_id, &staff, "issuer").await;
+    add_member(&c, &issuer_id, &viewer, "viewer").await;
+    let issued = issue(
+        &c,
+        &admin,
+        json!({"achievementId": achievement, "recipient": {"email": "lee@provider.example"}}),
+    )
+    .await;
+    let credential_id = issued["id"].as_str().unwrap().to_owned();
+
+    // A viewer may not connect hosts for the issuer.
+    let v = session(&c, "viewer@consumer.example").await;
+    let resp =
+        v.0.post(c.url(&format!("/api/v1/issuers/{issuer_id}/hosts")))
+            .header("cookie", &v.1)
+            .header("x-csrf-token", &v.2)
+            .json(&json!({"baseUrl": p.base}))
+            .send()
+            .await
+            .unwrap();
+    assert_problem(resp, 403, "insufficient_role").await;
+
+    // Issuer staff start the connection; the recipient authorizes at their host.
+    let s = session(&c, "staff@consumer.example").await;
+    let resp =
+        s.0.post(c.url(&format!("/api/v1/issuers/{issuer_id}/hosts")))
+            .header("cookie", &s.1)
+            .header("x-csrf-token", &s.2)
+            .json(&json!({"baseUrl": p.base}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(resp.status(), 201);
+    let started: Value = resp.json().await.unwrap();
+    let connection_id = started["connectionId"].as_str().unwrap().to_owned();
+    let authorization = url::Url::parse(started["authorizationUrl"].as_str().unwrap()).unwrap();
+    let scope: String = authorization
+        .query_pairs()
+        .find(|(k, _)| k == "scope")
+        .unwrap()
+        .1
+        .into_owned();
+    assert!(scope.contains("credential.upsert") && scope.contains("profile.update"));
+    assert!(
+        !scope.contains("credential.readonly"),
+        "write access only: {scope}"
+    );
+    let recipient_id = create_user(&p, "lee@provider.example", true).await;
+    let recipient = Person {
+        http: crate::accounts::browser_client(),
+        cookie: String::new(),
+        user_id: recipient_id,
+    };
+    let recipient = Person {
+        cookie: sign_in(&p, &recipient.http, "lee@provider.example", PASSWORD).await,
+        ..recipient
+    };
+    let path = format!(
+        "{}?{}",
+        authorization.path(),
+        authorization.query().unwrap()
+    );
+    let back = authorize_and_approve(&p, &recipient, &path).await;
+    assert!(
+        back.starts_with(&c.url("/account/hosts/callback?")),
+        "{back}"
+    );
+    let resp = s.0.get(&back).header("cookie", &s.1).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let listed: Value =
+        s.0.get(c.url(&format!("/api/v1/issuers/{issuer_id}/hosts")))
+            .header("cookie", &s.1)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(listed[0]["status"], "connected", "{listed}");
+    assert_eq!(listed[0]["ownerKind"], "issuer", "{listed}");
+
+    // Push the credential (201, then 200) and the issuer's Profile.
+    let push = || {
+        s.0.post(c.url(&format!(
+            "/api/v1/issuers/{issuer_id}/hosts/{connection_id}/credentials"
+        )))
+        .header("cookie", &s.1)
+        .header("x-csrf-token", &s.2)
+        .json(&json!({"credentialId": credential_id}))
+        .send()
+    };
+    let resp = push().await.unwrap();
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["hostStatus"], 201, "{body}");
+    let body: Value = push().await.unwrap().json().await.unwrap();
+    assert_eq!(body["hostStatus"], 200, "{body}");
+    let resp =
+        s.0.put(c.url(&format!(
+            "/api/v1/issuers/{issuer_id}/hosts/{connection_id}/profile"
+        )))
+        .header("cookie", &s.1)
+        .header("x-csrf-token", &s.2)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["hostBody"]["name"], "Example University", "{body}");
+
+    // Disconnect; pushing afterwards is 409 host_not_connected.
+    let resp =
+        s.0.delete(c.url(&format!(
+            "/api/v1/issuers/{issuer_id}/hosts/{connection_id}"
+        )))
+        .header("cookie", &s.1)
+        .header("x-csrf-token", &s.2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_problem(push().await.unwrap(), 409, "host_not_connected").await;
+}
