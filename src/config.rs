@@ -200,6 +200,15 @@ pub struct Settings {
     pub privacy_url: Option<Url>,
     /// `OXBADGE_IMAGE_URL`: the service's logo, published as `info.x-imssf-image`. Default none.
     pub image_url: Option<Url>,
+    /// `OXBADGE_HOST_CLIENT_NAME`: our `client_name` when we register at other OB 3.0 hosts
+    /// (connecting hosts, `/account/hosts`). Default `oxbadge`.
+    pub host_client_name: String,
+    /// `OXBADGE_HOST_CLIENT_URI`: our `client_uri` there (OB 3.0 hosts require https). Default
+    /// the public URL.
+    pub host_client_uri: Option<Url>,
+    /// `OXBADGE_HOST_LOGO_URI`: our `logo_uri` there. Default `OXBADGE_IMAGE_URL`, else
+    /// `<client URI>/static/logo.png`.
+    pub host_logo_uri: Option<Url>,
     /// `OXBADGE_REDIS_URL`: Redis holding the rate-limit counters (token endpoint per address and
     /// per client id, sign-in / registration / password reset per address, verification per
     /// address), e.g. `redis://127.0.0.1:6379`, so every instance using it shares one limit.
@@ -277,6 +286,9 @@ impl Default for Settings {
             tos_url: None,
             privacy_url: None,
             image_url: None,
+            host_client_name: "oxbadge".to_owned(),
+            host_client_uri: None,
+            host_logo_uri: None,
             redis_url: None,
             redis_key_prefix: "oxbadge:rl:".to_owned(),
             redis_timeout_ms: 50,

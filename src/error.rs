@@ -115,6 +115,13 @@ pub enum ApiError {
     /// 429: rate limited; retry after the given number of seconds.
     #[error("too many requests; retry after {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
+    /// 502: another host this request needed (an OB 3.0 host we are a client of) failed or
+    /// answered something unusable; `detail` says what it did.
+    #[error("{detail}")]
+    BadGateway { code: &'static str, detail: String },
+    /// 504: another host this request needed did not answer in time or could not be reached.
+    #[error("{detail}")]
+    GatewayTimeout { code: &'static str, detail: String },
     /// 503: a dependency (the database) is unavailable.
     #[error("the service is temporarily unavailable")]
     Unavailable,
@@ -156,7 +163,9 @@ impl ApiError {
             | Self::Conflict { code, .. }
             | Self::Unauthenticated { code, .. }
             | Self::Forbidden { code, .. }
-            | Self::Unprocessable { code, .. } => code,
+            | Self::Unprocessable { code, .. }
+            | Self::BadGateway { code, .. }
+            | Self::GatewayTimeout { code, .. } => code,
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::InsufficientRole { .. } => "insufficient_role",
@@ -224,6 +233,8 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::BadGateway { .. } => StatusCode::BAD_GATEWAY,
+            Self::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

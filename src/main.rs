@@ -50,6 +50,9 @@ enum Command {
     /// Manage people: create, list, disable, enable, send a password-reset link.
     #[command(subcommand)]
     Users(cli::users::UsersCommand),
+    /// Connect other OB 3.0 hosts, import from them, push to them.
+    #[command(subcommand)]
+    Hosts(cli::hosts::HostsCommand),
     /// Inspect and manage issuer signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -195,6 +198,14 @@ async fn main() -> ExitCode {
         Command::Users(cmd) => match cli_state(settings).await {
             Ok(state) => {
                 let result = cli::users::run(&state, cmd).await;
+                let _ = state.db().close_by_ref().await;
+                result
+            }
+            Err(err) => Err(err),
+        },
+        Command::Hosts(cmd) => match cli_state(settings).await {
+            Ok(state) => {
+                let result = cli::hosts::run(&state, cmd).await;
                 let _ = state.db().close_by_ref().await;
                 result
             }

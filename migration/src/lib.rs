@@ -45,4 +45,5 @@ migrations! {
     m20261202_000001_oauth_client_metadata,
     m20261202_000002_oauth_grants,
     m20261202_000020_ob3_holdings,
+    m20261203_000010_host_connections,
 }

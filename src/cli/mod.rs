@@ -2,4 +2,5 @@
 
 pub mod clients;
 pub mod db;
+pub mod hosts;
 pub mod users;

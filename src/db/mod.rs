@@ -9,6 +9,7 @@ pub mod authorization_code;
 pub mod backup;
 pub mod credential;
 pub mod did_challenge;
+pub mod host_connection;
 pub mod idempotency_key;
 pub mod issuer;
 pub mod issuer_membership;

@@ -12,6 +12,7 @@ pub mod documented;
 pub mod frontline;
 pub mod fuzzing;
 pub mod health;
+pub mod hosts;
 pub mod issuers;
 pub mod members;
 pub mod oauth;
@@ -90,7 +91,7 @@ pub type Apis = (
         oauth_registration::OAuthRegistrationApi,
         oauth_revocation::OAuthRevocationApi,
     ),
-    (ob3::Ob3Api, ob3::DidsApi),
+    (ob3::Ob3Api, ob3::DidsApi, hosts::HostsApi),
 );
 
 /// The OpenAPI service (independent of any running state, so `oxbadge openapi` needs no database).
@@ -116,7 +117,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
                 oauth_registration::OAuthRegistrationApi,
                 oauth_revocation::OAuthRevocationApi,
             ),
-            (ob3::Ob3Api, ob3::DidsApi),
+            (ob3::Ob3Api, ob3::DidsApi, hosts::HostsApi),
         ),
         "oxbadge",
         env!("CARGO_PKG_VERSION"),

@@ -313,6 +313,95 @@ pub fn open_private_key(
         })
 }
 
+/// Domain separation of secrets other than signing keys (tokens and client secrets of the OB 3.0
+/// consumer): a sealed token can never be opened as a signing key, nor the reverse.
+const SECRET_AAD_DOMAIN: &[u8] = b"oxbadge/secret/v1";
+
+fn secret_aad(context: &[&str]) -> Vec<u8> {
+    let mut out = SECRET_AAD_DOMAIN.to_vec();
+    for field in context {
+        out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        out.extend_from_slice(field.as_bytes());
+    }
+    out
+}
+
+/// Encrypts a secret (a token, a client secret) under the active KEK, bound to `context` (e.g.
+/// the table, the row id and the column): a ciphertext moved to another row or column does not
+/// open.
+pub fn seal_secret(
+    ring: &KekRing,
+    plaintext: &[u8],
+    context: &[&str],
+) -> Result<SealedKey, EnvelopeError> {
+    let kek = ring.active();
+    let mut nonce = [0u8; 12];
+    OsRng.fill_bytes(&mut nonce);
+    let ciphertext = kek
+        .cipher()
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad: &secret_aad(context),
+            },
+        )
+        .map_err(|_| EnvelopeError::Encrypt)?;
+    Ok(SealedKey {
+        kek_id: kek.id.clone(),
+        nonce,
+        ciphertext,
+    })
+}
+
+/// Decrypts a secret sealed by [`seal_secret`] with the same `context`.
+pub fn open_secret(
+    ring: &KekRing,
+    sealed: &SealedKey,
+    context: &[&str],
+) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+    let kek = ring
+        .get(&sealed.kek_id)
+        .ok_or_else(|| EnvelopeError::UnknownKek {
+            kek_id: sealed.kek_id.clone(),
+        })?;
+    kek.cipher()
+        .decrypt(
+            &Nonce::from(sealed.nonce),
+            Payload {
+                msg: &sealed.ciphertext,
+                aad: &secret_aad(context),
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| EnvelopeError::Decrypt {
+            key_id: context.join("/"),
+            kek_id: sealed.kek_id.clone(),
+        })
+}
+
+/// A sealed value as one text column: `kek_id.nonce.ciphertext` (base64url, no padding).
+pub fn sealed_to_text(sealed: &SealedKey) -> String {
+    format!(
+        "{}.{}.{}",
+        sealed.kek_id,
+        URL_SAFE_NO_PAD.encode(sealed.nonce),
+        URL_SAFE_NO_PAD.encode(&sealed.ciphertext)
+    )
+}
+
+/// Parses [`sealed_to_text`]'s form (KEK ids may contain dots: the last two parts are split off).
+pub fn sealed_from_text(text: &str) -> Option<SealedKey> {
+    let (rest, ciphertext) = text.rsplit_once('.')?;
+    let (kek_id, nonce) = rest.rsplit_once('.')?;
+    let nonce: [u8; 12] = URL_SAFE_NO_PAD.decode(nonce).ok()?.try_into().ok()?;
+    Some(SealedKey {
+        kek_id: kek_id.to_owned(),
+        nonce,
+        ciphertext: URL_SAFE_NO_PAD.decode(ciphertext).ok()?,
+    })
+}
+
 /// Re-encrypts a sealed key under the active KEK (new nonce).
 pub fn rewrap(
     ring: &KekRing,
@@ -384,6 +473,21 @@ mod tests {
         let missing = ring(&[("k9", 7)], "k9");
         let err = open_private_key(&missing, &sealed, &a).unwrap_err();
         assert!(matches!(err, EnvelopeError::UnknownKek { ref kek_id } if kek_id == "k1"));
+    }
+
+    #[test]
+    fn secrets_are_bound_to_their_context_and_round_trip_as_text() {
+        let r = ring(&[("k.1", 7)], "k.1");
+        let sealed =
+            seal_secret(&r, b"oxbat_token", &["host_connections", "c1", "access"]).unwrap();
+        let text = sealed_to_text(&sealed);
+        assert!(!text.contains("oxbat_token"));
+        let back = sealed_from_text(&text).unwrap();
+        assert_eq!(back, sealed);
+        let ctx = ["host_connections", "c1", "access"];
+        assert_eq!(&*open_secret(&r, &back, &ctx).unwrap(), b"oxbat_token");
+        assert!(open_secret(&r, &back, &["host_connections", "c2", "access"]).is_err());
+        assert!(open_private_key(&r, &back, &aad("c1", "access")).is_err());
     }
 
     #[test]

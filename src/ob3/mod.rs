@@ -3,6 +3,7 @@
 //! API serves, uploads under the OB 3.0 equality rule, Profiles, DID linking, and the Service
 //! Description Document. The HTTP edge is `http::ob3`.
 
+pub mod consumer;
 pub mod did_link;
 pub mod discovery;
 pub mod ownership;

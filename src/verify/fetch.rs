@@ -1,7 +1,10 @@
 //! The one outbound HTTP client of the verifier: https only, no private, loopback or link-local
 //! addresses (checked on every resolution, so DNS rebinding and redirects cannot reach them),
 //! redirects re-checked, timeouts, a body size cap, and a small cache that honours
-//! `Cache-Control` and a status list's `ttl`.
+//! `Cache-Control` and a status list's `ttl`. Besides the verifier's cached JSON GETs it carries
+//! the OB 3.0 consumer's calls to other hosts ([`Fetcher::send`]: any method, headers and body,
+//! same address guard, redirect checks, timeout and size cap, never cached), so there is one
+//! hardened outbound client in the service.
 
 use std::{
     collections::HashMap,
@@ -432,6 +435,144 @@ impl Fetcher {
                 document,
             },
         );
+    }
+}
+
+/// An outbound request body: bytes and their media type.
+#[derive(Clone)]
+pub struct OutboundBody {
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for OutboundBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Bodies carry client secrets and tokens (token requests): never logged.
+        f.debug_struct("OutboundBody")
+            .field("content_type", &self.content_type)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// An outbound request of [`Fetcher::send`].
+pub struct OutboundRequest {
+    pub method: reqwest::Method,
+    pub url: String,
+    /// Extra headers (`Authorization`, `Accept`, ...).
+    pub headers: Vec<(reqwest::header::HeaderName, String)>,
+    pub body: Option<OutboundBody>,
+}
+
+impl OutboundRequest {
+    /// A request without headers or body.
+    pub fn new(method: reqwest::Method, url: impl Into<String>) -> Self {
+        Self {
+            method,
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: reqwest::header::HeaderName, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Sets a body.
+    pub fn body(mut self, content_type: &str, bytes: Vec<u8>) -> Self {
+        self.body = Some(OutboundBody {
+            content_type: content_type.to_owned(),
+            bytes,
+        });
+        self
+    }
+
+    /// Sets a JSON body.
+    pub fn json(self, value: &Value) -> Self {
+        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        self.body("application/json", bytes)
+    }
+}
+
+/// The answer to an outbound request, whatever its status (the caller interprets it).
+#[derive(Debug, Clone)]
+pub struct OutboundResponse {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    /// At most [`FetchPolicy::max_bytes`].
+    pub body: Vec<u8>,
+}
+
+impl OutboundResponse {
+    /// The body as JSON, if it is.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl Fetcher {
+    /// Sends `request` under the policy (scheme and address checks, guarded DNS, redirects
+    /// re-checked, timeout, body cap) without the cache, and answers whatever the server said.
+    /// `Err` only for refusals, network failures and oversized bodies.
+    pub async fn send(&self, request: OutboundRequest) -> Result<OutboundResponse, FetchError> {
+        let mut parsed = Url::parse(&request.url).map_err(|e| FetchError::Refused {
+            url: request.url.clone(),
+            reason: format!("not a URL: {e}"),
+        })?;
+        parsed.set_fragment(None);
+        let key = parsed.to_string();
+        url_allowed(&parsed, &self.policy).map_err(|reason| FetchError::Refused {
+            url: key.clone(),
+            reason,
+        })?;
+        let failed = |reason: String| FetchError::Failed {
+            url: key.clone(),
+            reason,
+        };
+        let mut builder = self.client.request(request.method, parsed);
+        for (name, value) in request.headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = request.body {
+            builder = builder
+                .header(reqwest::header::CONTENT_TYPE, body.content_type)
+                .body(body.bytes);
+        }
+        let response = builder.send().await.map_err(|e| failed(describe(&e)))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let too_large = || FetchError::Unusable {
+            url: key.clone(),
+            reason: format!("larger than {} bytes", self.policy.max_bytes),
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.policy.max_bytes as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| failed(describe(&e)))?;
+            if body.len() + chunk.len() > self.policy.max_bytes {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(OutboundResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 

@@ -7,6 +7,7 @@ pub mod account;
 pub mod assets;
 pub mod authorize;
 pub mod consent;
+pub mod hosts;
 pub mod layout;
 pub mod password_reset;
 pub mod paths;
@@ -52,6 +53,11 @@ pub fn routes() -> impl Endpoint<Output = Response> {
         .at("/password", poem::post(account::change_password))
         .at("/sessions/end", poem::post(account::end_session))
         .at("/apps/revoke", poem::post(consent::revoke))
+        .at("/hosts", get(hosts::get))
+        .at("/hosts/connect", poem::post(hosts::connect))
+        .at("/hosts/callback", get(hosts::callback))
+        .at("/hosts/import", poem::post(hosts::import_badges))
+        .at("/hosts/disconnect", poem::post(hosts::disconnect))
         .around(page_layer)
 }
 

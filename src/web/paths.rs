@@ -25,6 +25,10 @@ pub const AUTHORIZE: &str = "/oauth/authorize";
 pub const CONSENT: &str = "/oauth/consent";
 /// Withdrawing an application's access from the account page (POST).
 pub const REVOKE_APP: &str = "/account/apps/revoke";
+/// Other OB 3.0 hosts the person connected (list, connect, import, disconnect).
+pub const HOSTS: &str = "/account/hosts";
+/// Where a host sends the browser back after the person authorized us there.
+pub const HOSTS_CALLBACK: &str = "/account/hosts/callback";
 
 /// A return address that stays on this site: an absolute path (`/…`), not `//host` or `/\host`
 /// (which browsers read as another host), no scheme, no control characters, at most 2 KiB.

@@ -17,6 +17,7 @@ mod oauth_attacks;
 mod oauth_code_flow;
 mod oauth_registration;
 mod oauth_revocation;
+mod ob3_consumer;
 mod ob3_provider;
 mod openapi;
 mod ops;

@@ -80,7 +80,7 @@ fn imsx_schema() -> Value {
 }
 
 /// Asserts an Imsx_StatusInfo error with `status` and code minor `minor`; returns the body.
-async fn assert_imsx(resp: Response, status: u16, minor: &str) -> Value {
+pub async fn assert_imsx(resp: Response, status: u16, minor: &str) -> Value {
     assert_eq!(resp.status().as_u16(), status, "status");
     let www = resp
         .headers()
@@ -109,7 +109,7 @@ async fn assert_imsx(resp: Response, status: u16, minor: &str) -> Value {
 }
 
 /// A user (verified or not) of `app`; returns the id.
-async fn create_user(app: &TestApp, email: &str, verified: bool) -> String {
+pub async fn create_user(app: &TestApp, email: &str, verified: bool) -> String {
     users::create_user(
         app.state.db(),
         app.state.accounts(),
@@ -178,7 +178,7 @@ async fn get_credentials(app: &TestApp, token: &str, query: &str) -> (u64, Strin
     (total, link, resp.json().await.unwrap())
 }
 
-fn did_key(key: &SigningKey) -> (String, String) {
+pub fn did_key(key: &SigningKey) -> (String, String) {
     let did = oxbadge::keys::publish::did_key_for_ed25519(&key.verifying_key());
     let vm = format!("{did}#{}", did.trim_start_matches("did:key:"));
     (did, vm)
@@ -186,7 +186,7 @@ fn did_key(key: &SigningKey) -> (String, String) {
 
 /// An OpenBadgeCredential by the did:key `issuer`, with an extension property under an inline
 /// context (an unknown property the host must keep).
-fn third_party_credential(issuer: &str, valid_from: &str, name: &str) -> Value {
+pub fn third_party_credential(issuer: &str, valid_from: &str, name: &str) -> Value {
     json!({
         "@context": [
             "https://www.w3.org/ns/credentials/v2",
@@ -213,7 +213,7 @@ fn third_party_credential(issuer: &str, valid_from: &str, name: &str) -> Value {
     })
 }
 
-fn sign(vc: &Value, key: &SigningKey) -> Value {
+pub fn sign(vc: &Value, key: &SigningKey) -> Value {
     sign_eddsa_rdfc_2022(
         vc,
         ProofOptions {

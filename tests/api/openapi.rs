@@ -55,6 +55,16 @@ const SESSION_OPERATIONS: &[&str] = &[
     "linkDid",
     "listDids",
     "unlinkDid",
+    // Connections to other OB 3.0 hosts (tests/api/ob3_consumer.rs).
+    "listHostConnections",
+    "connectHost",
+    "importFromHost",
+    "disconnectHost",
+    "listIssuerHostConnections",
+    "connectIssuerHost",
+    "pushCredentialToHost",
+    "pushProfileToHost",
+    "disconnectIssuerHost",
 ];
 
 /// The OB 3.0 API's scopes (scheme `OAuth2ACG`, user-bound tokens; tests/api/ob3_provider.rs
