@@ -401,6 +401,7 @@ impl AppState {
                 data_dir: &settings.data_dir,
                 registration_open: settings.registration_open,
                 password_hash_concurrency: settings.password_hash_concurrency,
+                password_hash_cpu_percent: settings.password_hash_cpu_percent,
                 sign_in_attempts_per_minute_per_ip: settings.sign_in_attempts_per_minute,
                 rate_limits: rate_limits.clone(),
                 secure_cookies: settings.tls_enabled() || public_url.scheme() == "https",

@@ -176,6 +176,10 @@ pub struct Settings {
     /// `OXBADGE_PASSWORD_HASH_CONCURRENCY`: Argon2id hashes computed at once (each takes 19 MiB
     /// and one core for tens of milliseconds). 0 = half the cores, at least one. Default 0.
     pub password_hash_concurrency: usize,
+    /// `OXBADGE_PASSWORD_HASH_CPU_PERCENT`: the share of one core each hashing slot may use over
+    /// time (1–100): after a hash that took `t`, its slot rests `t × (100 / percent − 1)` before
+    /// the next one, so a flood of sign-ins leaves the API its cores. Default 25.
+    pub password_hash_cpu_percent: u8,
     /// `OXBADGE_SIGN_IN_ATTEMPTS_PER_MINUTE`: sign-in attempts per client address per minute,
     /// across accounts. Default 30.
     pub sign_in_attempts_per_minute: u32,
@@ -278,6 +282,7 @@ impl Default for Settings {
             mail_from: "oxbadge <no-reply@localhost>".to_owned(),
             registration_open: true,
             password_hash_concurrency: 0,
+            password_hash_cpu_percent: 25,
             sign_in_attempts_per_minute: 30,
             user_token_ttl_secs: 3600,
             refresh_token_idle_secs: 7 * 24 * 3600,

@@ -52,6 +52,8 @@ pub struct AccountsConfig<'a> {
     pub data_dir: &'a std::path::Path,
     pub registration_open: bool,
     pub password_hash_concurrency: usize,
+    /// Share of a core each hashing slot may use over time, in percent (see [`PasswordHasher`]).
+    pub password_hash_cpu_percent: u8,
     pub sign_in_attempts_per_minute_per_ip: u32,
     /// Where the per-address limit counts (shared through Redis when configured).
     pub rate_limits: crate::rate_limit::RateLimitStore,
@@ -78,7 +80,9 @@ impl Accounts {
             n => n,
         };
         Ok(Self(Arc::new(Inner {
-            hasher: PasswordHasher::new(concurrency).await?,
+            hasher: PasswordHasher::new(concurrency)
+                .await?
+                .with_cpu_percent(config.password_hash_cpu_percent),
             mailer: Mailer::new(config.smtp_url, config.mail_from, config.data_dir)?,
             clock,
             limiter: AddressLimiter::shared(

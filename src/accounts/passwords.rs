@@ -92,10 +92,15 @@ fn verify_blocking(password: &str, phc: &str) -> bool {
     }
 }
 
-/// Hashes and verifies passwords on the blocking pool, at most `concurrency` at a time.
+/// Hashes and verifies passwords on the blocking pool, at most `concurrency` at a time, each slot
+/// using at most `cpu_percent` of a core over time: after a hash that took `t`, the slot rests
+/// `t × (100 / cpu_percent − 1)` before it takes the next one (the answer is not delayed; the next
+/// caller waits). So a flood of sign-ins costs the rest of the service a bounded share of the CPU,
+/// and the flood's attempts queue instead.
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    cpu_percent: u8,
     /// A hash of a random password: unknown accounts are checked against it so that they take
     /// as long as known ones.
     dummy: Arc<String>,
@@ -110,8 +115,48 @@ impl PasswordHasher {
             .map_err(|e| AccountError::Hashing(e.to_string()))??;
         Ok(Self {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            cpu_percent: 100,
             dummy: Arc::new(dummy),
         })
+    }
+
+    /// Caps each slot's CPU share at `percent` (clamped to 1–100; 100 = no rest).
+    pub fn with_cpu_percent(mut self, percent: u8) -> Self {
+        self.cpu_percent = percent.clamp(1, 100);
+        self
+    }
+
+    /// How long a slot rests after a hash that took `took`.
+    fn rest_after(&self, took: std::time::Duration) -> std::time::Duration {
+        took.mul_f64(100.0 / f64::from(self.cpu_percent) - 1.0)
+    }
+
+    /// Runs `work` on the blocking pool under a slot, then keeps the slot for its rest in the
+    /// background.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AccountError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| AccountError::Hashing(e.to_string()))?;
+        let started = std::time::Instant::now();
+        let out = tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| AccountError::Hashing(e.to_string()));
+        let rest = self.rest_after(started.elapsed());
+        if rest.is_zero() {
+            drop(permit);
+        } else {
+            tokio::spawn(async move {
+                tokio::time::sleep(rest).await;
+                drop(permit);
+            });
+        }
+        out
     }
 
     /// The default concurrency: half the cores (at least one), so sign-ins never take every core.
@@ -123,33 +168,22 @@ impl PasswordHasher {
 
     /// A PHC string for `password`.
     pub async fn hash(&self, password: &NewPassword) -> Result<String, AccountError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| AccountError::Hashing(e.to_string()))?;
         let text = SecretString::from(password.expose().to_owned());
-        tokio::task::spawn_blocking(move || hash_blocking(text.expose_secret()))
-            .await
-            .map_err(|e| AccountError::Hashing(e.to_string()))?
+        self.run(move || hash_blocking(text.expose_secret()))
+            .await?
     }
 
     /// Whether `password` matches `phc`; with `None` it checks against the dummy hash (always
     /// false) so that an unknown account costs the same time as a known one.
     pub async fn verify(&self, password: &str, phc: Option<&str>) -> Result<bool, AccountError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| AccountError::Hashing(e.to_string()))?;
         let known = phc.is_some();
         let phc = phc
             .map(str::to_owned)
             .unwrap_or_else(|| self.dummy.as_str().to_owned());
         let text = SecretString::from(password.to_owned());
-        let ok = tokio::task::spawn_blocking(move || verify_blocking(text.expose_secret(), &phc))
-            .await
-            .map_err(|e| AccountError::Hashing(e.to_string()))?;
+        let ok = self
+            .run(move || verify_blocking(text.expose_secret(), &phc))
+            .await?;
         Ok(ok && known)
     }
 }
@@ -157,6 +191,17 @@ impl PasswordHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_slot_rests_in_proportion_to_its_cpu_share() {
+        let hasher = PasswordHasher::new(1).await.unwrap();
+        let ms = std::time::Duration::from_millis;
+        let close = |d: std::time::Duration, secs: f64| (d.as_secs_f64() - secs).abs() < 1e-6;
+        assert!(hasher.rest_after(ms(30)).is_zero());
+        let quarter = hasher.clone().with_cpu_percent(25);
+        assert!(close(quarter.rest_after(ms(30)), 0.090));
+        assert!(close(hasher.with_cpu_percent(0).rest_after(ms(1)), 0.099));
+    }
 
     #[test]
     fn rules_length_and_common_list() {
