@@ -111,6 +111,9 @@ pub fn test_settings(db: &TestDb) -> Settings {
         db_max_connections: 8,
         auth_rate_limit_per_minute: 100_000,
         auth_rate_limit_burst: 10_000,
+        // Sign-in tests hash back to back; the CPU cap (which only spaces hashes out) is unit-tested
+        // in `accounts::passwords` and measured in the sign-in flood bench.
+        password_hash_cpu_percent: 100,
         shutdown_timeout_secs: 5,
         log: "warn".into(),
         ..Settings::default()
