@@ -128,14 +128,17 @@ struct StateInner {
     revocation_cache: RevocationListCache,
     issuance_contexts: ContextCache,
     issuance_queue: IssuanceQueue,
+    grant_queue: crate::oauth::grant_writer::GrantQueue,
     status_queue: StatusQueue,
     in_flight_slots: Arc<InFlight>,
     token_cache: TokenCache,
+    client_cache: crate::oauth::cache::ClientCache,
     public_url: Url,
     rate_limits: RateLimitStore,
     auth_limiter: Limiter,
     auth_failures: FailureBuckets,
     verify_limiter: Limiter,
+    host_call_limiter: Limiter,
     verifier: Verifier,
     verify_pool: crate::compute::ComputePool,
     connections: Arc<crate::http::disconnect::Connections>,
@@ -207,6 +210,11 @@ impl AppState {
         &self.0.issuance_queue
     }
 
+    /// The queue in front of the token-grant writer ([`crate::oauth::grant_writer`]).
+    pub fn grant_queue(&self) -> &crate::oauth::grant_writer::GrantQueue {
+        &self.0.grant_queue
+    }
+
     /// The queue of single status changes in front of the group-commit writer.
     pub fn status_queue(&self) -> &StatusQueue {
         &self.0.status_queue
@@ -222,6 +230,11 @@ impl AppState {
         &self.0.token_cache
     }
 
+    /// Authenticated OAuth client rows (see [`crate::oauth::cache::ClientCache`]).
+    pub fn client_cache(&self) -> &crate::oauth::cache::ClientCache {
+        &self.0.client_cache
+    }
+
     /// Metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
@@ -235,6 +248,11 @@ impl AppState {
     /// Whether this instance terminates TLS.
     pub fn tls_enabled(&self) -> bool {
         self.0.settings.tls_enabled()
+    }
+
+    /// Calls to other OB 3.0 hosts (connections and imports) per owner.
+    pub fn host_call_limiter(&self) -> &Limiter {
+        &self.0.host_call_limiter
     }
 
     /// Where this instance's rate-limit counters live (Redis when `redis_url` is set): build
@@ -383,6 +401,11 @@ impl AppState {
             ),
             rate_limits.clone(),
         );
+        let host_call_limiter = Limiter::new(
+            "host_calls",
+            Quota::per_minute(settings.host_calls_per_minute),
+            rate_limits.clone(),
+        );
         let verifier = Verifier::new(FetchPolicy {
             allow_http: settings.verify_fetch_allow_http,
             allow_private: settings.verify_fetch_allow_private,
@@ -423,14 +446,17 @@ impl AppState {
             revocation_cache: RevocationListCache::default(),
             issuance_contexts: ContextCache::new(revalidate),
             issuance_queue: IssuanceQueue::default(),
+            grant_queue: crate::oauth::grant_writer::GrantQueue::default(),
             status_queue: StatusQueue::default(),
             in_flight_slots: Arc::new(InFlight::default()),
             token_cache: TokenCache::default(),
+            client_cache: crate::oauth::cache::ClientCache::default(),
             public_url,
             rate_limits,
             auth_limiter,
             auth_failures,
             verify_limiter,
+            host_call_limiter,
             verifier,
             accounts,
             _database_lock: database_lock,
@@ -634,7 +660,13 @@ impl App {
         let rotation = tokio::spawn(rotation_loop(state.clone()));
         let mut background = vec![rotation];
         background.push(tokio::spawn(registration_cleanup_loop(state.clone())));
-        // Group-commit writers: single issuances and single status changes.
+        // Group-commit writers: single issuances, single status changes and token grants.
+        if let Some(rx) = state.grant_queue().take_receiver() {
+            background.push(tokio::spawn(crate::oauth::grant_writer::run(
+                state.clone(),
+                rx,
+            )));
+        }
         if let Some(rx) = state.issuance_queue().take_receiver() {
             background.push(tokio::spawn(crate::issue::queue::run(state.clone(), rx)));
         }

@@ -213,6 +213,10 @@ pub struct Settings {
     /// `OXBADGE_HOST_LOGO_URI`: our `logo_uri` there. Default `OXBADGE_IMAGE_URL`, else
     /// `<client URI>/static/logo.png`.
     pub host_logo_uri: Option<Url>,
+    /// `OXBADGE_HOST_CALLS_PER_MINUTE`: host connections and imports each earner or issuer may
+    /// start per minute (each calls another host; all of them at once from a full budget).
+    /// Default 20.
+    pub host_calls_per_minute: u32,
     /// `OXBADGE_REDIS_URL`: Redis holding the rate-limit counters (token endpoint per address and
     /// per client id, sign-in / registration / password reset per address, verification per
     /// address), e.g. `redis://127.0.0.1:6379`, so every instance using it shares one limit.
@@ -294,6 +298,7 @@ impl Default for Settings {
             host_client_name: "oxbadge".to_owned(),
             host_client_uri: None,
             host_logo_uri: None,
+            host_calls_per_minute: 20,
             redis_url: None,
             redis_key_prefix: "oxbadge:rl:".to_owned(),
             redis_timeout_ms: 50,

@@ -283,6 +283,57 @@ impl ApiResponse for ApiError {
     }
 }
 
+/// [`ApiError`] from an operation that calls another host: documents 502 (the other host answered
+/// with an error or refused our token) and 504 (it could not be reached in time) besides the usual
+/// errors.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct UpstreamError(#[from] pub ApiError);
+
+impl ResponseError for UpstreamError {
+    fn status(&self) -> StatusCode {
+        self.0.status()
+    }
+
+    fn as_response(&self) -> Response {
+        self.0.as_response()
+    }
+}
+
+const UPSTREAM_ERRORS: &[(u16, &str)] = &[
+    (
+        502,
+        "The other host answered with an error or refused our token",
+    ),
+    (504, "The other host could not be reached in time"),
+];
+
+impl ApiResponse for UpstreamError {
+    fn meta() -> MetaResponses {
+        let mut meta = ApiError::meta();
+        meta.responses.extend(
+            UPSTREAM_ERRORS
+                .iter()
+                .map(|(status, description)| MetaResponse {
+                    description,
+                    status: Some(*status),
+                    status_range: None,
+                    content: vec![MetaMediaType {
+                        content_type: PROBLEM_JSON,
+                        schema: Problem::schema_ref(),
+                    }],
+                    headers: vec![],
+                }),
+        );
+        meta.responses.sort_by_key(|r| r.status);
+        meta
+    }
+
+    fn register(registry: &mut Registry) {
+        ApiError::register(registry);
+    }
+}
+
 /// Which error vocabulary a path answers in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorFamily {
@@ -333,7 +384,10 @@ pub fn render_error(err: poem::Error, family: ErrorFamily, request_id: Option<&s
     if let Some(oauth) = err.downcast_ref::<crate::oauth::OAuthError>() {
         return oauth.as_response();
     }
-    let mut problem = match err.downcast_ref::<ApiError>() {
+    let api = err
+        .downcast_ref::<ApiError>()
+        .or_else(|| err.downcast_ref::<UpstreamError>().map(|u| &u.0));
+    let mut problem = match api {
         Some(api) => {
             if family == ErrorFamily::Service {
                 let mut p = api.to_problem();

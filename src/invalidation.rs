@@ -73,7 +73,10 @@ pub fn evict(state: &AppState, change: &Change) {
             state.verifier().keys_changed();
         }
         Change::Principal(p) => state.token_cache().evict_principal(p),
-        Change::Client(id) => state.token_cache().evict_client(id),
+        Change::Client(id) => {
+            state.token_cache().evict_client(id);
+            state.client_cache().evict(id);
+        }
         Change::AccessToken(hash) => state.token_cache().evict_token(hash),
     }
 }

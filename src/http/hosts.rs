@@ -15,7 +15,7 @@ use super::{
 use crate::{
     app::AppState,
     db::host_connection,
-    error::ApiError,
+    error::{ApiError, UpstreamError},
     ob3::consumer::{
         ConsumerError,
         connection::{self, Access, Owner},
@@ -24,6 +24,12 @@ use crate::{
         remote_host::HostBase,
     },
 };
+
+impl From<ConsumerError> for UpstreamError {
+    fn from(err: ConsumerError) -> Self {
+        Self(err.into())
+    }
+}
 
 impl From<ConsumerError> for ApiError {
     fn from(err: ConsumerError) -> Self {
@@ -60,6 +66,9 @@ impl From<ConsumerError> for ApiError {
                 detail,
             },
             ConsumerError::Forbidden => ApiError::InsufficientRole { required: "issuer" },
+            ConsumerError::RateLimited(wait) => ApiError::TooManyRequests {
+                retry_after_secs: wait.as_secs().max(1),
+            },
             ConsumerError::Envelope(e) => ApiError::internal(e),
             ConsumerError::Db(e) => e.into(),
         }
@@ -251,7 +260,7 @@ async fn start(
     owner: Owner,
     user_id: &str,
     body: ConnectHostRequest,
-) -> Result<StartResponse, ApiError> {
+) -> Result<StartResponse, UpstreamError> {
     let access = body
         .access
         .map(Access::from)
@@ -298,7 +307,7 @@ impl HostsApi {
         SessionWriter(caller): SessionWriter,
         state: Data<&AppState>,
         body: Json<ConnectHostRequest>,
-    ) -> Result<StartResponse, ApiError> {
+    ) -> Result<StartResponse, UpstreamError> {
         let user = caller.user.user_id.clone();
         start(&state, Owner::User(user.clone()), &user, body.0).await
     }
@@ -318,7 +327,7 @@ impl HostsApi {
         state: Data<&AppState>,
         /// The connection.
         id: Path<String>,
-    ) -> Result<Json<ImportReportBody>, ApiError> {
+    ) -> Result<Json<ImportReportBody>, UpstreamError> {
         let owner = Owner::User(caller.user.user_id.clone());
         let row = connection::get(state.db(), &owner, &id.0).await?;
         Ok(Json(import::import(&state, row).await?.into()))
@@ -336,7 +345,7 @@ impl HostsApi {
         state: Data<&AppState>,
         /// The connection.
         id: Path<String>,
-    ) -> Result<DisconnectResponse, ApiError> {
+    ) -> Result<DisconnectResponse, UpstreamError> {
         let owner = Owner::User(caller.user.user_id.clone());
         let row = connection::get(state.db(), &owner, &id.0).await?;
         connection::disconnect(&state, row).await?;
@@ -376,7 +385,7 @@ impl HostsApi {
         /// The issuer.
         id: Path<String>,
         body: Json<ConnectHostRequest>,
-    ) -> Result<StartResponse, ApiError> {
+    ) -> Result<StartResponse, UpstreamError> {
         start(&state, Owner::Issuer(id.0), &caller.user.user_id, body.0).await
     }
 
@@ -395,7 +404,7 @@ impl HostsApi {
         /// The connection.
         connection_id: Path<String>,
         body: Json<PushCredentialRequest>,
-    ) -> Result<Json<PushResult>, ApiError> {
+    ) -> Result<Json<PushResult>, UpstreamError> {
         let owner = Owner::Issuer(id.0);
         connection::authorize_owner(state.db(), &caller.user.user_id, &owner).await?;
         let row = connection::get(state.db(), &owner, &connection_id.0).await?;
@@ -420,7 +429,7 @@ impl HostsApi {
         id: Path<String>,
         /// The connection.
         connection_id: Path<String>,
-    ) -> Result<Json<PushResult>, ApiError> {
+    ) -> Result<Json<PushResult>, UpstreamError> {
         let owner = Owner::Issuer(id.0);
         connection::authorize_owner(state.db(), &caller.user.user_id, &owner).await?;
         let row = connection::get(state.db(), &owner, &connection_id.0).await?;
@@ -445,7 +454,7 @@ impl HostsApi {
         id: Path<String>,
         /// The connection.
         connection_id: Path<String>,
-    ) -> Result<DisconnectResponse, ApiError> {
+    ) -> Result<DisconnectResponse, UpstreamError> {
         let owner = Owner::Issuer(id.0);
         connection::authorize_owner(state.db(), &caller.user.user_id, &owner).await?;
         let row = connection::get(state.db(), &owner, &connection_id.0).await?;

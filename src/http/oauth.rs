@@ -21,7 +21,9 @@ use crate::{
     oauth::{
         OAuthError,
         client_auth::{self, PresentedClient},
-        code_exchange, refresh_family, tokens,
+        code_exchange,
+        grant_writer::{self, Grant, Granted},
+        refresh_family,
     },
 };
 
@@ -190,13 +192,21 @@ async fn client_credentials(
             "this client may not use the client_credentials grant",
         ));
     }
-    let grant = tokens::issue_token(
-        state.db(),
-        client,
-        form.scope.as_deref(),
-        state.settings().access_token_ttl_secs,
+    let granted = grant_writer::submit(
+        state,
+        Grant::ClientCredentials {
+            client: client.clone(),
+            scope: form.scope.clone(),
+            ttl_secs: state.settings().access_token_ttl_secs,
+        },
     )
-    .await?;
+    .await;
+    let Granted::ClientCredentials(result) = granted else {
+        return Err(OAuthError::server_error(
+            &"the token writer answered another grant",
+        ));
+    };
+    let grant = result?;
     Ok(TokenBody {
         access_token: grant.access_token.expose_secret().to_owned(),
         token_type: "Bearer".into(),
@@ -212,22 +222,32 @@ async fn authorization_code(
     form: &TokenRequest,
 ) -> Result<TokenBody, OAuthError> {
     let settings = state.settings();
-    let exchanged = code_exchange::exchange(
-        state.db(),
-        state.clock().now(),
-        client,
-        code_exchange::CodeRequest {
-            code: form.code.as_deref(),
-            redirect_uri: form.redirect_uri.as_deref(),
-            code_verifier: form.code_verifier.as_deref(),
-        },
-        code_exchange::Issued {
-            access_ttl_secs: settings.user_token_ttl_secs,
-            refresh: settings.refresh_lifetimes(),
+    let request = code_exchange::CodeRequest {
+        code: form.code.as_deref(),
+        redirect_uri: form.redirect_uri.as_deref(),
+        code_verifier: form.code_verifier.as_deref(),
+    }
+    .check()
+    .map_err(|failure| failure.error)?;
+    let granted = grant_writer::submit(
+        state,
+        Grant::Code {
+            client: client.clone(),
+            now: state.clock().now(),
+            request,
+            issued: code_exchange::Issued {
+                access_ttl_secs: settings.user_token_ttl_secs,
+                refresh: settings.refresh_lifetimes(),
+            },
         },
     )
-    .await
-    .map_err(|failure| {
+    .await;
+    let Granted::Code(result) = granted else {
+        return Err(OAuthError::server_error(
+            &"the token writer answered another grant",
+        ));
+    };
+    let exchanged = result.map_err(|failure| {
         if let Some(user) = failure.grant_revoked_for {
             state.token_cache().evict_principal(&Principal::User(user));
         }
@@ -255,17 +275,25 @@ async fn refresh(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let settings = state.settings();
-    let refreshed = refresh_family::refresh(
-        state.db(),
-        state.clock().now(),
-        client,
-        presented,
-        form.scope.as_deref(),
-        settings.refresh_lifetimes(),
-        settings.user_token_ttl_secs,
+    let request = refresh_family::check_request(presented, form.scope.as_deref())
+        .map_err(|failure| failure.error)?;
+    let granted = grant_writer::submit(
+        state,
+        Grant::Refresh {
+            client: client.clone(),
+            now: state.clock().now(),
+            request,
+            lifetimes: settings.refresh_lifetimes(),
+            access_ttl_secs: settings.user_token_ttl_secs,
+        },
     )
-    .await
-    .map_err(|failure| {
+    .await;
+    let Granted::Refresh(result) = granted else {
+        return Err(OAuthError::server_error(
+            &"the token writer answered another grant",
+        ));
+    };
+    let refreshed = result.map_err(|failure| {
         if let Some(user) = failure.family_revoked_for {
             state.token_cache().evict_principal(&Principal::User(user));
         }
@@ -313,7 +341,14 @@ pub(crate) async fn authenticate_caller(
         );
         return Err(OAuthError::rate_limited_for(wait));
     }
-    match client_auth::authenticate(state.db(), &presented, allow_public).await {
+    match client_auth::authenticate(
+        state.db(),
+        Some(state.client_cache()),
+        &presented,
+        allow_public,
+    )
+    .await
+    {
         Ok(client) if confidential => Ok(client),
         Ok(client) => match ip_wait {
             Some(wait) => Err(OAuthError::rate_limited_for(wait)),

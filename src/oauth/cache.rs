@@ -1,7 +1,7 @@
-//! A short-lived in-memory cache of resolved bearer tokens, keyed by the token's SHA-256 (the
-//! token itself is never held). A hit still checks the token's own expiry; entries live at most
-//! `TTL`; disabling a client on this instance evicts its tokens at once. Another instance may honour
-//! a disabled client's token for at most `TTL`.
+//! Short-lived in-memory caches: resolved bearer tokens, keyed by the token's SHA-256 (the token
+//! itself is never held), and authenticated client rows. A token hit still checks the token's own
+//! expiry; entries live at most `TTL`; disabling a client on this instance evicts its tokens and its
+//! row at once. Another instance may honour a disabled client for at most `TTL`.
 
 use std::{
     collections::HashMap,
@@ -66,6 +66,43 @@ impl TokenCache {
     }
 }
 
+/// Authenticated clients by id, for at most [`TTL`]: the token, revocation and introspection
+/// endpoints check a presented secret against the cached row's hash (in constant time, as against
+/// the database's) instead of reading the row on every request. Disabling, re-keying, updating or
+/// deleting a client evicts it here at once and, on PostgreSQL, on every other instance
+/// ([`crate::invalidation::Change::Client`]); whatever is not announced lasts at most [`TTL`], the
+/// same window as a disabled client's cached tokens.
+#[derive(Default)]
+pub struct ClientCache {
+    entries: RwLock<HashMap<String, (crate::db::oauth_client::Model, Instant)>>,
+}
+
+impl ClientCache {
+    /// The cached row of `client_id`, when it was read less than [`TTL`] ago.
+    pub fn get(&self, client_id: &str) -> Option<crate::db::oauth_client::Model> {
+        let map = self.entries.read().ok()?;
+        let (client, at) = map.get(client_id)?;
+        (at.elapsed() < TTL).then(|| client.clone())
+    }
+
+    /// Remembers a row read from the database.
+    pub fn put(&self, client: crate::db::oauth_client::Model) {
+        if let Ok(mut map) = self.entries.write() {
+            if map.len() >= CAPACITY {
+                map.clear();
+            }
+            map.insert(client.id.clone(), (client, Instant::now()));
+        }
+    }
+
+    /// Forgets `client_id` (it was disabled, re-keyed, updated or deleted).
+    pub fn evict(&self, client_id: &str) {
+        if let Ok(mut map) = self.entries.write() {
+            map.remove(client_id);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +135,43 @@ mod tests {
         assert!(cache.get("b").is_some());
         cache.evict_principal(&Principal::Client("c2".into()));
         assert!(cache.get("b").is_none());
+    }
+
+    #[test]
+    fn clients_are_evicted_by_id() {
+        use crate::db::oauth_client;
+        let cache = ClientCache::default();
+        let now = Utc::now();
+        let client = |id: &str| oauth_client::Model {
+            id: id.into(),
+            name: id.into(),
+            secret_hash: String::new(),
+            scopes: String::new(),
+            kind: "service".into(),
+            created_at: now,
+            disabled_at: None,
+            global: false,
+            redirect_uris: String::new(),
+            updated_at: None,
+            client_uri: None,
+            logo_uri: None,
+            tos_uri: None,
+            policy_uri: None,
+            software_id: None,
+            software_version: None,
+            contacts: None,
+            grant_types: None,
+            response_types: None,
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            registration_token_hash: None,
+            registered_dynamically: false,
+            first_token_at: None,
+        };
+        cache.put(client("c1"));
+        cache.put(client("c2"));
+        assert_eq!(cache.get("c1").map(|c| c.id), Some("c1".to_owned()));
+        cache.evict("c1");
+        assert!(cache.get("c1").is_none());
+        assert!(cache.get("c2").is_some());
     }
 }

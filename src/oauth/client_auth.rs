@@ -4,7 +4,7 @@
 //! tokens). A dynamically registered confidential client must use the method it registered.
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use sea_orm::{ConnectionTrait, EntityTrait};
+use sea_orm::ConnectionTrait;
 
 use super::{OAuthError, client_metadata::TokenEndpointAuthMethod, tokens};
 use crate::db::oauth_client;
@@ -100,6 +100,7 @@ pub fn parse_basic(value: &str) -> Result<(String, String), OAuthError> {
 /// leaves its secret out is refused like a wrong secret.
 pub async fn authenticate(
     db: &impl ConnectionTrait,
+    cache: Option<&super::cache::ClientCache>,
     presented: &PresentedClient,
     allow_public: bool,
 ) -> Result<oauth_client::Model, OAuthError> {
@@ -109,16 +110,15 @@ pub async fn authenticate(
             client_secret,
             basic,
         } => {
-            let client = tokens::authenticate_client(db, client_id, client_secret, *basic).await?;
+            let client =
+                tokens::authenticate_client(db, cache, client_id, client_secret, *basic).await?;
             registered_method_used(client, *basic)
         }
         PresentedClient::Public { client_id } => {
             if !allow_public || client_id.is_empty() || client_id.chars().any(char::is_control) {
                 return Err(OAuthError::invalid_client(false));
             }
-            let client = oauth_client::Entity::find_by_id(client_id.clone())
-                .one(db)
-                .await?;
+            let client = tokens::find_client(db, cache, client_id).await?;
             match client {
                 Some(c)
                     if c.disabled_at.is_none()

@@ -5,7 +5,9 @@
 //! the code (RFC 6749 §4.1.2, RFC 9700 §4.14).
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr,
+};
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -95,7 +97,46 @@ async fn revoke_grant(
     Ok(())
 }
 
-/// Exchanges a code for the authenticated `client`.
+/// A token request's code parameters, checked for presence and shape (no database involved yet).
+#[derive(Debug, Clone)]
+pub struct CheckedCode {
+    pub code: String,
+    pub redirect_uri: String,
+    pub code_verifier: String,
+}
+
+impl CodeRequest<'_> {
+    /// Refuses a request that lacks a parameter or whose code cannot be one of ours.
+    pub fn check(self) -> Result<CheckedCode, ExchangeFailure> {
+        let code = self
+            .code
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+        let redirect_uri = self
+            .redirect_uri
+            .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
+        let verifier = self
+            .code_verifier
+            .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
+        if !authorization::code_well_formed(code) {
+            return Err(invalid_grant("the authorization code is not valid").into());
+        }
+        Ok(CheckedCode {
+            code: code.to_owned(),
+            redirect_uri: redirect_uri.to_owned(),
+            code_verifier: verifier.to_owned(),
+        })
+    }
+}
+
+impl ExchangeFailure {
+    /// Whether the refusal wrote something that must be committed (a replay revoked the grant).
+    pub fn keeps_writes(&self) -> bool {
+        self.grant_revoked_for.is_some()
+    }
+}
+
+/// Exchanges a code for the authenticated `client` in a transaction of its own.
 pub async fn exchange(
     db: &DatabaseConnection,
     now: DateTime<Utc>,
@@ -103,21 +144,32 @@ pub async fn exchange(
     request: CodeRequest<'_>,
     issued: Issued,
 ) -> Result<Exchanged, ExchangeFailure> {
-    let code = request
-        .code
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
-    let redirect_uri = request
-        .redirect_uri
-        .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
-    let verifier = request
-        .code_verifier
-        .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
-    if !authorization::code_well_formed(code) {
-        return Err(invalid_grant("the authorization code is not valid").into());
-    }
+    let request = request.check()?;
     let txn = db::begin_write(db).await?;
-    let row = authorization::find_code(&txn, code)
+    let result = exchange_in(&txn, now, client, &request, issued).await;
+    if result
+        .as_ref()
+        .map_or_else(ExchangeFailure::keeps_writes, |_| true)
+    {
+        txn.commit().await?;
+    }
+    result
+}
+
+/// Exchanges a checked code inside the caller's write transaction (or savepoint). The caller
+/// commits when this succeeds or when the failure [`keeps_writes`](ExchangeFailure::keeps_writes),
+/// and rolls back otherwise.
+pub async fn exchange_in(
+    txn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    client: &oauth_client::Model,
+    request: &CheckedCode,
+    issued: Issued,
+) -> Result<Exchanged, ExchangeFailure> {
+    let code = request.code.as_str();
+    let redirect_uri = request.redirect_uri.as_str();
+    let verifier = request.code_verifier.as_str();
+    let row = authorization::find_code(txn, code)
         .await?
         .ok_or_else(|| invalid_grant("the authorization code is not valid"))?;
     if row.client_id != client.id {
@@ -128,8 +180,7 @@ pub async fn exchange(
     match state.exchange(now) {
         Ok(_) => {}
         Err(ExchangeRefused::Replayed) => {
-            revoke_grant(&txn, &row, &client.id, now).await?;
-            txn.commit().await?;
+            revoke_grant(txn, &row, &client.id, now).await?;
             return Err(ExchangeFailure {
                 error: invalid_grant("the authorization code was already used"),
                 grant_revoked_for: Some(row.user_id),
@@ -148,20 +199,19 @@ pub async fn exchange(
         .filter(authorization_code::Column::Id.eq(row.id.clone()))
         .filter(authorization_code::Column::ExchangedAt.is_null())
         .filter(authorization_code::Column::RevokedAt.is_null())
-        .exec(&txn)
+        .exec(txn)
         .await?
         .rows_affected;
     if won == 0 {
         // A concurrent exchange won between our read and our write: this one is the replay.
-        revoke_grant(&txn, &row, &client.id, now).await?;
-        txn.commit().await?;
+        revoke_grant(txn, &row, &client.id, now).await?;
         return Err(ExchangeFailure {
             error: invalid_grant("the authorization code was already used"),
             grant_revoked_for: Some(row.user_id),
         });
     }
     // Capped again by what the user and the client may hold now.
-    let ceiling = authorization::scope_ceiling(&txn, &row.user_id).await?;
+    let ceiling = authorization::scope_ceiling(txn, &row.user_id).await?;
     let client_allowed = ScopeSet::parse(&client.scopes).unwrap_or_default();
     let approved = ScopeSet::parse(&row.scopes).unwrap_or_default();
     let scopes: ScopeSet = approved
@@ -171,8 +221,8 @@ pub async fn exchange(
     if scopes.is_empty() {
         return Err(invalid_grant("nothing of the grant can be issued any more").into());
     }
-    let access = tokens::store_grant_token(
-        &txn,
+    let access = tokens::insert_token(
+        txn,
         &client.id,
         Some(&row.user_id),
         Some(&row.id),
@@ -184,7 +234,7 @@ pub async fn exchange(
         let family_expires_at = now + issued.refresh.absolute;
         Some(
             refresh_family::store(
-                &txn,
+                txn,
                 db::new_id(),
                 &row.id,
                 &client.id,
@@ -204,11 +254,11 @@ pub async fn exchange(
             .col_expr(oauth_client::Column::FirstTokenAt, Expr::value(now))
             .filter(oauth_client::Column::Id.eq(client.id.clone()))
             .filter(oauth_client::Column::FirstTokenAt.is_null())
-            .exec(&txn)
+            .exec(txn)
             .await?;
     }
     audit_event::record(
-        &txn,
+        txn,
         &format!("client:{}", client.id),
         "oauth.code_exchanged",
         "grant",
@@ -216,7 +266,6 @@ pub async fn exchange(
         json!({"userId": row.user_id, "scopes": scopes.to_string(), "refreshToken": refresh_token.is_some()}),
     )
     .await?;
-    txn.commit().await?;
     Ok(Exchanged {
         access,
         refresh_token,

@@ -12,6 +12,7 @@ pub mod client_metadata;
 pub mod clients;
 pub mod code_exchange;
 pub mod consents;
+pub mod grant_writer;
 pub mod introspection;
 pub mod metadata;
 pub mod pkce;

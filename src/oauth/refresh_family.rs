@@ -207,18 +207,18 @@ fn invalid_grant(why: impl Into<String>) -> OAuthError {
     OAuthError::invalid_grant(why)
 }
 
-/// The `refresh_token` grant for the authenticated `client`: rotates `presented` and issues a new
-/// access token (scopes narrowed to `requested`, capped by what the user and client may still have)
-/// and a new refresh token of the same family.
-pub async fn refresh(
-    db: &DatabaseConnection,
-    now: DateTime<Utc>,
-    client: &oauth_client::Model,
+/// A refresh request checked for shape (no database involved yet).
+#[derive(Debug, Clone)]
+pub struct CheckedRefresh {
+    pub presented: String,
+    pub requested: Option<ScopeSet>,
+}
+
+/// Refuses a refresh token that cannot be one of ours and a scope that does not parse.
+pub fn check_request(
     presented: &str,
     requested: Option<&str>,
-    lifetimes: RefreshLifetimes,
-    access_ttl_secs: u64,
-) -> Result<Refreshed, RefreshFailure> {
+) -> Result<CheckedRefresh, RefreshFailure> {
     if !presented.starts_with(REFRESH_TOKEN_PREFIX) || presented.len() > 128 {
         return Err(invalid_grant("the refresh token is not valid").into());
     }
@@ -228,10 +228,59 @@ pub async fn refresh(
         }
         None => None,
     };
+    Ok(CheckedRefresh {
+        presented: presented.to_owned(),
+        requested,
+    })
+}
+
+impl RefreshFailure {
+    /// Whether the refusal wrote something that must be committed (reuse revoked the family).
+    pub fn keeps_writes(&self) -> bool {
+        self.family_revoked_for.is_some()
+    }
+}
+
+/// The `refresh_token` grant for the authenticated `client`, in a transaction of its own: rotates
+/// `presented` and issues a new access token (scopes narrowed to `requested`, capped by what the
+/// user and client may still have) and a new refresh token of the same family.
+pub async fn refresh(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+    client: &oauth_client::Model,
+    presented: &str,
+    requested: Option<&str>,
+    lifetimes: RefreshLifetimes,
+    access_ttl_secs: u64,
+) -> Result<Refreshed, RefreshFailure> {
+    let request = check_request(presented, requested)?;
     let txn = db::begin_write(db).await?;
+    let result = refresh_in(&txn, now, client, &request, lifetimes, access_ttl_secs).await;
+    if result
+        .as_ref()
+        .map_or_else(RefreshFailure::keeps_writes, |_| true)
+    {
+        txn.commit().await?;
+    }
+    result
+}
+
+/// [`refresh`] inside the caller's write transaction (or savepoint). The caller commits when this
+/// succeeds or when the failure [`keeps_writes`](RefreshFailure::keeps_writes), and rolls back
+/// otherwise.
+pub async fn refresh_in(
+    txn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    client: &oauth_client::Model,
+    request: &CheckedRefresh,
+    lifetimes: RefreshLifetimes,
+    access_ttl_secs: u64,
+) -> Result<Refreshed, RefreshFailure> {
+    let presented = request.presented.as_str();
+    let requested = request.requested;
     let row = refresh_token::Entity::find()
         .filter(refresh_token::Column::TokenHash.eq(hash_secret(presented)))
-        .one(&txn)
+        .one(txn)
         .await?
         .filter(|r| r.client_id == client.id)
         .ok_or_else(|| invalid_grant("the refresh token is not valid"))?;
@@ -241,9 +290,9 @@ pub async fn refresh(
     let scopes = match state.rotate(now, granted, requested) {
         Ok(scopes) => scopes,
         Err(RefreshRefused::Reused) => {
-            let (refresh, access) = revoke_family(&txn, &row.grant_id, now).await?;
+            let (refresh, access) = revoke_family(txn, &row.grant_id, now).await?;
             audit_event::record(
-                &txn,
+                txn,
                 &format!("client:{}", client.id),
                 "oauth.refresh_reuse_detected",
                 "grant",
@@ -251,7 +300,6 @@ pub async fn refresh(
                 json!({"userId": row.user_id, "refreshTokensRevoked": refresh, "accessTokensRevoked": access}),
             )
             .await?;
-            txn.commit().await?;
             tracing::warn!(client_id = %client.id, grant = %row.grant_id, "refresh token reuse: family revoked");
             return Err(RefreshFailure {
                 error: invalid_grant(RefreshRefused::Reused.to_string()),
@@ -264,7 +312,7 @@ pub async fn refresh(
         Err(other) => return Err(invalid_grant(other.to_string()).into()),
     };
     // What the user and the client may hold today (a membership may have been removed since).
-    let ceiling = authorization::scope_ceiling(&txn, &row.user_id).await?;
+    let ceiling = authorization::scope_ceiling(txn, &row.user_id).await?;
     let client_allowed = ScopeSet::parse(&client.scopes).unwrap_or_default();
     let access_scopes: ScopeSet = scopes
         .iter()
@@ -283,20 +331,19 @@ pub async fn refresh(
         .filter(refresh_token::Column::Id.eq(row.id.clone()))
         .filter(refresh_token::Column::ConsumedAt.is_null())
         .filter(refresh_token::Column::RevokedAt.is_null())
-        .exec(&txn)
+        .exec(txn)
         .await?
         .rows_affected;
     if swapped == 0 {
         // Another request rotated it between our read and our write: a reuse.
-        revoke_family(&txn, &row.grant_id, now).await?;
-        txn.commit().await?;
+        revoke_family(txn, &row.grant_id, now).await?;
         return Err(RefreshFailure {
             error: invalid_grant(RefreshRefused::Reused.to_string()),
             family_revoked_for: Some(row.user_id),
         });
     }
     let refresh_token = store(
-        &txn,
+        txn,
         successor_id,
         &row.grant_id,
         &client.id,
@@ -307,8 +354,8 @@ pub async fn refresh(
         row.family_expires_at,
     )
     .await?;
-    let access = tokens::store_grant_token(
-        &txn,
+    let access = tokens::insert_token(
+        txn,
         &client.id,
         Some(&row.user_id),
         Some(&row.grant_id),
@@ -316,7 +363,6 @@ pub async fn refresh(
         access_ttl_secs,
     )
     .await?;
-    txn.commit().await?;
     tracing::info!(client_id = %client.id, grant = %row.grant_id, "refresh token rotated");
     Ok(Refreshed {
         access,

@@ -199,10 +199,29 @@ where
     Ok(exists)
 }
 
+/// A client row, from `cache` when it holds a fresh one (only existing clients are cached).
+pub async fn find_client(
+    db: &impl ConnectionTrait,
+    cache: Option<&super::cache::ClientCache>,
+    client_id: &str,
+) -> Result<Option<oauth_client::Model>, sea_orm::DbErr> {
+    if let Some(hit) = cache.and_then(|c| c.get(client_id)) {
+        return Ok(Some(hit));
+    }
+    let client = oauth_client::Entity::find_by_id(client_id.to_owned())
+        .one(db)
+        .await?;
+    if let (Some(cache), Some(row)) = (cache, &client) {
+        cache.put(row.clone());
+    }
+    Ok(client)
+}
+
 /// Checks a client's id and secret. Unknown clients cost the same hash and comparison as known
 /// ones, so timing does not reveal which client ids exist.
 pub async fn authenticate_client(
     db: &impl ConnectionTrait,
+    cache: Option<&super::cache::ClientCache>,
     client_id: &str,
     client_secret: &str,
     basic: bool,
@@ -212,9 +231,7 @@ pub async fn authenticate_client(
         tracing::info!("client authentication failed: malformed client_id");
         return Err(OAuthError::invalid_client(basic));
     }
-    let client = oauth_client::Entity::find_by_id(client_id.to_owned())
-        .one(db)
-        .await?;
+    let client = find_client(db, cache, client_id).await?;
     let presented = hash_secret(client_secret);
     let stored = client
         .as_ref()
@@ -294,7 +311,8 @@ pub async fn store_grant_token(
     Ok(grant)
 }
 
-async fn insert_token(
+/// Stores a new access token (no other write: see [`store_grant_token`] for the first-token mark).
+pub(crate) async fn insert_token(
     db: &impl ConnectionTrait,
     client_id: &str,
     user_id: Option<&str>,

@@ -212,6 +212,19 @@ pub async fn collect(db: &DatabaseConnection, user_id: &str) -> Result<i64, DbEr
         }
         total = renumber(&txn, user_id).await?;
     }
+    if backend == sea_orm::DbBackend::Postgres {
+        // The INSERT below reads credentials in index order, so its anti-join runs while the
+        // rows are being inserted. On an empty or freshly grown ob3_holdings (no statistics yet)
+        // PostgreSQL probes it with a sequential scan (or a materialized copy of every holding)
+        // per candidate, which rescans what this very statement inserts: quadratic, more than an
+        // hour for a first collection of 1M credentials. Index probes (or a merge anti-join over
+        // the index) keep it linear whatever the statistics say; nothing else in this
+        // transaction wants a sequential scan.
+        txn.execute_unprepared("SET LOCAL enable_seqscan = off")
+            .await?;
+        txn.execute_unprepared("SET LOCAL enable_material = off")
+            .await?;
+    }
     for key in &keys {
         let since = marks.get(key).map_or_else(epoch, |m| *m - margin);
         let inserted = txn

@@ -107,6 +107,13 @@ fn message(err: &ConsumerError) -> (StatusCode, String) {
             "That connection does not exist.".into(),
         ),
         ConsumerError::Forbidden => (StatusCode::FORBIDDEN, err.to_string()),
+        ConsumerError::RateLimited(wait) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "You have contacted other hosts many times in a short while. Try again in {} seconds.",
+                wait.as_secs().max(1)
+            ),
+        ),
         ConsumerError::Envelope(_) | ConsumerError::Db(_) => {
             tracing::error!(error = %err, "host connection failed");
             (

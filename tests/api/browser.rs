@@ -244,8 +244,32 @@ impl Browser {
     }
 
     /// Saves a PNG screenshot and returns its path.
+    /// A screenshot of the whole page (the window is made as tall as the document, up to 4,000
+    /// pixels, for the capture and then put back), kept under the screenshots directory.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let height = self
+            .cmd(
+                reqwest::Method::POST,
+                "/execute/sync",
+                Some(json!({"script": "return Math.max(document.documentElement.scrollHeight, document.body ? document.body.scrollHeight : 0) + (window.outerHeight - window.innerHeight);", "args": []})),
+            )
+            .await
+            .as_u64()
+            .unwrap_or(900)
+            .clamp(900, 4000);
+        self.cmd(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": 1024, "height": height})),
+        )
+        .await;
         let b64 = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
+        self.cmd(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": 1024, "height": 900})),
+        )
+        .await;
         let png = base64::engine::general_purpose::STANDARD
             .decode(b64.as_str().unwrap())
             .unwrap();

@@ -551,3 +551,118 @@ async fn invalid_grant_storms_from_one_client_are_limited() {
         .unwrap();
     assert!(wait >= 1);
 }
+
+/// Concurrent token requests are committed together by the grant writer, each keeping its own
+/// outcome: fresh exchanges and refreshes succeed, a code presented twice in the same burst has one
+/// winner and its grant dies, a refresh token presented twice likewise, a wrong verifier is
+/// refused without touching its code (which is then exchanged normally), and nothing else is
+/// affected.
+#[tokio::test]
+async fn a_burst_of_grants_commits_together_and_each_keeps_its_outcome() {
+    use futures_util::future::join_all;
+    let app = TestApp::spawn().await;
+    let (person, wallet) = setup(&app, "burst@example.com").await;
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        codes.push(code_for(&app, &person, &wallet, SCOPE).await);
+    }
+    let mut refresh_tokens = Vec::new();
+    for (code, verifier) in codes.drain(..4) {
+        let body = assert_tokens(exchange(&app, &wallet, &code, &verifier).await).await;
+        refresh_tokens.push(body["refresh_token"].as_str().unwrap().to_owned());
+    }
+    let (twice_code, twice_verifier) = codes.pop().unwrap();
+    let (bad_code, bad_verifier) = codes.pop().unwrap();
+    let reused = refresh_tokens.pop().unwrap();
+
+    // The burst: 6 fresh exchanges, 3 refreshes, one code twice, one refresh token twice, one
+    // wrong verifier, all at once.
+    let mut burst = Vec::new();
+    for (code, verifier) in &codes {
+        burst.push(("fresh-code", exchange(&app, &wallet, code, verifier)));
+    }
+    let mut outcomes: Vec<(&str, reqwest::Response)> = Vec::new();
+    let fresh = join_all(burst.into_iter().map(|(k, f)| async move { (k, f.await) }));
+    let (app_ref, wallet_ref) = (&app, &wallet);
+    let refreshes =
+        join_all(refresh_tokens.iter().map(|r| async move {
+            ("fresh-refresh", refresh(app_ref, wallet_ref, r, None).await)
+        }));
+    let doubles = async {
+        let (a, b, c, d, e) = tokio::join!(
+            exchange(&app, &wallet, &twice_code, &twice_verifier),
+            exchange(&app, &wallet, &twice_code, &twice_verifier),
+            refresh(&app, &wallet, &reused, None),
+            refresh(&app, &wallet, &reused, None),
+            exchange(
+                &app,
+                &wallet,
+                &bad_code,
+                "wrong-verifier-wrong-verifier-wrong-verifier-0"
+            ),
+        );
+        vec![
+            ("twice-code", a),
+            ("twice-code", b),
+            ("twice-refresh", c),
+            ("twice-refresh", d),
+            ("bad-verifier", e),
+        ]
+    };
+    let (f, r, d) = tokio::join!(fresh, refreshes, doubles);
+    outcomes.extend(f);
+    outcomes.extend(r);
+    outcomes.extend(d);
+
+    let mut twice_winners = Vec::new();
+    for (kind, resp) in outcomes {
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        match kind {
+            "fresh-code" | "fresh-refresh" => {
+                assert_eq!(status, 200, "{kind}: {body}");
+                let access = body["access_token"].as_str().unwrap();
+                assert_eq!(api_status(&app, access).await, 200, "{kind}");
+                assert!(body["refresh_token"].is_string(), "{kind}: {body}");
+            }
+            "twice-code" | "twice-refresh" => {
+                if status == 200 {
+                    twice_winners.push((kind, body["access_token"].as_str().unwrap().to_owned()));
+                } else {
+                    assert_eq!(
+                        (status, body["error"].as_str()),
+                        (400, Some("invalid_grant"))
+                    );
+                }
+            }
+            "bad-verifier" => {
+                assert_eq!(
+                    (status, body["error"].as_str()),
+                    (400, Some("invalid_grant")),
+                    "{body}"
+                );
+            }
+            other => unreachable!("{other}"),
+        }
+    }
+    // At most one winner each, and its tokens died with the replay.
+    for kind in ["twice-code", "twice-refresh"] {
+        assert!(
+            twice_winners.iter().filter(|(k, _)| *k == kind).count() <= 1,
+            "{kind}"
+        );
+    }
+    for (kind, access) in &twice_winners {
+        assert_eq!(
+            api_status(&app, access).await,
+            401,
+            "{kind}'s winner survived the replay"
+        );
+    }
+    // The refused verifier left its code usable.
+    let late = assert_tokens(exchange(&app, &wallet, &bad_code, &bad_verifier).await).await;
+    assert_eq!(
+        api_status(&app, late["access_token"].as_str().unwrap()).await,
+        200
+    );
+}

@@ -124,6 +124,7 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
     browser.click("button[type=submit]").await;
     browser.wait_for_text("Connect a badge host").await;
     assert_accessible(browser, &axe, "hosts").await;
+    browser.screenshot("ob3-consumer-01-hosts").await;
     browser.fill("#base_url", &p_base).await;
     browser.click("#access-full").await;
     browser
@@ -132,6 +133,7 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
     let text = browser.wait_for_text("Continue to").await;
     assert!(text.contains("oxbadge"), "P's info.title names it: {text}");
     assert_accessible(browser, &axe, "host continue").await;
+    browser.screenshot("ob3-consumer-02-continue").await;
 
     // C registered at P's x-imssf-registrationUrl with the metadata OB 3.0 requires.
     let pending = only_connection(c, &c_user).await;
@@ -169,6 +171,7 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
     assert!(consent.contains("Consumer Backpack"), "{consent}");
     browser.click("button[value=approve]").await;
     browser.wait_for_text("The host is connected.").await;
+    browser.screenshot("ob3-consumer-03-connected").await;
     assert!(browser.url().await.starts_with(&base_of(c)));
 
     // The tokens are stored sealed: nothing in C's row is a token P issued.
@@ -330,6 +333,7 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
         "{report}"
     );
     assert_accessible(browser, &axe, "import report").await;
+    browser.screenshot("ob3-consumer-04-import-report").await;
     let kept = oxbadge::db::ob3_upload::Entity::find()
         .all(c.state.db())
         .await
@@ -452,6 +456,7 @@ async fn certification_flow(browser: &Browser, p: &TestApp, c: &TestApp) {
         .click("form[action='/account/hosts/disconnect'] button[type=submit]")
         .await;
     browser.wait_for_text("The host is disconnected").await;
+    browser.screenshot("ob3-consumer-05-disconnected").await;
     let row = only_connection(c, &c_user).await;
     assert_eq!(row.status, "disconnected");
     assert!(row.access_token_sealed.is_none() && row.refresh_token_sealed.is_none());
@@ -767,4 +772,38 @@ async fn ob3_consumer_issuer_pushes_a_credential_and_its_profile_to_a_recipients
         .unwrap();
     assert_eq!(resp.status(), 204);
     assert_problem(push().await.unwrap(), 409, "host_not_connected").await;
+}
+
+/// Each earner may start only `host_calls_per_minute` connections or imports (each calls another
+/// host); beyond that a 429 problem with `Retry-After`, and other earners are unaffected.
+#[tokio::test]
+async fn ob3_consumer_limits_calls_to_other_hosts_per_owner() {
+    let c = TestApp::spawn_with(|s| {
+        s.verify_fetch_allow_http = true;
+        s.verify_fetch_allow_private = true;
+        s.host_calls_per_minute = 2;
+    })
+    .await;
+    create_user(&c, "eager@consumer.example", true).await;
+    create_user(&c, "calm@consumer.example", true).await;
+    let eager = session(&c, "eager@consumer.example").await;
+    let calm = session(&c, "calm@consumer.example").await;
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere = format!("http://127.0.0.1:{port}");
+    for _ in 0..2 {
+        assert_problem(connect(&c, &eager, &nowhere).await, 504, "host_unreachable").await;
+    }
+    let resp = connect(&c, &eager, &nowhere).await;
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_problem(resp, 429, "rate_limited").await;
+    assert_problem(connect(&c, &calm, &nowhere).await, 504, "host_unreachable").await;
 }

@@ -140,6 +140,17 @@ pub async fn authorize_owner(
 /// Starts connecting `owner` to the host at `base`: reads its discovery document, registers
 /// (or reuses our registration from an earlier connection of this owner to the host), and stores
 /// a pending authorization. The caller sends `user_id`'s browser to the answer's URL.
+/// Spends one of `owner`'s calls to other hosts (connections and imports share the budget,
+/// `OXBADGE_HOST_CALLS_PER_MINUTE`), so nobody can make this server hammer another host.
+pub async fn check_rate(state: &AppState, owner: &Owner) -> Result<(), ConsumerError> {
+    let subject = format!("{}:{}", owner.kind(), owner.id());
+    state
+        .host_call_limiter()
+        .check(&subject)
+        .await
+        .map_err(ConsumerError::RateLimited)
+}
+
 pub async fn start(
     state: &AppState,
     owner: &Owner,
@@ -148,6 +159,7 @@ pub async fn start(
     access: Access,
 ) -> Result<Started, ConsumerError> {
     authorize_owner(state.db(), user_id, owner).await?;
+    check_rate(state, owner).await?;
     let fetcher = state.verifier().fetcher();
     let host = remote_host::discover(fetcher, base).await?;
     let scope = access.scope();

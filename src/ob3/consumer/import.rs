@@ -175,6 +175,7 @@ pub async fn import(
             "only an earner's connection imports badges".into(),
         ));
     };
+    connection::check_rate(state, &row.owner()).await?;
     let api_origin = Url::parse(&row.api_base)
         .map_err(|e| ConsumerError::HostError(e.to_string()))?
         .origin();

@@ -49,6 +49,10 @@ pub enum ConsumerError {
     /// 403 `insufficient_role`: issuer connections need the role owner or issuer.
     #[error("connecting a host for an issuer requires the role owner or issuer there")]
     Forbidden,
+    /// 429 `rate_limited`: this owner started too many connections or imports in a short time
+    /// (each one calls another host); retry after the given wait.
+    #[error("too many calls to other hosts; retry later")]
+    RateLimited(std::time::Duration),
     /// 500: sealing or opening a secret failed (a KEK is missing).
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
