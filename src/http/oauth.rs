@@ -21,6 +21,7 @@ use crate::{
     oauth::{
         OAuthError,
         client_auth::{self, PresentedClient},
+        client_metadata::TokenEndpointAuthMethod,
         code_exchange,
         grant_writer::{self, Grant, Granted},
         refresh_family,
@@ -179,15 +180,14 @@ impl OAuthApi {
     }
 }
 
-/// `token_endpoint_auth_method` of public clients.
-const PUBLIC: &str = "none";
-
 async fn client_credentials(
     state: &AppState,
     client: &oauth_client::Model,
     form: &TokenRequest,
 ) -> Result<TokenBody, OAuthError> {
-    if client.kind != "service" || client.token_endpoint_auth_method == PUBLIC {
+    if client.kind != "service"
+        || client.token_endpoint_auth_method == TokenEndpointAuthMethod::None.as_str()
+    {
         return Err(OAuthError::unauthorized_client(
             "this client may not use the client_credentials grant",
         ));
@@ -322,10 +322,14 @@ pub(crate) async fn authenticate_caller(
 ) -> Result<oauth_client::Model, OAuthError> {
     let ip_wait = state.auth_rate_limit_wait(req).await;
     let limited = |err: OAuthError| ip_wait.map(OAuthError::rate_limited_for).unwrap_or(err);
-    let authorization = req
-        .headers()
-        .get(poem::http::header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let authorization = match req.headers().get(poem::http::header::AUTHORIZATION) {
+        None => None,
+        Some(value) => match value.to_str() {
+            Ok(text) => Some(text),
+            // Not even text: no credentials we could parse (answered like a malformed Basic).
+            Err(_) => return Err(limited(OAuthError::invalid_client(true))),
+        },
+    };
     let presented =
         PresentedClient::from_parts(authorization, form_id, form_secret).map_err(limited)?;
     let confidential = matches!(presented, PresentedClient::Confidential { .. });

@@ -807,3 +807,177 @@ async fn ob3_consumer_limits_calls_to_other_hosts_per_owner() {
     assert_problem(resp, 429, "rate_limited").await;
     assert_problem(connect(&c, &calm, &nowhere).await, 504, "host_unreachable").await;
 }
+
+/// `oxbadge hosts` against a running consumer's database: `connect` registers at the provider and
+/// prints an authorization URL (PKCE S256, a state); once the person approves it at the provider
+/// and lands on the consumer's callback, `list` shows the connection connected, `import` brings in
+/// the provider's credential and prints the report, `import` on another person's connection is
+/// refused with a message, and `disconnect` revokes the tokens at the provider.
+#[tokio::test]
+async fn ob3_consumer_cli_connects_imports_and_disconnects() {
+    use crate::oauth_code_flow::{authorize_and_approve, person, query_of};
+    let p = provider().await;
+    let c = consumer().await;
+    let kek = c
+        .state
+        .settings()
+        .kek
+        .as_ref()
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    let hosts = |args: Vec<String>| {
+        let mut cmd = std::process::Command::new(crate::ops::oxbadge_bin());
+        cmd.arg("--database-url")
+            .arg(&c.db().url)
+            .arg("--data-dir")
+            .arg(c.db().data_dir.path())
+            .arg("hosts")
+            .args(args)
+            .env("OXBADGE_LOG", "warn")
+            .env("OXBADGE_KEK", &kek)
+            .env("OXBADGE_VERIFY_FETCH_ALLOW_HTTP", "true")
+            .env("OXBADGE_VERIFY_FETCH_ALLOW_PRIVATE", "true")
+            .env("OXBADGE_PUBLIC_URL", base_of(&c))
+            .env("OXBADGE_HOST_CLIENT_URI", "https://consumer.example/")
+            .env("OXBADGE_TOS_URL", "https://consumer.example/terms")
+            .env("OXBADGE_PRIVACY_URL", "https://consumer.example/privacy")
+            .env_remove("OXBADGE_CONFIG")
+            .env_remove("DATABASE_URL");
+        async move {
+            let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+                .await
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+
+    // The earner at C, and the same person's account at P holding one verifiable credential.
+    let at_c = person(&c, "cli@consumer.example").await;
+    let at_p = person(&p, "cli@provider.example").await;
+    let third = SigningKey::from_bytes(&[9u8; 32]);
+    let (third_did, _) = did_key(&third);
+    let vc = sign(
+        &third_party_credential(&third_did, "2026-01-01T00:00:00Z", "CLI badge"),
+        &third,
+    );
+    uploads::upsert(
+        p.state.db(),
+        &at_p.user_id,
+        &Upload::parse(UploadFormat::Json, &serde_json::to_vec(&vc).unwrap()).unwrap(),
+    )
+    .await
+    .unwrap();
+
+    let p_base = base_of(&p);
+    let (ok, url, err) = hosts(args(&[
+        "connect",
+        "--email",
+        "cli@consumer.example",
+        "--base-url",
+        &p_base,
+    ]))
+    .await;
+    assert!(ok, "{err}");
+    let url = url.trim().to_owned();
+    assert!(
+        url.starts_with(&format!("{p_base}/oauth/authorize?")),
+        "{url}"
+    );
+    let q = query_of(&url);
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert!(
+        q.contains_key("state") && q.contains_key("code_challenge"),
+        "{url}"
+    );
+    assert!(err.contains("open this URL"), "{err}");
+    let (ok, listed, err) = hosts(args(&["list", "--email", "cli@consumer.example"])).await;
+    assert!(ok, "{err}");
+    let pending: Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!(pending["status"], "pending", "{listed}");
+    let id = pending["id"].as_str().unwrap().to_owned();
+
+    // The person approves at P and lands on C's callback, signed in at C.
+    let path = url.strip_prefix(&p_base).unwrap();
+    let back = authorize_and_approve(&p, &at_p, path).await;
+    assert!(
+        back.starts_with(&format!("{}/account/hosts/callback?", base_of(&c))),
+        "{back}"
+    );
+    let resp = at_c
+        .http
+        .get(&back)
+        .header("cookie", &at_c.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_success() || resp.status().is_redirection(),
+        "{}",
+        resp.status()
+    );
+    let (ok, listed, err) = hosts(args(&["list", "--email", "cli@consumer.example"])).await;
+    assert!(ok, "{err}");
+    let connected: Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (connected["id"].as_str(), connected["status"].as_str()),
+        (Some(id.as_str()), Some("connected")),
+        "{listed}"
+    );
+
+    let (ok, report, err) = hosts(args(&[
+        "import",
+        "--email",
+        "cli@consumer.example",
+        "--connection",
+        &id,
+    ]))
+    .await;
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(report["total"], 1, "{report}");
+    assert_eq!(report["imported"].as_array().unwrap().len(), 1, "{report}");
+    assert!(
+        report["rejected"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+
+    // Someone else cannot use the connection.
+    person(&c, "other@consumer.example").await;
+    let (ok, _, err) = hosts(args(&[
+        "import",
+        "--email",
+        "other@consumer.example",
+        "--connection",
+        &id,
+    ]))
+    .await;
+    assert!(!ok);
+    assert!(err.contains("not found"), "{err}");
+
+    let (ok, _, err) = hosts(args(&[
+        "disconnect",
+        "--email",
+        "cli@consumer.example",
+        "--connection",
+        &id,
+    ]))
+    .await;
+    assert!(ok, "{err}");
+    assert!(err.contains("disconnected"), "{err}");
+    let (ok, _, err) = hosts(args(&[
+        "import",
+        "--email",
+        "cli@consumer.example",
+        "--connection",
+        &id,
+    ]))
+    .await;
+    assert!(!ok, "an import through a disconnected connection must fail");
+    assert!(!err.is_empty());
+}
