@@ -72,20 +72,18 @@ fn token_check(c: &mut Criterion) {
     group.finish();
 }
 
-/// What tenancy adds to an issuance: the membership check before it (the achievement's issuer from
-/// the issuance-context cache, then a map look-up) and the larger cached token context (a member's
-/// issuer map is cloned with it), for a global caller and for a member of 10 issuers.
-fn membership_check(c: &mut Criterion) {
+/// A service state on a fresh SQLite file under `dir` with a random KEK, and one did:web issuer
+/// in it (its id is returned).
+fn bench_state(
+    rt: &tokio::runtime::Runtime,
+    dir: &tempfile::TempDir,
+    file: &str,
+) -> (oxbadge::AppState, String) {
     use base64::Engine;
     use oxbadge::{
-        accounts::memberships::{IssuerAccess, Principal, Role},
-        http::tenancy,
         issuers::{NewIssuer, ProfileFields},
         keys::identity::IdType,
-        oauth::AccessContext,
     };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let kek: [u8; 32] = rand::random();
     let settings = oxbadge::Settings {
         kek: Some(secrecy::SecretString::from(format!(
@@ -95,12 +93,12 @@ fn membership_check(c: &mut Criterion) {
         data_dir: dir.path().to_path_buf(),
         database_url: Some(format!(
             "sqlite://{}?mode=rwc",
-            dir.path().join("m.db").display()
+            dir.path().join(file).display()
         )),
         log: "warn".into(),
         ..oxbadge::Settings::default()
     };
-    let (state, achievement, issuer) = rt.block_on(async {
+    rt.block_on(async {
         let (state, _) = oxbadge::AppState::open(settings, "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -120,14 +118,31 @@ fn membership_check(c: &mut Criterion) {
         )
         .await
         .unwrap();
+        (state, issuer.id)
+    })
+}
+
+/// What tenancy adds to an issuance: the membership check before it (the achievement's issuer from
+/// the issuance-context cache, then a map look-up) and the larger cached token context (a member's
+/// issuer map is cloned with it), for a global caller and for a member of 10 issuers.
+fn membership_check(c: &mut Criterion) {
+    use oxbadge::{
+        accounts::memberships::{IssuerAccess, Principal, Role},
+        http::tenancy,
+        oauth::AccessContext,
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (state, issuer) = bench_state(&rt, &dir, "m.db");
+    let achievement = rt.block_on(async {
         let definition = serde_json::from_value(serde_json::json!({
             "name": "Bench", "description": "Benchmarked.", "criteria": {"narrative": "Run."}
         }))
         .unwrap();
-        let a = oxbadge::issue::create_achievement(&state, &issuer.id, definition, "bench")
+        oxbadge::issue::create_achievement(&state, &issuer, definition, "bench")
             .await
-            .unwrap();
-        (state, a.id, issuer.id)
+            .unwrap()
+            .id
     });
     let context = |access: IssuerAccess| AccessContext {
         client_id: "bench".into(),
@@ -181,53 +196,18 @@ fn membership_check(c: &mut Criterion) {
 /// issuer, whose memberships are loaded with the token) against a client token (a global service
 /// client), both resolved from SQLite and from the cache, in one group so they compare in one run.
 fn user_token_check(c: &mut Criterion) {
-    use base64::Engine;
     use oxbadge::{
         accounts::{
             memberships::{self, Principal, Role},
             passwords::NewPassword,
             users::{self, DisplayName, Email, NewUser},
         },
-        issuers::{NewIssuer, ProfileFields},
-        keys::identity::IdType,
         oauth::{Scope, cache::TokenCache},
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let kek: [u8; 32] = rand::random();
-    let settings = oxbadge::Settings {
-        kek: Some(secrecy::SecretString::from(format!(
-            "bench:{}",
-            base64::engine::general_purpose::STANDARD.encode(kek)
-        ))),
-        data_dir: dir.path().to_path_buf(),
-        database_url: Some(format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("u.db").display()
-        )),
-        log: "warn".into(),
-        ..oxbadge::Settings::default()
-    };
-    let (state, client_token, user_token) = rt.block_on(async {
-        let (state, _) = oxbadge::AppState::open(settings, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let (issuer, _) = oxbadge::issuers::create_issuer(
-            state.db(),
-            state.keys(),
-            state.public_url(),
-            NewIssuer {
-                profile: ProfileFields {
-                    name: "Bench".into(),
-                    ..ProfileFields::default()
-                },
-                id_type: IdType::DidWeb,
-                well_known: false,
-            },
-            "bench",
-        )
-        .await
-        .unwrap();
+    let (state, issuer) = bench_state(&rt, &dir, "u.db");
+    let (client_token, user_token) = rt.block_on(async {
         let user = users::create_user(
             state.db(),
             state.accounts(),
@@ -244,7 +224,7 @@ fn user_token_check(c: &mut Criterion) {
         .unwrap();
         memberships::set_member(
             state.db(),
-            &issuer.id,
+            &issuer,
             &Principal::User(user.id.clone()),
             Role::Issuer,
             "bench",
@@ -272,7 +252,6 @@ fn user_token_check(c: &mut Criterion) {
             .await
             .unwrap();
         (
-            state,
             client_token.access_token.expose_secret().to_owned(),
             user_token.access_token.expose_secret().to_owned(),
         )

@@ -353,12 +353,29 @@ impl Flow {
     }
 
     async fn token_basic(&mut self, id: &str, secret: &str) -> Reply {
+        self.token_form(
+            "POST /oauth/token (basic)",
+            id,
+            secret,
+            &[("grant_type", "client_credentials")],
+        )
+        .await
+    }
+
+    /// `POST /oauth/token` with HTTP Basic client authentication and `form`.
+    async fn token_form(
+        &mut self,
+        label: &'static str,
+        id: &str,
+        secret: &str,
+        form: &[(&str, &str)],
+    ) -> Reply {
         let req = self
             .http
             .post(self.url("/oauth/token"))
             .basic_auth(id, Some(secret))
-            .form(&[("grant_type", "client_credentials")]);
-        self.send("POST /oauth/token (basic)", req).await
+            .form(form);
+        self.send(label, req).await
     }
 
     async fn token_post(&mut self, id: &str, secret: &str, scope: &str) -> Reply {
@@ -1039,17 +1056,16 @@ async fn no_secret_reaches_a_log_an_error_body_or_the_database() {
         .expect("a code");
     secrets.produced("authorization code (consent redirect)", &code, &[]);
     let reply = flow
-        .send(
+        .token_form(
             "POST /oauth/token (authorization_code)",
-            flow.http
-                .post(flow.url("/oauth/token"))
-                .basic_auth(&wallet_id, Some(&wallet_secret))
-                .form(&[
-                    ("grant_type", "authorization_code"),
-                    ("code", code.as_str()),
-                    ("redirect_uri", "https://wallet.example.org/cb"),
-                    ("code_verifier", verifier.as_str()),
-                ]),
+            &wallet_id,
+            &wallet_secret,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", "https://wallet.example.org/cb"),
+                ("code_verifier", verifier.as_str()),
+            ],
         )
         .await
         .expect(200);
@@ -1073,16 +1089,16 @@ async fn no_secret_reaches_a_log_an_error_body_or_the_database() {
     )
     .await
     .expect(200);
+    let refresh_form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token.as_str()),
+    ];
     let reply = flow
-        .send(
+        .token_form(
             "POST /oauth/token (refresh_token)",
-            flow.http
-                .post(flow.url("/oauth/token"))
-                .basic_auth(&wallet_id, Some(&wallet_secret))
-                .form(&[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", refresh_token.as_str()),
-                ]),
+            &wallet_id,
+            &wallet_secret,
+            &refresh_form,
         )
         .await
         .expect(200);
@@ -1098,15 +1114,11 @@ async fn no_secret_reaches_a_log_an_error_body_or_the_database() {
         &[&reply.label],
     );
     // A replayed refresh token is refused (and ends the family): its error body names no secret.
-    flow.send(
+    flow.token_form(
         "POST /oauth/token (replayed refresh token)",
-        flow.http
-            .post(flow.url("/oauth/token"))
-            .basic_auth(&wallet_id, Some(&wallet_secret))
-            .form(&[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token.as_str()),
-            ]),
+        &wallet_id,
+        &wallet_secret,
+        &refresh_form,
     )
     .await
     .expect(400);
