@@ -223,6 +223,24 @@ impl TestApp {
             .await
     }
 
+    /// A user-bound access token for `user_id` with `scopes`, minted through the admin client as
+    /// the authorization server does after a code exchange (no refresh token).
+    pub async fn user_token(&self, user_id: &str, scopes: &str) -> String {
+        use secrecy::ExposeSecret;
+        oxbadge::oauth::tokens::issue_user_token(
+            self.state.db(),
+            &self.admin_id,
+            user_id,
+            oxbadge::oauth::ScopeSet::parse(scopes).unwrap(),
+            3600,
+        )
+        .await
+        .unwrap()
+        .access_token
+        .expose_secret()
+        .to_owned()
+    }
+
     /// Requests a token for any client.
     pub async fn token_for(&self, id: &str, secret: &str, scopes: &str) -> String {
         let resp = self

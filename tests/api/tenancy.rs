@@ -7,7 +7,6 @@
 use migration::{Migrator, MigratorTrait};
 use reqwest::Method;
 use sea_orm::ConnectionTrait;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::{
@@ -63,20 +62,6 @@ async fn create_user(app: &TestApp, admin: &str, email: &str) -> String {
     .await;
     assert_eq!(status, 201, "{created}");
     created["id"].as_str().unwrap().to_owned()
-}
-
-/// A user-bound token for `user` (through the admin client), as the authorization server will mint.
-async fn user_token(app: &TestApp, user: &str, scopes: &str) -> String {
-    let grant = oxbadge::oauth::tokens::issue_user_token(
-        app.state.db(),
-        &app.admin_id,
-        user,
-        oxbadge::oauth::ScopeSet::parse(scopes).unwrap(),
-        3600,
-    )
-    .await
-    .unwrap();
-    grant.access_token.expose_secret().to_owned()
 }
 
 /// The answer must be the one for a resource that does not exist: same status, code and detail.
@@ -551,12 +536,12 @@ async fn members_of_a_act_on_a_and_get_404_for_everything_of_b() {
     .await;
     assert_eq!(s, 201, "{body}");
     assert_eq!(body["kind"], "user");
-    let user = user_token(&app, &user_of_a, WORK_SCOPES).await;
+    let user = app.user_token(&user_of_a, WORK_SCOPES).await;
     works_on_a(&app, &user, &w, "user").await;
     hidden_b(&app, &user, &w, "user").await;
 
     // A user with no membership sees nothing, and cannot act on A.
-    let stranger = user_token(&app, "stranger", WORK_SCOPES).await;
+    let stranger = app.user_token("stranger", WORK_SCOPES).await;
     let (_, list) = call(&app, Method::GET, "/api/v1/issuers", &stranger, None).await;
     assert_eq!(list["total"], 0);
     let (s, _) = call(
@@ -1327,7 +1312,7 @@ async fn a_user_bound_tokens_actions_are_audited_under_the_user() {
     )
     .await;
     assert_eq!(s, 201, "{body}");
-    let user = user_token(&app, &owner, WORK_SCOPES).await;
+    let user = app.user_token(&owner, WORK_SCOPES).await;
     let expected = format!("user:{owner} via client:{}", app.admin_id);
 
     let cred = issue(
