@@ -1229,30 +1229,20 @@ function check(status, body) return status == 200 and string.find(body, "refresh
     // Refresh tokens, each from a real code exchange (in-process, 8 at a time).
     const REFRESH: &str = "POST /oauth/token (refresh_token, rotated)";
     let codes = mint(budget).await;
-    let issued = oxbadge::oauth::code_exchange::Issued {
-        access_ttl_secs: state.settings().user_token_ttl_secs,
-        refresh: state.settings().refresh_lifetimes(),
-    };
     let exchanged: Vec<(String, String)> = {
         use futures_util::StreamExt;
         futures_util::stream::iter(codes.iter().cloned())
             .map(|code| {
                 let (state, wallet_model) = (state.clone(), wallet_model.clone());
-                let issued = oxbadge::oauth::code_exchange::Issued {
-                    access_ttl_secs: issued.access_ttl_secs,
-                    refresh: issued.refresh,
-                };
                 async move {
-                    let done = oxbadge::oauth::code_exchange::exchange(
-                        state.db(),
-                        chrono::Utc::now(),
+                    let done = oxbadge::oauth::grant_writer::exchange_code(
+                        &state,
                         &wallet_model,
                         oxbadge::oauth::code_exchange::CodeRequest {
                             code: Some(&code),
                             redirect_uri: Some(redirect_uri),
                             code_verifier: Some(verifier),
                         },
-                        issued,
                     )
                     .await
                     .unwrap_or_else(|e| panic!("exchange: {}", e.error.error));

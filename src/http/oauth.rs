@@ -15,16 +15,13 @@ use serde::Deserialize;
 
 use super::ApiTags;
 use crate::{
-    accounts::memberships::Principal,
     app::AppState,
     db::oauth_client,
     oauth::{
         OAuthError,
         client_auth::{self, PresentedClient},
         client_metadata::TokenEndpointAuthMethod,
-        code_exchange,
-        grant_writer::{self, Grant, Granted},
-        refresh_family,
+        code_exchange, grant_writer,
     },
 };
 
@@ -192,21 +189,8 @@ async fn client_credentials(
             "this client may not use the client_credentials grant",
         ));
     }
-    let granted = grant_writer::submit(
-        state,
-        Grant::ClientCredentials {
-            client: client.clone(),
-            scope: form.scope.clone(),
-            ttl_secs: state.settings().access_token_ttl_secs,
-        },
-    )
-    .await;
-    let Granted::ClientCredentials(result) = granted else {
-        return Err(OAuthError::server_error(
-            &"the token writer answered another grant",
-        ));
-    };
-    let grant = result?;
+    let grant = grant_writer::client_credentials(state, client, form.scope.as_deref()).await?;
+    tracing::info!(client_id = %client.id, scopes = %grant.scopes, "access token issued");
     Ok(TokenBody {
         access_token: grant.access_token.expose_secret().to_owned(),
         token_type: "Bearer".into(),
@@ -221,38 +205,14 @@ async fn authorization_code(
     client: &oauth_client::Model,
     form: &TokenRequest,
 ) -> Result<TokenBody, OAuthError> {
-    let settings = state.settings();
     let request = code_exchange::CodeRequest {
         code: form.code.as_deref(),
         redirect_uri: form.redirect_uri.as_deref(),
         code_verifier: form.code_verifier.as_deref(),
-    }
-    .check()
-    .map_err(|failure| failure.error)?;
-    let granted = grant_writer::submit(
-        state,
-        Grant::Code {
-            client: client.clone(),
-            now: state.clock().now(),
-            request,
-            issued: code_exchange::Issued {
-                access_ttl_secs: settings.user_token_ttl_secs,
-                refresh: settings.refresh_lifetimes(),
-            },
-        },
-    )
-    .await;
-    let Granted::Code(result) = granted else {
-        return Err(OAuthError::server_error(
-            &"the token writer answered another grant",
-        ));
     };
-    let exchanged = result.map_err(|failure| {
-        if let Some(user) = failure.grant_revoked_for {
-            state.token_cache().evict_principal(&Principal::User(user));
-        }
-        failure.error
-    })?;
+    let exchanged = grant_writer::exchange_code(state, client, request)
+        .await
+        .map_err(|failure| failure.error)?;
     Ok(TokenBody {
         access_token: exchanged.access.access_token.expose_secret().to_owned(),
         token_type: "Bearer".into(),
@@ -274,31 +234,10 @@ async fn refresh(
         .as_deref()
         .filter(|t| !t.is_empty())
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
-    let settings = state.settings();
-    let request = refresh_family::check_request(presented, form.scope.as_deref())
+    let refreshed = grant_writer::refresh(state, client, presented, form.scope.as_deref())
+        .await
         .map_err(|failure| failure.error)?;
-    let granted = grant_writer::submit(
-        state,
-        Grant::Refresh {
-            client: client.clone(),
-            now: state.clock().now(),
-            request,
-            lifetimes: settings.refresh_lifetimes(),
-            access_ttl_secs: settings.user_token_ttl_secs,
-        },
-    )
-    .await;
-    let Granted::Refresh(result) = granted else {
-        return Err(OAuthError::server_error(
-            &"the token writer answered another grant",
-        ));
-    };
-    let refreshed = result.map_err(|failure| {
-        if let Some(user) = failure.family_revoked_for {
-            state.token_cache().evict_principal(&Principal::User(user));
-        }
-        failure.error
-    })?;
+    tracing::info!(client_id = %client.id, "refresh token rotated");
     Ok(TokenBody {
         access_token: refreshed.access.access_token.expose_secret().to_owned(),
         token_type: "Bearer".into(),

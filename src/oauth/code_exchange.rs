@@ -5,9 +5,7 @@
 //! the code (RFC 6749 §4.1.2, RFC 9700 §4.14).
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -16,9 +14,9 @@ use super::{
     authorization_grant::{ExchangeRefused, GrantState},
     pkce::CodeChallenge,
     refresh_family::{self, RefreshLifetimes, RefreshState},
-    tokens::{self, TokenGrant},
+    tokens::{self, PreparedToken, TokenGrant},
 };
-use crate::db::{self, audit_event, authorization_code, oauth_client};
+use crate::db::{self, audit_event, authorization_code, oauth_client, refresh_token};
 
 /// A successful exchange.
 #[derive(Debug)]
@@ -71,7 +69,7 @@ fn invalid_grant(why: &str) -> OAuthError {
 }
 
 /// Revokes the grant `code` started and every token descending from it.
-async fn revoke_grant(
+pub(crate) async fn revoke_grant(
     db: &impl sea_orm::ConnectionTrait,
     code: &authorization_code::Model,
     client_id: &str,
@@ -136,40 +134,48 @@ impl ExchangeFailure {
     }
 }
 
-/// Exchanges a code for the authenticated `client` in a transaction of its own.
-pub async fn exchange(
-    db: &DatabaseConnection,
-    now: DateTime<Utc>,
-    client: &oauth_client::Model,
-    request: CodeRequest<'_>,
-    issued: Issued,
-) -> Result<Exchanged, ExchangeFailure> {
-    let request = request.check()?;
-    let txn = db::begin_write(db).await?;
-    let result = exchange_in(&txn, now, client, &request, issued).await;
-    if result
-        .as_ref()
-        .map_or_else(ExchangeFailure::keeps_writes, |_| true)
-    {
-        txn.commit().await?;
-    }
-    result
+/// A code that passed every check that needs no write, with the tokens an exchange would hand out
+/// (not stored yet), or a code that was already exchanged (presenting it again revokes its grant).
+#[derive(Debug)]
+pub enum PreparedExchange {
+    Fresh(Box<FreshExchange>),
+    Replay(Box<authorization_code::Model>),
 }
 
-/// Exchanges a checked code inside the caller's write transaction (or savepoint). The caller
-/// commits when this succeeds or when the failure [`keeps_writes`](ExchangeFailure::keeps_writes),
-/// and rolls back otherwise.
-pub async fn exchange_in(
-    txn: &impl ConnectionTrait,
+/// What a successful exchange stores: the code is marked exchanged (compare-and-set), the access
+/// token and, with `offline_access`, the first refresh token of the grant's family are inserted.
+#[derive(Debug)]
+pub struct FreshExchange {
+    pub code: authorization_code::Model,
+    pub access: PreparedToken,
+    pub refresh: Option<(refresh_token::Model, SecretString)>,
+    pub scopes: ScopeSet,
+}
+
+impl FreshExchange {
+    /// What the caller is handed once the exchange is committed.
+    pub fn into_exchanged(self) -> Exchanged {
+        Exchanged {
+            access: self.access.grant,
+            refresh_token: self.refresh.map(|(_, secret)| secret),
+            user_id: self.code.user_id,
+        }
+    }
+}
+
+/// Checks a code for the authenticated `client` with reads only: ours, this client's, unexpired,
+/// unrevoked, this redirect URI, the PKCE verifier, and what the user and client may still be
+/// granted. The write (the compare-and-set on `exchanged_at` and the inserts) is the grant
+/// writer's ([`super::grant_writer`]), so a code read here as unexchanged may still lose a race
+/// there.
+pub async fn prepare(
+    db: &impl ConnectionTrait,
     now: DateTime<Utc>,
     client: &oauth_client::Model,
     request: &CheckedCode,
     issued: Issued,
-) -> Result<Exchanged, ExchangeFailure> {
-    let code = request.code.as_str();
-    let redirect_uri = request.redirect_uri.as_str();
-    let verifier = request.code_verifier.as_str();
-    let row = authorization::find_code(txn, code)
+) -> Result<PreparedExchange, ExchangeFailure> {
+    let row = authorization::find_code(db, &request.code)
         .await?
         .ok_or_else(|| invalid_grant("the authorization code is not valid"))?;
     if row.client_id != client.id {
@@ -179,39 +185,19 @@ pub async fn exchange_in(
     let state = GrantState::from_columns(row.expires_at, row.exchanged_at, row.revoked_at);
     match state.exchange(now) {
         Ok(_) => {}
-        Err(ExchangeRefused::Replayed) => {
-            revoke_grant(txn, &row, &client.id, now).await?;
-            return Err(ExchangeFailure {
-                error: invalid_grant("the authorization code was already used"),
-                grant_revoked_for: Some(row.user_id),
-            });
-        }
+        Err(ExchangeRefused::Replayed) => return Ok(PreparedExchange::Replay(Box::new(row))),
         Err(other) => return Err(invalid_grant(&other.to_string()).into()),
     }
-    if row.redirect_uri != redirect_uri {
+    if row.redirect_uri != request.redirect_uri {
         return Err(invalid_grant("redirect_uri differs from the authorization request").into());
     }
-    if !CodeChallenge::from_stored(row.code_challenge.clone()).is_satisfied_by(verifier) {
+    if !CodeChallenge::from_stored(row.code_challenge.clone())
+        .is_satisfied_by(&request.code_verifier)
+    {
         return Err(invalid_grant("the PKCE code_verifier does not match the challenge").into());
     }
-    let won = authorization_code::Entity::update_many()
-        .col_expr(authorization_code::Column::ExchangedAt, Expr::value(now))
-        .filter(authorization_code::Column::Id.eq(row.id.clone()))
-        .filter(authorization_code::Column::ExchangedAt.is_null())
-        .filter(authorization_code::Column::RevokedAt.is_null())
-        .exec(txn)
-        .await?
-        .rows_affected;
-    if won == 0 {
-        // A concurrent exchange won between our read and our write: this one is the replay.
-        revoke_grant(txn, &row, &client.id, now).await?;
-        return Err(ExchangeFailure {
-            error: invalid_grant("the authorization code was already used"),
-            grant_revoked_for: Some(row.user_id),
-        });
-    }
     // Capped again by what the user and the client may hold now.
-    let ceiling = authorization::scope_ceiling(txn, &row.user_id).await?;
+    let ceiling = authorization::scope_ceiling(db, &row.user_id).await?;
     let client_allowed = ScopeSet::parse(&client.scopes).unwrap_or_default();
     let approved = ScopeSet::parse(&row.scopes).unwrap_or_default();
     let scopes: ScopeSet = approved
@@ -221,54 +207,45 @@ pub async fn exchange_in(
     if scopes.is_empty() {
         return Err(invalid_grant("nothing of the grant can be issued any more").into());
     }
-    let access = tokens::insert_token(
-        txn,
+    let access = tokens::prepare_token(
         &client.id,
         Some(&row.user_id),
         Some(&row.id),
         scopes,
         issued.access_ttl_secs,
-    )
-    .await?;
-    let refresh_token = if scopes.contains(Scope::OfflineAccess) {
+    );
+    let refresh = scopes.contains(Scope::OfflineAccess).then(|| {
         let family_expires_at = now + issued.refresh.absolute;
-        Some(
-            refresh_family::store(
-                txn,
-                db::new_id(),
-                &row.id,
-                &client.id,
-                &row.user_id,
-                scopes,
-                now,
-                RefreshState::successor_expiry(now, family_expires_at, issued.refresh),
-                family_expires_at,
-            )
-            .await?,
+        refresh_family::prepare_row(
+            db::new_id(),
+            &row.id,
+            &client.id,
+            &row.user_id,
+            scopes,
+            now,
+            RefreshState::successor_expiry(now, family_expires_at, issued.refresh),
+            family_expires_at,
         )
-    } else {
-        None
-    };
-    if client.first_token_at.is_none() {
-        oauth_client::Entity::update_many()
-            .col_expr(oauth_client::Column::FirstTokenAt, Expr::value(now))
-            .filter(oauth_client::Column::Id.eq(client.id.clone()))
-            .filter(oauth_client::Column::FirstTokenAt.is_null())
-            .exec(txn)
-            .await?;
-    }
-    audit_event::record(
-        txn,
-        &format!("client:{}", client.id),
-        "oauth.code_exchanged",
-        "grant",
-        &row.id,
-        json!({"userId": row.user_id, "scopes": scopes.to_string(), "refreshToken": refresh_token.is_some()}),
-    )
-    .await?;
-    Ok(Exchanged {
+    });
+    Ok(PreparedExchange::Fresh(Box::new(FreshExchange {
+        code: row,
         access,
-        refresh_token,
-        user_id: row.user_id,
+        refresh,
+        scopes,
+    })))
+}
+
+/// The refusal of a code that was exchanged before (or by a concurrent request that won): the
+/// grant and every token descending from it are revoked (inside `txn`, to be committed).
+pub(crate) async fn refuse_replay(
+    txn: &impl ConnectionTrait,
+    code: &authorization_code::Model,
+    client_id: &str,
+    now: DateTime<Utc>,
+) -> Result<ExchangeFailure, sea_orm::DbErr> {
+    revoke_grant(txn, code, client_id, now).await?;
+    Ok(ExchangeFailure {
+        error: invalid_grant("the authorization code was already used"),
+        grant_revoked_for: Some(code.user_id.clone()),
     })
 }

@@ -1,53 +1,62 @@
 //! Group commit of token grants: concurrent `POST /oauth/token` requests (client credentials,
-//! code exchanges, refreshes) queue for one writer task, which takes whatever is waiting (up to
-//! [`MAX_GROUP`]) and runs each grant in its own savepoint of ONE write transaction, answering
-//! every request only after that transaction commits. A durable commit (an fsync on SQLite, a WAL
-//! flush on PostgreSQL) is paid once per group instead of once per token.
+//! code exchanges, refreshes) do their checks with reads only ([`code_exchange::prepare`],
+//! [`refresh_family::prepare`], [`tokens::prepare_client_token`]), in parallel, then queue for one
+//! writer task. The writer takes whatever is waiting (up to [`MAX_GROUP`]) and stores it in ONE
+//! write transaction with a handful of statements whatever the group's size: one compare-and-set
+//! `UPDATE … RETURNING` for all the codes, one for all the refresh tokens being rotated, one
+//! multi-row `INSERT` each for the access tokens, the refresh tokens and the audit events, one
+//! `UPDATE` for the clients' first-token marks. Every request is answered only after that
+//! transaction commits, so a durable commit (an fsync on SQLite, a WAL flush on PostgreSQL) is paid
+//! once per group and no token is handed out before it is stored.
 //!
-//! Each grant keeps its own result and its own writes: a refused grant's savepoint is rolled back,
-//! unless the refusal itself must be stored (a replayed code or a reused refresh token revokes the
-//! grant; that revocation is committed with the group and the caller is told `invalid_grant`). A
-//! grant that hits a database error, and every grant of a group whose commit fails, runs again in
-//! a transaction of its own (nothing of it was stored), so one failure never fails another
-//! caller's grant. No token is handed out before the transaction holding it has committed.
+//! Races are decided inside the transaction: of two requests presenting one code or one refresh
+//! token (in one group or in two), the compare-and-set lets exactly one win; the other is the
+//! replay, and its refusal revokes the whole grant, the winner's new tokens included (the
+//! revocations run after the inserts). A code or refresh token that was revoked in the meantime is
+//! refused without writes. When the group's transaction fails, nothing of it was stored, and each
+//! grant is stored again in a transaction of its own, so one failure never fails another caller's
+//! grant.
+
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
     OAuthError, TokenGrant,
-    code_exchange::{self, CheckedCode, ExchangeFailure, Exchanged, Issued},
-    refresh_family::{self, CheckedRefresh, RefreshFailure, RefreshLifetimes, Refreshed},
-    tokens,
+    code_exchange::{self, CodeRequest, ExchangeFailure, Exchanged, PreparedExchange},
+    refresh_family::{self, PreparedRefresh, RefreshFailure, Refreshed},
+    tokens::{self, PreparedToken},
 };
-use crate::{app::AppState, db, db::oauth_client};
+use crate::{
+    accounts::memberships::Principal,
+    app::AppState,
+    db::{self, access_token, audit_event, authorization_code, oauth_client, refresh_token},
+};
 
 /// Most grants committed in one transaction.
 pub const MAX_GROUP: usize = 128;
 
-/// One grant to store.
+/// One grant whose checks passed, ready to be stored.
+#[derive(Debug)]
 pub enum Grant {
-    /// `client_credentials` for an authenticated service client.
+    /// `client_credentials`.
     ClientCredentials {
-        client: oauth_client::Model,
-        scope: Option<String>,
-        ttl_secs: u64,
+        client_id: String,
+        first_token: bool,
+        token: PreparedToken,
     },
-    /// `authorization_code` with checked parameters.
+    /// `authorization_code`.
     Code {
-        client: oauth_client::Model,
-        now: DateTime<Utc>,
-        request: CheckedCode,
-        issued: Issued,
+        client_id: String,
+        first_token: bool,
+        exchange: PreparedExchange,
     },
-    /// `refresh_token` with checked parameters.
+    /// `refresh_token`.
     Refresh {
-        client: oauth_client::Model,
-        now: DateTime<Utc>,
-        request: CheckedRefresh,
-        lifetimes: RefreshLifetimes,
-        access_ttl_secs: u64,
+        client_id: String,
+        refresh: PreparedRefresh,
     },
 }
 
@@ -59,99 +68,12 @@ pub enum Granted {
     Refresh(Result<Refreshed, RefreshFailure>),
 }
 
-impl Granted {
-    /// Whether the grant's writes belong in the commit: it succeeded, or its refusal revoked
-    /// something.
-    fn keeps_writes(&self) -> bool {
-        match self {
-            Self::ClientCredentials(r) => r.is_ok(),
-            Self::Code(r) => r
-                .as_ref()
-                .map_or_else(ExchangeFailure::keeps_writes, |_| true),
-            Self::Refresh(r) => r
-                .as_ref()
-                .map_or_else(RefreshFailure::keeps_writes, |_| true),
-        }
-    }
-
-    /// Whether the grant failed on the database (it is then run again on its own).
-    fn database_failed(&self) -> bool {
-        let error = match self {
-            Self::ClientCredentials(Err(e)) => e,
-            Self::Code(Err(f)) => &f.error,
-            Self::Refresh(Err(f)) => &f.error,
-            _ => return false,
-        };
-        error.error == "server_error"
-    }
-
-    fn from_db(grant: &Grant, err: &DbErr) -> Self {
-        Self::failed(grant.kind(), OAuthError::from(err.clone()))
-    }
-
-    fn failed(kind: Kind, error: OAuthError) -> Self {
-        match kind {
-            Kind::ClientCredentials => Self::ClientCredentials(Err(error)),
-            Kind::Code => Self::Code(Err(error.into())),
-            Kind::Refresh => Self::Refresh(Err(error.into())),
-        }
-    }
-}
-
-/// Which grant a request is.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    ClientCredentials,
-    Code,
-    Refresh,
-}
-
-impl Grant {
-    fn kind(&self) -> Kind {
-        match self {
-            Self::ClientCredentials { .. } => Kind::ClientCredentials,
-            Self::Code { .. } => Kind::Code,
-            Self::Refresh { .. } => Kind::Refresh,
-        }
-    }
-
-    /// Runs the grant on `conn` (a savepoint of the group, or a transaction of its own).
-    async fn run(&self, conn: &impl ConnectionTrait) -> Granted {
-        match self {
-            Self::ClientCredentials {
-                client,
-                scope,
-                ttl_secs,
-            } => Granted::ClientCredentials(
-                tokens::issue_token(conn, client, scope.as_deref(), *ttl_secs).await,
-            ),
-            Self::Code {
-                client,
-                now,
-                request,
-                issued,
-            } => Granted::Code(
-                code_exchange::exchange_in(conn, *now, client, request, *issued).await,
-            ),
-            Self::Refresh {
-                client,
-                now,
-                request,
-                lifetimes,
-                access_ttl_secs,
-            } => Granted::Refresh(
-                refresh_family::refresh_in(
-                    conn,
-                    *now,
-                    client,
-                    request,
-                    *lifetimes,
-                    *access_ttl_secs,
-                )
-                .await,
-            ),
-        }
-    }
+/// A grant's outcome inside the transaction, before the commit hands out its secrets.
+#[derive(Debug)]
+enum Verdict {
+    Stored,
+    RefusedCode(ExchangeFailure),
+    RefusedRefresh(RefreshFailure),
 }
 
 /// One queued grant and where its answer goes.
@@ -163,15 +85,101 @@ pub struct Request {
 /// The queue in front of the grant writer (see [`run`]).
 pub type GrantQueue = crate::writer::WriterQueue<Request>;
 
+/// The `client_credentials` grant for an authenticated service client.
+pub async fn client_credentials(
+    state: &AppState,
+    client: &oauth_client::Model,
+    scope: Option<&str>,
+) -> Result<TokenGrant, OAuthError> {
+    let token =
+        tokens::prepare_client_token(client, scope, state.settings().access_token_ttl_secs)?;
+    let grant = Grant::ClientCredentials {
+        client_id: client.id.clone(),
+        first_token: client.first_token_at.is_none(),
+        token,
+    };
+    match submit(state, grant).await {
+        Granted::ClientCredentials(result) => result,
+        _ => Err(mismatch()),
+    }
+}
+
+/// The `authorization_code` grant for an authenticated client.
+pub async fn exchange_code(
+    state: &AppState,
+    client: &oauth_client::Model,
+    request: CodeRequest<'_>,
+) -> Result<Exchanged, ExchangeFailure> {
+    let settings = state.settings();
+    let request = request.check()?;
+    let issued = code_exchange::Issued {
+        access_ttl_secs: settings.user_token_ttl_secs,
+        refresh: settings.refresh_lifetimes(),
+    };
+    let exchange =
+        code_exchange::prepare(state.db(), state.clock().now(), client, &request, issued).await?;
+    let grant = Grant::Code {
+        client_id: client.id.clone(),
+        first_token: client.first_token_at.is_none(),
+        exchange,
+    };
+    let result = match submit(state, grant).await {
+        Granted::Code(result) => result,
+        _ => Err(mismatch().into()),
+    };
+    if let Err(failure) = &result
+        && let Some(user) = &failure.grant_revoked_for
+    {
+        state
+            .token_cache()
+            .evict_principal(&Principal::User(user.clone()));
+    }
+    result
+}
+
+/// The `refresh_token` grant for an authenticated client.
+pub async fn refresh(
+    state: &AppState,
+    client: &oauth_client::Model,
+    presented: &str,
+    scope: Option<&str>,
+) -> Result<Refreshed, RefreshFailure> {
+    let settings = state.settings();
+    let request = refresh_family::check_request(presented, scope)?;
+    let refresh = refresh_family::prepare(
+        state.db(),
+        state.clock().now(),
+        client,
+        &request,
+        settings.refresh_lifetimes(),
+        settings.user_token_ttl_secs,
+    )
+    .await?;
+    let grant = Grant::Refresh {
+        client_id: client.id.clone(),
+        refresh,
+    };
+    let result = match submit(state, grant).await {
+        Granted::Refresh(result) => result,
+        _ => Err(mismatch().into()),
+    };
+    if let Err(failure) = &result
+        && let Some(user) = &failure.family_revoked_for
+    {
+        state
+            .token_cache()
+            .evict_principal(&Principal::User(user.clone()));
+    }
+    result
+}
+
+fn mismatch() -> OAuthError {
+    OAuthError::server_error(&"the token writer answered another grant")
+}
+
 /// Stores `grant` through the writer; answers once it is committed (or refused).
 pub async fn submit(state: &AppState, grant: Grant) -> Granted {
-    let kind = grant.kind();
-    let unavailable = || {
-        Granted::failed(
-            kind,
-            OAuthError::server_error(&"the token writer is not running"),
-        )
-    };
+    let kind = Kind::of(&grant);
     let (reply, answer) = oneshot::channel();
     if state
         .grant_queue()
@@ -179,9 +187,39 @@ pub async fn submit(state: &AppState, grant: Grant) -> Granted {
         .await
         .is_err()
     {
-        return unavailable();
+        return kind.failed(OAuthError::server_error(&"the token writer is not running"));
     }
-    answer.await.unwrap_or_else(|_| unavailable())
+    answer.await.unwrap_or_else(|_| {
+        kind.failed(OAuthError::server_error(
+            &"the token writer stopped before answering",
+        ))
+    })
+}
+
+/// Which grant a request is.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    ClientCredentials,
+    Code,
+    Refresh,
+}
+
+impl Kind {
+    fn of(grant: &Grant) -> Self {
+        match grant {
+            Grant::ClientCredentials { .. } => Self::ClientCredentials,
+            Grant::Code { .. } => Self::Code,
+            Grant::Refresh { .. } => Self::Refresh,
+        }
+    }
+
+    fn failed(self, error: OAuthError) -> Granted {
+        match self {
+            Self::ClientCredentials => Granted::ClientCredentials(Err(error)),
+            Self::Code => Granted::Code(Err(error.into())),
+            Self::Refresh => Granted::Refresh(Err(error.into())),
+        }
+    }
 }
 
 /// The writer: runs until every sender is gone (or the task is aborted at shutdown).
@@ -193,102 +231,375 @@ pub async fn run(state: AppState, mut rx: mpsc::Receiver<Request>) {
     }
 }
 
-/// Runs a group in one transaction and answers; falls back to one transaction per grant for the
-/// grants that could not be stored with the group.
+/// Stores a group in one transaction and answers; when that fails, stores each grant alone.
 async fn commit_group(state: &AppState, requests: Vec<Request>) {
-    if requests.len() == 1 {
-        for request in requests {
-            alone(state, request).await;
-        }
-        return;
-    }
-    let txn = match db::begin_write(state.db()).await {
-        Ok(txn) => txn,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot open the grant transaction; granting one by one");
+    let single = requests.len() == 1;
+    let grants: Vec<&Grant> = requests.iter().map(|r| &r.grant).collect();
+    match store(state, &grants).await {
+        Ok(verdicts) => answer(requests, verdicts),
+        Err(err) if single => {
+            // Retry a lost race (busy database, serialization failure) a few times.
+            let mut last = err;
+            for _ in 0..3 {
+                if !db::is_retryable(&last) {
+                    break;
+                }
+                db::retry_backoff().await;
+                match store(state, &grants).await {
+                    Ok(verdicts) => return answer(requests, verdicts),
+                    Err(err) => last = err,
+                }
+            }
             for request in requests {
-                alone(state, request).await;
-            }
-            return;
-        }
-    };
-    let mut done: Vec<(Request, Granted)> = Vec::with_capacity(requests.len());
-    let mut retry: Vec<Request> = Vec::new();
-    for request in requests {
-        match in_savepoint(&txn, &request.grant).await {
-            Ok(granted) if granted.database_failed() => retry.push(request),
-            Ok(granted) => done.push((request, granted)),
-            Err(err) => {
-                tracing::debug!(error = %err, "a grouped grant's savepoint failed; retrying it alone");
-                retry.push(request);
-            }
-        }
-    }
-    match txn.commit().await {
-        Ok(()) => {
-            for (request, granted) in done {
-                let _ = request.reply.send(granted);
+                let kind = Kind::of(&request.grant);
+                let _ = request
+                    .reply
+                    .send(kind.failed(OAuthError::from(last.clone())));
             }
         }
         Err(err) => {
             tracing::warn!(
-                grants = done.len(),
+                grants = requests.len(),
                 error = %err,
                 "a grouped grant commit failed; granting one by one"
             );
-            retry.extend(done.into_iter().map(|(request, _)| request));
-        }
-    }
-    for request in retry {
-        alone(state, request).await;
-    }
-}
-
-/// Runs one grant in a savepoint of `txn`: released when its writes are kept, rolled back
-/// otherwise.
-async fn in_savepoint(txn: &DatabaseTransaction, grant: &Grant) -> Result<Granted, DbErr> {
-    let savepoint = txn.begin().await?;
-    let granted = grant.run(&savepoint).await;
-    if granted.keeps_writes() {
-        savepoint.commit().await?;
-    } else {
-        savepoint.rollback().await?;
-    }
-    Ok(granted)
-}
-
-/// Runs one grant in a transaction of its own, retrying lost races a few times, and answers.
-async fn alone(state: &AppState, request: Request) {
-    let mut last = None;
-    for attempt in 0..3 {
-        match once(state, &request.grant).await {
-            Ok(granted) => {
-                let _ = request.reply.send(granted);
-                return;
-            }
-            Err(err) if db::is_retryable(&err) && attempt < 2 => {
-                db::retry_backoff().await;
-                last = Some(err);
-            }
-            Err(err) => {
-                last = Some(err);
-                break;
+            drop(grants);
+            for request in requests {
+                Box::pin(commit_group(state, vec![request])).await;
             }
         }
     }
-    let err = last.unwrap_or_else(|| DbErr::Custom("grant failed".into()));
-    let _ = request.reply.send(Granted::from_db(&request.grant, &err));
 }
 
-/// One grant, one transaction. A database error inside the grant is returned as the grant's own
-/// answer (a server error), except a lost race, which the caller retries.
-async fn once(state: &AppState, grant: &Grant) -> Result<Granted, DbErr> {
+/// Hands every request its outcome (the group is committed).
+fn answer(requests: Vec<Request>, verdicts: Vec<Verdict>) {
+    for (request, verdict) in requests.into_iter().zip(verdicts) {
+        let granted = match (request.grant, verdict) {
+            (Grant::ClientCredentials { token, .. }, _) => {
+                Granted::ClientCredentials(Ok(token.grant))
+            }
+            (Grant::Code { .. }, Verdict::RefusedCode(failure)) => Granted::Code(Err(failure)),
+            (
+                Grant::Code {
+                    exchange: PreparedExchange::Fresh(fresh),
+                    ..
+                },
+                _,
+            ) => Granted::Code(Ok(fresh.into_exchanged())),
+            (Grant::Refresh { .. }, Verdict::RefusedRefresh(failure)) => {
+                Granted::Refresh(Err(failure))
+            }
+            (
+                Grant::Refresh {
+                    refresh: PreparedRefresh::Rotate(rotation),
+                    ..
+                },
+                _,
+            ) => Granted::Refresh(Ok(rotation.into_refreshed())),
+            (grant, _) => Kind::of(&grant).failed(mismatch()),
+        };
+        let _ = request.reply.send(granted);
+    }
+}
+
+/// Stores `grants` in one transaction; the verdicts are in the same order.
+async fn store(state: &AppState, grants: &[&Grant]) -> Result<Vec<Verdict>, DbErr> {
+    let now = state.clock().now();
     let txn = db::begin_write(state.db()).await?;
-    let granted = grant.run(&txn).await;
-    if granted.keeps_writes() {
-        txn.commit().await?;
-    } else {
-        txn.rollback().await?;
+    let verdicts = apply(&txn, now, grants).await?;
+    txn.commit().await?;
+    Ok(verdicts)
+}
+
+/// The group's writes, inside `txn`.
+async fn apply(
+    txn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    grants: &[&Grant],
+) -> Result<Vec<Verdict>, DbErr> {
+    let mut verdicts: Vec<Option<Verdict>> = grants.iter().map(|_| None).collect();
+
+    // 1. Compare-and-set every fresh code and every rotated refresh token, each in one statement.
+    let code_ids: Vec<&str> = grants
+        .iter()
+        .filter_map(|g| match g {
+            Grant::Code {
+                exchange: PreparedExchange::Fresh(f),
+                ..
+            } => Some(f.code.id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let codes_won = claim_codes(txn, now, &code_ids).await?;
+    let rotations: Vec<(&str, &str)> = grants
+        .iter()
+        .filter_map(|g| match g {
+            Grant::Refresh {
+                refresh: PreparedRefresh::Rotate(r),
+                ..
+            } => Some((r.row.id.as_str(), r.successor.id.as_str())),
+            _ => None,
+        })
+        .collect();
+    let refresh_won = claim_refresh_tokens(txn, now, &rotations).await?;
+
+    // 2. Winners: the first request per code or refresh token that its compare-and-set let through.
+    let mut claimed: HashSet<&str> = HashSet::new();
+    let mut access_rows = Vec::new();
+    let mut refresh_rows = Vec::new();
+    let mut events = Vec::new();
+    let mut first_tokens: Vec<&str> = Vec::new();
+    let mut late: Vec<usize> = Vec::new();
+    for (i, grant) in grants.iter().enumerate() {
+        match grant {
+            Grant::ClientCredentials {
+                client_id,
+                first_token,
+                token,
+            } => {
+                access_rows.push(access_token::ActiveModel::from(token.row.clone()));
+                if *first_token {
+                    first_tokens.push(client_id);
+                }
+                verdicts[i] = Some(Verdict::Stored);
+            }
+            Grant::Code {
+                client_id,
+                first_token,
+                exchange: PreparedExchange::Fresh(fresh),
+            } => {
+                if codes_won.contains(fresh.code.id.as_str())
+                    && claimed.insert(fresh.code.id.as_str())
+                {
+                    access_rows.push(access_token::ActiveModel::from(fresh.access.row.clone()));
+                    if let Some((row, _)) = &fresh.refresh {
+                        refresh_rows.push(refresh_token::ActiveModel::from(row.clone()));
+                    }
+                    if *first_token {
+                        first_tokens.push(client_id);
+                    }
+                    events.push(audit_event::NewEvent {
+                        actor: format!("client:{client_id}"),
+                        action: "oauth.code_exchanged",
+                        target_type: "grant",
+                        target_id: fresh.code.id.clone(),
+                        details: serde_json::json!({
+                            "userId": fresh.code.user_id,
+                            "scopes": fresh.scopes.to_string(),
+                            "refreshToken": fresh.refresh.is_some(),
+                        }),
+                    });
+                    verdicts[i] = Some(Verdict::Stored);
+                } else {
+                    late.push(i);
+                }
+            }
+            Grant::Refresh {
+                refresh: PreparedRefresh::Rotate(rotation),
+                ..
+            } => {
+                if refresh_won.contains(rotation.row.id.as_str())
+                    && claimed.insert(rotation.row.id.as_str())
+                {
+                    refresh_rows.push(refresh_token::ActiveModel::from(rotation.successor.clone()));
+                    access_rows.push(access_token::ActiveModel::from(rotation.access.row.clone()));
+                    verdicts[i] = Some(Verdict::Stored);
+                } else {
+                    late.push(i);
+                }
+            }
+            Grant::Code { .. } | Grant::Refresh { .. } => late.push(i),
+        }
     }
-    Ok(granted)
+
+    // 3. The inserts, one statement each.
+    if !access_rows.is_empty() {
+        access_token::Entity::insert_many(access_rows)
+            .exec(txn)
+            .await?;
+    }
+    if !refresh_rows.is_empty() {
+        refresh_token::Entity::insert_many(refresh_rows)
+            .exec(txn)
+            .await?;
+    }
+    if !events.is_empty() {
+        audit_event::record_many(txn, events).await?;
+    }
+    mark_first_tokens(txn, now, &first_tokens).await?;
+
+    // 4. Replays, reuses and lost races, after the inserts, so a revoked grant takes the tokens
+    //    this group just stored for it too.
+    for i in late {
+        verdicts[i] = Some(match grants[i] {
+            Grant::Code {
+                client_id,
+                exchange,
+                ..
+            } => {
+                let code = match exchange {
+                    PreparedExchange::Replay(code) => Some((**code).clone()),
+                    PreparedExchange::Fresh(fresh) => {
+                        authorization_code::Entity::find_by_id(fresh.code.id.clone())
+                            .one(txn)
+                            .await?
+                    }
+                };
+                match code {
+                    Some(code) if code.exchanged_at.is_some() => Verdict::RefusedCode(
+                        code_exchange::refuse_replay(txn, &code, client_id, now).await?,
+                    ),
+                    _ => Verdict::RefusedCode(
+                        OAuthError::invalid_grant("the authorization code was revoked").into(),
+                    ),
+                }
+            }
+            Grant::Refresh { client_id, refresh } => {
+                let row = match refresh {
+                    PreparedRefresh::Reuse(row) => Some((**row).clone()),
+                    PreparedRefresh::Rotate(rotation) => {
+                        refresh_token::Entity::find_by_id(rotation.row.id.clone())
+                            .one(txn)
+                            .await?
+                    }
+                };
+                match row {
+                    Some(row) if row.consumed_at.is_some() && row.revoked_at.is_none() => {
+                        Verdict::RefusedRefresh(
+                            refresh_family::refuse_reuse(txn, &row, client_id, now).await?,
+                        )
+                    }
+                    Some(row) if row.consumed_at.is_some() => {
+                        // Reused after its family was revoked: refused, already revoked.
+                        Verdict::RefusedRefresh(RefreshFailure {
+                            error: OAuthError::invalid_grant("the refresh token was already used"),
+                            family_revoked_for: Some(row.user_id),
+                        })
+                    }
+                    _ => Verdict::RefusedRefresh(
+                        OAuthError::invalid_grant("the refresh token was revoked").into(),
+                    ),
+                }
+            }
+            Grant::ClientCredentials { .. } => Verdict::Stored,
+        });
+    }
+    Ok(verdicts
+        .into_iter()
+        .map(|v| v.unwrap_or(Verdict::Stored))
+        .collect())
+}
+
+/// `?, ?, …` for `n` values, numbered from `first` on PostgreSQL.
+fn placeholders(backend: sea_orm::DbBackend, first: usize, n: usize) -> String {
+    (0..n)
+        .map(|i| match backend {
+            sea_orm::DbBackend::Postgres => format!("${}", first + i),
+            _ => "?".to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Marks the codes `ids` exchanged where none was exchanged or revoked yet; the ids that were.
+async fn claim_codes(
+    txn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    ids: &[&str],
+) -> Result<HashSet<String>, DbErr> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let backend = txn.get_database_backend();
+    let unique: Vec<&str> = {
+        let mut seen = HashSet::new();
+        ids.iter().copied().filter(|id| seen.insert(*id)).collect()
+    };
+    let at = placeholders(backend, 1, 1);
+    let sql = format!(
+        "UPDATE authorization_codes SET exchanged_at = {at} WHERE exchanged_at IS NULL \
+         AND revoked_at IS NULL AND id IN ({}) RETURNING id",
+        placeholders(backend, 2, unique.len())
+    );
+    let mut values: Vec<Value> = vec![now.into()];
+    values.extend(unique.iter().map(|id| Value::from(*id)));
+    returned_ids(txn, Statement::from_sql_and_values(backend, sql, values)).await
+}
+
+/// Consumes the refresh tokens of `rotations` ((presented id, successor id)) where none was
+/// consumed or revoked yet, recording each successor; the presented ids that were.
+async fn claim_refresh_tokens(
+    txn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    rotations: &[(&str, &str)],
+) -> Result<HashSet<String>, DbErr> {
+    if rotations.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let backend = txn.get_database_backend();
+    // The first rotation per presented token names its successor (it is the one that wins).
+    let mut successors: HashMap<&str, &str> = HashMap::new();
+    let mut order = Vec::new();
+    for (id, successor) in rotations {
+        if !successors.contains_key(id) {
+            successors.insert(id, successor);
+            order.push(*id);
+        }
+    }
+    let mut values: Vec<Value> = vec![now.into()];
+    let mut n = 2;
+    let mut cases = String::new();
+    for id in &order {
+        let p = placeholders(backend, n, 2);
+        let (a, b) = p.split_once(", ").unwrap_or((&p, &p));
+        cases.push_str(&format!(" WHEN {a} THEN {b}"));
+        values.push(Value::from(*id));
+        values.push(Value::from(successors[id]));
+        n += 2;
+    }
+    let sql = format!(
+        "UPDATE refresh_tokens SET consumed_at = {}, replaced_by = CASE id{cases} END \
+         WHERE consumed_at IS NULL AND revoked_at IS NULL AND id IN ({}) RETURNING id",
+        placeholders(backend, 1, 1),
+        placeholders(backend, n, order.len())
+    );
+    values.extend(order.iter().map(|id| Value::from(*id)));
+    returned_ids(txn, Statement::from_sql_and_values(backend, sql, values)).await
+}
+
+async fn returned_ids(
+    txn: &impl ConnectionTrait,
+    statement: Statement,
+) -> Result<HashSet<String>, DbErr> {
+    let rows = txn.query_all_raw(statement).await?;
+    rows.iter()
+        .map(|row| row.try_get::<String>("", "id"))
+        .collect()
+}
+
+/// Records the first token of the clients `ids` (dynamically registered clients that never get
+/// one are purged, see [`super::registration::purge_unused`]).
+async fn mark_first_tokens(
+    txn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    ids: &[&str],
+) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    use sea_orm::{ColumnTrait, QueryFilter, sea_query::Expr};
+    let unique: Vec<String> = ids
+        .iter()
+        .copied()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    oauth_client::Entity::update_many()
+        .col_expr(oauth_client::Column::FirstTokenAt, Expr::value(now))
+        .filter(oauth_client::Column::Id.is_in(unique))
+        .filter(oauth_client::Column::FirstTokenAt.is_null())
+        .exec(txn)
+        .await?;
+    Ok(())
 }

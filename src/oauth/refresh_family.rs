@@ -6,15 +6,15 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+    sea_query::Expr,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use super::{
     OAuthError, ScopeSet, authorization,
-    tokens::{self, TokenGrant, hash_secret, random_secret},
+    tokens::{self, PreparedToken, TokenGrant, hash_secret, random_secret},
 };
 use crate::db::{self, access_token, audit_event, oauth_client, refresh_token};
 
@@ -116,6 +116,36 @@ impl RefreshState {
 }
 
 /// Stores a new refresh token of the family `grant_id`; returns the token (its hash is stored).
+/// A refresh token of the family `grant_id`, not stored yet: its row (hash only) and its value.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_row(
+    id: String,
+    grant_id: &str,
+    client_id: &str,
+    user_id: &str,
+    scopes: ScopeSet,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    family_expires_at: DateTime<Utc>,
+) -> (refresh_token::Model, SecretString) {
+    let token = random_secret(REFRESH_TOKEN_PREFIX);
+    let row = refresh_token::Model {
+        id,
+        token_hash: hash_secret(token.expose_secret()),
+        grant_id: grant_id.to_owned(),
+        client_id: client_id.to_owned(),
+        user_id: user_id.to_owned(),
+        scopes: scopes.to_string(),
+        created_at: now,
+        expires_at,
+        family_expires_at,
+        consumed_at: None,
+        replaced_by: None,
+        revoked_at: None,
+    };
+    (row, token)
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn store(
     db: &impl ConnectionTrait,
@@ -241,78 +271,67 @@ impl RefreshFailure {
     }
 }
 
-/// The `refresh_token` grant for the authenticated `client`, in a transaction of its own: rotates
-/// `presented` and issues a new access token (scopes narrowed to `requested`, capped by what the
-/// user and client may still have) and a new refresh token of the same family.
-pub async fn refresh(
-    db: &DatabaseConnection,
-    now: DateTime<Utc>,
-    client: &oauth_client::Model,
-    presented: &str,
-    requested: Option<&str>,
-    lifetimes: RefreshLifetimes,
-    access_ttl_secs: u64,
-) -> Result<Refreshed, RefreshFailure> {
-    let request = check_request(presented, requested)?;
-    let txn = db::begin_write(db).await?;
-    let result = refresh_in(&txn, now, client, &request, lifetimes, access_ttl_secs).await;
-    if result
-        .as_ref()
-        .map_or_else(RefreshFailure::keeps_writes, |_| true)
-    {
-        txn.commit().await?;
-    }
-    result
+/// A refresh token that passed every check that needs no write, with its successor and the new
+/// access token (not stored yet), or a token that was already used (presenting it again revokes
+/// its family).
+#[derive(Debug)]
+pub enum PreparedRefresh {
+    Rotate(Box<Rotation>),
+    Reuse(Box<refresh_token::Model>),
 }
 
-/// [`refresh`] inside the caller's write transaction (or savepoint). The caller commits when this
-/// succeeds or when the failure [`keeps_writes`](RefreshFailure::keeps_writes), and rolls back
-/// otherwise.
-pub async fn refresh_in(
-    txn: &impl ConnectionTrait,
+/// What a rotation stores: the presented token is marked consumed and replaced by `successor`
+/// (compare-and-set), the successor and the access token are inserted.
+#[derive(Debug)]
+pub struct Rotation {
+    pub row: refresh_token::Model,
+    pub successor: refresh_token::Model,
+    pub successor_secret: SecretString,
+    pub access: PreparedToken,
+}
+
+impl Rotation {
+    /// What the caller is handed once the rotation is committed.
+    pub fn into_refreshed(self) -> Refreshed {
+        Refreshed {
+            access: self.access.grant,
+            refresh_token: self.successor_secret,
+            user_id: self.row.user_id,
+        }
+    }
+}
+
+/// The `refresh_token` grant's checks for the authenticated `client`, with reads only: the token
+/// is this client's, active (neither expired, revoked nor consumed), the scope only narrows, and
+/// the new access token is capped by what the user and client may still have. The write (the
+/// compare-and-set that consumes the presented token, and the inserts) is the grant writer's
+/// ([`super::grant_writer`]).
+pub async fn prepare(
+    db: &impl ConnectionTrait,
     now: DateTime<Utc>,
     client: &oauth_client::Model,
     request: &CheckedRefresh,
     lifetimes: RefreshLifetimes,
     access_ttl_secs: u64,
-) -> Result<Refreshed, RefreshFailure> {
-    let presented = request.presented.as_str();
-    let requested = request.requested;
+) -> Result<PreparedRefresh, RefreshFailure> {
     let row = refresh_token::Entity::find()
-        .filter(refresh_token::Column::TokenHash.eq(hash_secret(presented)))
-        .one(txn)
+        .filter(refresh_token::Column::TokenHash.eq(hash_secret(&request.presented)))
+        .one(db)
         .await?
         .filter(|r| r.client_id == client.id)
         .ok_or_else(|| invalid_grant("the refresh token is not valid"))?;
     let granted = ScopeSet::parse(&row.scopes)
         .map_err(|e| OAuthError::server_error(&format!("stored refresh scopes: {e}")))?;
     let state = RefreshState::from_row(&row);
-    let scopes = match state.rotate(now, granted, requested) {
+    let scopes = match state.rotate(now, granted, request.requested) {
         Ok(scopes) => scopes,
-        Err(RefreshRefused::Reused) => {
-            let (refresh, access) = revoke_family(txn, &row.grant_id, now).await?;
-            audit_event::record(
-                txn,
-                &format!("client:{}", client.id),
-                "oauth.refresh_reuse_detected",
-                "grant",
-                &row.grant_id,
-                json!({"userId": row.user_id, "refreshTokensRevoked": refresh, "accessTokensRevoked": access}),
-            )
-            .await?;
-            tracing::warn!(client_id = %client.id, grant = %row.grant_id, "refresh token reuse: family revoked");
-            return Err(RefreshFailure {
-                error: invalid_grant(RefreshRefused::Reused.to_string()),
-                family_revoked_for: Some(row.user_id),
-            });
-        }
+        Err(RefreshRefused::Reused) => return Ok(PreparedRefresh::Reuse(Box::new(row))),
         Err(RefreshRefused::ScopeWidened) => {
             return Err(OAuthError::invalid_scope(RefreshRefused::ScopeWidened.to_string()).into());
         }
         Err(other) => return Err(invalid_grant(other.to_string()).into()),
     };
-    // What the user and the client may hold today (a membership may have been removed since).
-    let ceiling = authorization::scope_ceiling(txn, &row.user_id).await?;
+    let ceiling = authorization::scope_ceiling(db, &row.user_id).await?;
     let client_allowed = ScopeSet::parse(&client.scopes).unwrap_or_default();
     let access_scopes: ScopeSet = scopes
         .iter()
@@ -321,30 +340,8 @@ pub async fn refresh_in(
     if access_scopes.is_empty() {
         return Err(invalid_grant("nothing of the grant can be issued any more").into());
     }
-    let successor_id = db::new_id();
-    let swapped = refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::ConsumedAt, Expr::value(now))
-        .col_expr(
-            refresh_token::Column::ReplacedBy,
-            Expr::value(successor_id.clone()),
-        )
-        .filter(refresh_token::Column::Id.eq(row.id.clone()))
-        .filter(refresh_token::Column::ConsumedAt.is_null())
-        .filter(refresh_token::Column::RevokedAt.is_null())
-        .exec(txn)
-        .await?
-        .rows_affected;
-    if swapped == 0 {
-        // Another request rotated it between our read and our write: a reuse.
-        revoke_family(txn, &row.grant_id, now).await?;
-        return Err(RefreshFailure {
-            error: invalid_grant(RefreshRefused::Reused.to_string()),
-            family_revoked_for: Some(row.user_id),
-        });
-    }
-    let refresh_token = store(
-        txn,
-        successor_id,
+    let (successor, successor_secret) = prepare_row(
+        db::new_id(),
         &row.grant_id,
         &client.id,
         &row.user_id,
@@ -352,22 +349,44 @@ pub async fn refresh_in(
         now,
         RefreshState::successor_expiry(now, row.family_expires_at, lifetimes),
         row.family_expires_at,
-    )
-    .await?;
-    let access = tokens::insert_token(
-        txn,
+    );
+    let access = tokens::prepare_token(
         &client.id,
         Some(&row.user_id),
         Some(&row.grant_id),
         access_scopes,
         access_ttl_secs,
+    );
+    Ok(PreparedRefresh::Rotate(Box::new(Rotation {
+        row,
+        successor,
+        successor_secret,
+        access,
+    })))
+}
+
+/// The refusal of a refresh token that was used before (or by a concurrent request that won):
+/// its whole family is revoked (inside `txn`, to be committed) and the detection audited.
+pub(crate) async fn refuse_reuse(
+    txn: &impl ConnectionTrait,
+    row: &refresh_token::Model,
+    client_id: &str,
+    now: DateTime<Utc>,
+) -> Result<RefreshFailure, DbErr> {
+    let (refresh, access) = revoke_family(txn, &row.grant_id, now).await?;
+    audit_event::record(
+        txn,
+        &format!("client:{client_id}"),
+        "oauth.refresh_reuse_detected",
+        "grant",
+        &row.grant_id,
+        json!({"userId": row.user_id, "refreshTokensRevoked": refresh, "accessTokensRevoked": access}),
     )
     .await?;
-    tracing::info!(client_id = %client.id, grant = %row.grant_id, "refresh token rotated");
-    Ok(Refreshed {
-        access,
-        refresh_token,
-        user_id: row.user_id,
+    tracing::warn!(client_id, grant = %row.grant_id, "refresh token reuse: family revoked");
+    Ok(RefreshFailure {
+        error: invalid_grant(RefreshRefused::Reused.to_string()),
+        family_revoked_for: Some(row.user_id.clone()),
     })
 }
 

@@ -255,6 +255,64 @@ pub async fn issue_token(
     requested: Option<&str>,
     ttl_secs: u64,
 ) -> Result<TokenGrant, OAuthError> {
+    let prepared = prepare_client_token(client, requested, ttl_secs)?;
+    access_token::Entity::insert(access_token::ActiveModel::from(prepared.row))
+        .exec(db)
+        .await?;
+    if client.first_token_at.is_none() {
+        mark_first_token(db, &client.id).await?;
+    }
+    tracing::info!(client_id = %client.id, scopes = %prepared.grant.scopes, "access token issued");
+    Ok(prepared.grant)
+}
+
+/// An access token ready to be stored: its row (hash only) and what the caller is handed once the
+/// row is committed.
+#[derive(Debug)]
+pub struct PreparedToken {
+    pub row: access_token::Model,
+    pub grant: TokenGrant,
+}
+
+/// A new access token for `client_id` (acting for `user_id`, descending from `grant_id`), not
+/// stored yet.
+pub fn prepare_token(
+    client_id: &str,
+    user_id: Option<&str>,
+    grant_id: Option<&str>,
+    scopes: ScopeSet,
+    ttl_secs: u64,
+) -> PreparedToken {
+    let token = random_secret(ACCESS_TOKEN_PREFIX);
+    let now = Utc::now();
+    let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2);
+    PreparedToken {
+        row: access_token::Model {
+            id: new_id(),
+            token_hash: hash_secret(token.expose_secret()),
+            client_id: client_id.to_owned(),
+            scopes: scopes.to_string(),
+            expires_at: now + Duration::seconds(ttl),
+            created_at: now,
+            revoked_at: None,
+            user_id: user_id.map(str::to_owned),
+            grant_id: grant_id.map(str::to_owned),
+        },
+        grant: TokenGrant {
+            access_token: token,
+            expires_in: ttl,
+            scopes,
+        },
+    }
+}
+
+/// The client-credentials grant's checks (the requested scopes, all of the client's when none
+/// are requested) and its token, not stored yet.
+pub fn prepare_client_token(
+    client: &oauth_client::Model,
+    requested: Option<&str>,
+    ttl_secs: u64,
+) -> Result<PreparedToken, OAuthError> {
     let allowed = ScopeSet::parse(&client.scopes)
         .map_err(|e| OAuthError::server_error(&format!("stored client scopes: {e}")))?;
     let scopes = match requested {
@@ -272,12 +330,7 @@ pub async fn issue_token(
     if scopes.is_empty() {
         return Err(OAuthError::invalid_scope("no scope can be granted"));
     }
-    let grant = insert_token(db, &client.id, None, None, scopes, ttl_secs).await?;
-    if client.first_token_at.is_none() {
-        mark_first_token(db, &client.id).await?;
-    }
-    tracing::info!(client_id = %client.id, scopes = %scopes, "access token issued");
-    Ok(grant)
+    Ok(prepare_token(&client.id, None, None, scopes, ttl_secs))
 }
 
 /// Records that `client_id` obtained its first token (dynamically registered clients that never do
@@ -320,27 +373,11 @@ pub(crate) async fn insert_token(
     scopes: ScopeSet,
     ttl_secs: u64,
 ) -> Result<TokenGrant, sea_orm::DbErr> {
-    let token = random_secret(ACCESS_TOKEN_PREFIX);
-    let now = Utc::now();
-    let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2);
-    access_token::ActiveModel {
-        id: Set(new_id()),
-        token_hash: Set(hash_secret(token.expose_secret())),
-        client_id: Set(client_id.to_owned()),
-        scopes: Set(scopes.to_string()),
-        expires_at: Set(now + Duration::seconds(ttl)),
-        created_at: Set(now),
-        revoked_at: Set(None),
-        user_id: Set(user_id.map(str::to_owned)),
-        grant_id: Set(grant_id.map(str::to_owned)),
-    }
-    .insert(db)
-    .await?;
-    Ok(TokenGrant {
-        access_token: token,
-        expires_in: ttl,
-        scopes,
-    })
+    let prepared = prepare_token(client_id, user_id, grant_id, scopes, ttl_secs);
+    access_token::Entity::insert(access_token::ActiveModel::from(prepared.row))
+        .exec(db)
+        .await?;
+    Ok(prepared.grant)
 }
 
 /// Issues an access token with which `client_id` acts for the user `user_id` (what the
