@@ -259,22 +259,27 @@ const DOCUMENTED_ERRORS: &[(u16, &str)] = &[
     (503, "Temporarily unavailable"),
 ];
 
+/// Problem-document responses for `(status, description)` pairs.
+fn problem_responses(statuses: &[(u16, &'static str)]) -> Vec<MetaResponse> {
+    statuses
+        .iter()
+        .map(|(status, description)| MetaResponse {
+            description,
+            status: Some(*status),
+            status_range: None,
+            content: vec![MetaMediaType {
+                content_type: PROBLEM_JSON,
+                schema: Problem::schema_ref(),
+            }],
+            headers: vec![],
+        })
+        .collect()
+}
+
 impl ApiResponse for ApiError {
     fn meta() -> MetaResponses {
         MetaResponses {
-            responses: DOCUMENTED_ERRORS
-                .iter()
-                .map(|(status, description)| MetaResponse {
-                    description,
-                    status: Some(*status),
-                    status_range: None,
-                    content: vec![MetaMediaType {
-                        content_type: PROBLEM_JSON,
-                        schema: Problem::schema_ref(),
-                    }],
-                    headers: vec![],
-                })
-                .collect(),
+            responses: problem_responses(DOCUMENTED_ERRORS),
         }
     }
 
@@ -311,20 +316,7 @@ const UPSTREAM_ERRORS: &[(u16, &str)] = &[
 impl ApiResponse for UpstreamError {
     fn meta() -> MetaResponses {
         let mut meta = ApiError::meta();
-        meta.responses.extend(
-            UPSTREAM_ERRORS
-                .iter()
-                .map(|(status, description)| MetaResponse {
-                    description,
-                    status: Some(*status),
-                    status_range: None,
-                    content: vec![MetaMediaType {
-                        content_type: PROBLEM_JSON,
-                        schema: Problem::schema_ref(),
-                    }],
-                    headers: vec![],
-                }),
-        );
+        meta.responses.extend(problem_responses(UPSTREAM_ERRORS));
         meta.responses.sort_by_key(|r| r.status);
         meta
     }

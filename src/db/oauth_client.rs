@@ -66,3 +66,35 @@ impl Related<super::access_token::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+#[cfg(test)]
+impl Model {
+    /// An enabled service client `id` with nothing registered (unit tests).
+    pub fn for_tests(id: &str) -> Self {
+        Self {
+            id: id.into(),
+            name: id.into(),
+            secret_hash: String::new(),
+            scopes: String::new(),
+            kind: "service".into(),
+            created_at: chrono::Utc::now(),
+            disabled_at: None,
+            global: false,
+            redirect_uris: String::new(),
+            updated_at: None,
+            client_uri: None,
+            logo_uri: None,
+            tos_uri: None,
+            policy_uri: None,
+            software_id: None,
+            software_version: None,
+            contacts: None,
+            grant_types: None,
+            response_types: None,
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            registration_token_hash: None,
+            registered_dynamically: false,
+            first_token_at: None,
+        }
+    }
+}

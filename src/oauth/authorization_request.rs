@@ -228,29 +228,8 @@ mod tests {
     #[test]
     fn redirect_uris_match_exactly() {
         let client = oauth_client::Model {
-            id: "c".into(),
-            name: "c".into(),
-            secret_hash: String::new(),
-            scopes: String::new(),
-            kind: "service".into(),
-            created_at: chrono::Utc::now(),
-            disabled_at: None,
-            global: false,
             redirect_uris: "https://wallet.example/cb http://127.0.0.1:8000/cb".into(),
-            updated_at: None,
-            client_uri: None,
-            logo_uri: None,
-            tos_uri: None,
-            policy_uri: None,
-            software_id: None,
-            software_version: None,
-            contacts: None,
-            grant_types: None,
-            response_types: None,
-            token_endpoint_auth_method: "client_secret_basic".into(),
-            registration_token_hash: None,
-            registered_dynamically: false,
-            first_token_at: None,
+            ..oauth_client::Model::for_tests("c")
         };
         assert!(redirect_uri_registered(
             &client,

@@ -141,32 +141,7 @@ mod tests {
     fn clients_are_evicted_by_id() {
         use crate::db::oauth_client;
         let cache = ClientCache::default();
-        let now = Utc::now();
-        let client = |id: &str| oauth_client::Model {
-            id: id.into(),
-            name: id.into(),
-            secret_hash: String::new(),
-            scopes: String::new(),
-            kind: "service".into(),
-            created_at: now,
-            disabled_at: None,
-            global: false,
-            redirect_uris: String::new(),
-            updated_at: None,
-            client_uri: None,
-            logo_uri: None,
-            tos_uri: None,
-            policy_uri: None,
-            software_id: None,
-            software_version: None,
-            contacts: None,
-            grant_types: None,
-            response_types: None,
-            token_endpoint_auth_method: "client_secret_basic".into(),
-            registration_token_hash: None,
-            registered_dynamically: false,
-            first_token_at: None,
-        };
+        let client = oauth_client::Model::for_tests;
         cache.put(client("c1"));
         cache.put(client("c2"));
         assert_eq!(cache.get("c1").map(|c| c.id), Some("c1".to_owned()));

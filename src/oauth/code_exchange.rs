@@ -127,13 +127,6 @@ impl CodeRequest<'_> {
     }
 }
 
-impl ExchangeFailure {
-    /// Whether the refusal wrote something that must be committed (a replay revoked the grant).
-    pub fn keeps_writes(&self) -> bool {
-        self.grant_revoked_for.is_some()
-    }
-}
-
 /// A code that passed every check that needs no write, with the tokens an exchange would hand out
 /// (not stored yet), or a code that was already exchanged (presenting it again revokes its grant).
 #[derive(Debug)]

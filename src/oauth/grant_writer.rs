@@ -127,12 +127,8 @@ pub async fn exchange_code(
         Granted::Code(result) => result,
         _ => Err(mismatch().into()),
     };
-    if let Err(failure) = &result
-        && let Some(user) = &failure.grant_revoked_for
-    {
-        state
-            .token_cache()
-            .evict_principal(&Principal::User(user.clone()));
+    if let Err(failure) = &result {
+        forget_user_tokens(state, failure.grant_revoked_for.as_deref());
     }
     result
 }
@@ -163,14 +159,19 @@ pub async fn refresh(
         Granted::Refresh(result) => result,
         _ => Err(mismatch().into()),
     };
-    if let Err(failure) = &result
-        && let Some(user) = &failure.family_revoked_for
-    {
-        state
-            .token_cache()
-            .evict_principal(&Principal::User(user.clone()));
+    if let Err(failure) = &result {
+        forget_user_tokens(state, failure.family_revoked_for.as_deref());
     }
     result
+}
+
+/// After a refusal revoked `user`'s grant: their cached tokens must be resolved again.
+fn forget_user_tokens(state: &AppState, user: Option<&str>) {
+    if let Some(user) = user {
+        state
+            .token_cache()
+            .evict_principal(&Principal::User(user.to_owned()));
+    }
 }
 
 fn mismatch() -> OAuthError {

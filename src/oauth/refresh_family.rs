@@ -5,10 +5,7 @@
 //! a compare-and-set UPDATE, so two concurrent refreshes with one token cannot both win.
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
-    sea_query::Expr,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
@@ -115,7 +112,6 @@ impl RefreshState {
     }
 }
 
-/// Stores a new refresh token of the family `grant_id`; returns the token (its hash is stored).
 /// A refresh token of the family `grant_id`, not stored yet: its row (hash only) and its value.
 #[allow(clippy::too_many_arguments)]
 pub fn prepare_row(
@@ -144,38 +140,6 @@ pub fn prepare_row(
         revoked_at: None,
     };
     (row, token)
-}
-
-#[allow(clippy::too_many_arguments)]
-pub async fn store(
-    db: &impl ConnectionTrait,
-    id: String,
-    grant_id: &str,
-    client_id: &str,
-    user_id: &str,
-    scopes: ScopeSet,
-    now: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-    family_expires_at: DateTime<Utc>,
-) -> Result<SecretString, DbErr> {
-    let token = random_secret(REFRESH_TOKEN_PREFIX);
-    refresh_token::ActiveModel {
-        id: Set(id),
-        token_hash: Set(hash_secret(token.expose_secret())),
-        grant_id: Set(grant_id.to_owned()),
-        client_id: Set(client_id.to_owned()),
-        user_id: Set(user_id.to_owned()),
-        scopes: Set(scopes.to_string()),
-        created_at: Set(now),
-        expires_at: Set(expires_at),
-        family_expires_at: Set(family_expires_at),
-        consumed_at: Set(None),
-        replaced_by: Set(None),
-        revoked_at: Set(None),
-    }
-    .insert(db)
-    .await?;
-    Ok(token)
 }
 
 /// Revokes every refresh token of the family `grant_id` and every access token of the grant.
@@ -262,13 +226,6 @@ pub fn check_request(
         presented: presented.to_owned(),
         requested,
     })
-}
-
-impl RefreshFailure {
-    /// Whether the refusal wrote something that must be committed (reuse revoked the family).
-    pub fn keeps_writes(&self) -> bool {
-        self.family_revoked_for.is_some()
-    }
 }
 
 /// A refresh token that passed every check that needs no write, with its successor and the new
