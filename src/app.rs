@@ -120,6 +120,7 @@ impl From<sea_orm::DbErr> for StartupError {
 
 struct StateInner {
     db: DatabaseConnection,
+    writer_db: DatabaseConnection,
     settings: Settings,
     metrics: Metrics,
     keys: KeyStore,
@@ -133,6 +134,7 @@ struct StateInner {
     in_flight_slots: Arc<InFlight>,
     token_cache: TokenCache,
     client_cache: crate::oauth::cache::ClientCache,
+    ceiling_cache: crate::oauth::cache::CeilingCache,
     public_url: Url,
     rate_limits: RateLimitStore,
     auth_limiter: Limiter,
@@ -163,6 +165,12 @@ impl AppState {
     /// The database pool.
     pub fn db(&self) -> &DatabaseConnection {
         &self.0.db
+    }
+
+    /// The group-commit writers' pool ([`WRITER_CONNECTIONS`] connections to the same database),
+    /// so their transactions do not wait for a connection behind the request handlers' reads.
+    pub fn writer_db(&self) -> &DatabaseConnection {
+        &self.0.writer_db
     }
 
     /// Settings in effect.
@@ -233,6 +241,11 @@ impl AppState {
     /// Authenticated OAuth client rows (see [`crate::oauth::cache::ClientCache`]).
     pub fn client_cache(&self) -> &crate::oauth::cache::ClientCache {
         &self.0.client_cache
+    }
+
+    /// Users' scope ceilings (see [`crate::oauth::cache::CeilingCache`]).
+    pub fn ceiling_cache(&self) -> &crate::oauth::cache::CeilingCache {
+        &self.0.ceiling_cache
     }
 
     /// Metrics registry.
@@ -313,6 +326,9 @@ impl AppState {
     }
 }
 
+/// Connections of the group-commit writers' own pool ([`AppState::writer_db`]).
+pub const WRITER_CONNECTIONS: u32 = 2;
+
 impl AppState {
     /// Opens the database (migrating unless told not to), checks the KEKs against the stored keys,
     /// bootstraps the first admin client on an empty database, and builds the state. `bound` is the
@@ -329,6 +345,14 @@ impl AppState {
             settings.db_max_connections,
         )
         .await?;
+        // The group-commit writers' own connections: their transactions never queue behind the
+        // request handlers' reads for a pooled connection (an in-memory SQLite database has no
+        // second connection to it, so it shares the one pool).
+        let writer_db = if db::is_shared_database(&settings.effective_database_url()) {
+            db::connect(&settings.effective_database_url(), WRITER_CONNECTIONS).await?
+        } else {
+            db.clone()
+        };
         if settings.migrate_on_start {
             db::migrate_up(&db).await?;
         } else {
@@ -435,6 +459,7 @@ impl AppState {
         .await?;
         let state = AppState(Arc::new(StateInner {
             db,
+            writer_db,
             settings,
             metrics: Metrics::new(),
             keys,
@@ -451,6 +476,7 @@ impl AppState {
             in_flight_slots: Arc::new(InFlight::default()),
             token_cache: TokenCache::default(),
             client_cache: crate::oauth::cache::ClientCache::default(),
+            ceiling_cache: crate::oauth::cache::CeilingCache::default(),
             public_url,
             rate_limits,
             auth_limiter,
@@ -660,6 +686,9 @@ impl App {
         let rotation = tokio::spawn(rotation_loop(state.clone()));
         let mut background = vec![rotation];
         background.push(tokio::spawn(registration_cleanup_loop(state.clone())));
+        if state.db().get_database_backend() == sea_orm::DbBackend::Sqlite {
+            background.push(tokio::spawn(checkpoint_loop(state.clone())));
+        }
         // Group-commit writers: single issuances, single status changes and token grants.
         if let Some(rx) = state.grant_queue().take_receiver() {
             background.push(tokio::spawn(crate::oauth::grant_writer::run(
@@ -804,6 +833,18 @@ pub async fn purge_unused_registrations(state: &AppState) -> usize {
         Err(err) => {
             tracing::warn!(error = %err, "cleanup of unused registered clients failed");
             0
+        }
+    }
+}
+
+/// SQLite only: checkpoints the WAL every [`db::CHECKPOINT_PERIOD`], off the writers' commits.
+async fn checkpoint_loop(state: AppState) {
+    let mut interval = tokio::time::interval(crate::db::CHECKPOINT_PERIOD);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if let Err(err) = crate::db::checkpoint_wal(state.db()).await {
+            tracing::warn!(error = %err, "WAL checkpoint failed; SQLite's own checkpoint takes over");
         }
     }
 }

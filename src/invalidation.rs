@@ -72,7 +72,10 @@ pub fn evict(state: &AppState, change: &Change) {
             state.status_cache().invalidate_issuer(id);
             state.verifier().keys_changed();
         }
-        Change::Principal(p) => state.token_cache().evict_principal(p),
+        Change::Principal(p) => {
+            state.token_cache().evict_principal(p);
+            state.ceiling_cache().evict_principal(p);
+        }
         Change::Client(id) => {
             state.token_cache().evict_client(id);
             state.client_cache().evict(id);

@@ -184,6 +184,15 @@ pub async fn set_disabled(
     if disabled {
         sessions::end_all(&txn, user_id, None).await?;
     }
+    // The running instances forget the user's cached tokens and scope ceiling when this commits
+    // (PostgreSQL; on SQLite the caches' two-second window bounds it).
+    crate::invalidation::announce(
+        &txn,
+        &crate::invalidation::Change::Principal(super::memberships::Principal::User(
+            user_id.to_owned(),
+        )),
+    )
+    .await?;
     audit_event::record(
         &txn,
         actor,

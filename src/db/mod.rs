@@ -28,8 +28,8 @@ pub mod user_did;
 use std::{path::Path, time::Duration};
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
 /// Failures to open or prepare the database. They stop start-up with a clear message.
@@ -88,12 +88,46 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(30))
+                    // Statement journals (every multi-row write inside a transaction keeps one)
+                    // and temporary b-trees stay in memory instead of temporary files.
+                    .pragma("temp_store", "memory")
+                    // The checkpoint loop ([`checkpoint_wal`], every second) copies the WAL
+                    // back into the database off the commit path; SQLite's own checkpoint, which
+                    // the committing writer pays for, only runs as a backstop past this size.
+                    .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
             });
         }
         "postgres" | "postgresql" => {}
         _ => return Err(DbSetupError::UnsupportedScheme { scheme }),
     }
     Ok(Database::connect(opts).await?)
+}
+
+/// WAL pages (4 KiB each) after which a committing SQLite writer checkpoints by itself; the
+/// checkpoint loop normally keeps the WAL well below it.
+pub const WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;
+
+/// How often the SQLite checkpoint loop runs.
+pub const CHECKPOINT_PERIOD: Duration = Duration::from_secs(1);
+
+/// A passive WAL checkpoint on SQLite (a no-op elsewhere): copies committed WAL frames into the
+/// database file without waiting for, or blocking, readers and the writer, so that the writer's
+/// commits do not pay for it. Returns the WAL's size and how much of it is checkpointed, in pages.
+pub async fn checkpoint_wal(db: &DatabaseConnection) -> Result<Option<(i64, i64)>, DbErr> {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return Ok(None);
+    }
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA wal_checkpoint(PASSIVE)",
+        ))
+        .await?;
+    Ok(row.and_then(|r| {
+        let log: i64 = r.try_get_by_index(1).ok()?;
+        let done: i64 = r.try_get_by_index(2).ok()?;
+        Some((log, done))
+    }))
 }
 
 /// Creates `dir` and its missing parents accessible to the service's user only (0700 on Unix). An
@@ -122,6 +156,12 @@ fn create_private_file(file: &Path) -> std::io::Result<()> {
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(err) => Err(err),
     }
+}
+
+/// Whether a second pool opened on `url` reaches the same database (everything but an in-memory
+/// SQLite database).
+pub fn is_shared_database(url: &str) -> bool {
+    !url.starts_with("sqlite:") || sqlite_file(url).is_some()
 }
 
 /// The database file of a `sqlite:` URL (none for in-memory databases).
@@ -216,4 +256,44 @@ pub fn is_retryable(err: &DbErr) -> bool {
         || text.contains("could not serialize")
         || text.contains("database is locked")
         || text.contains("SQLITE_BUSY")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_is_built_with_a_stable_query_planner_and_checkpoints_passively() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        assert!(is_shared_database(&url));
+        assert!(!is_shared_database("sqlite::memory:"));
+        let db = connect(&url, 1).await.unwrap();
+        // `.cargo/config.toml` sets LIBSQLITE3_FLAGS: without QPSG every `LIMIT ?` statement
+        // (every sea-orm `.one()`) is re-prepared on each execution.
+        let options = db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "PRAGMA compile_options",
+            ))
+            .await
+            .unwrap();
+        let options: Vec<String> = options
+            .iter()
+            .map(|r| r.try_get_by_index(0).unwrap())
+            .collect();
+        assert!(
+            options.iter().any(|o| o == "ENABLE_QPSG"),
+            "compile options: {options:?}"
+        );
+        db.execute_unprepared("CREATE TABLE t (x INTEGER)")
+            .await
+            .unwrap();
+        db.execute_unprepared("INSERT INTO t VALUES (1)")
+            .await
+            .unwrap();
+        let (log, done) = checkpoint_wal(&db).await.unwrap().unwrap();
+        assert_eq!(log, done, "an idle database checkpoints all of its WAL");
+        assert!(log > 0);
+    }
 }

@@ -98,6 +98,21 @@ fn scope_error(req: &AuthorizationRequest) -> AuthorizeError {
     })
 }
 
+/// [`scope_ceiling`] through `cache` (the token endpoint's reads; see
+/// [`super::cache::CeilingCache`] for how long a ceiling is trusted).
+pub async fn cached_scope_ceiling(
+    db: &impl ConnectionTrait,
+    cache: &super::cache::CeilingCache,
+    user_id: &str,
+) -> Result<ScopeSet, DbErr> {
+    if let Some(hit) = cache.get(user_id) {
+        return Ok(hit);
+    }
+    let ceiling = scope_ceiling(db, user_id).await?;
+    cache.put(user_id, ceiling);
+    Ok(ceiling)
+}
+
 /// The error redirect a denial sends (`access_denied`).
 pub fn denied(req: &AuthorizationRequest) -> ErrorRedirect {
     ErrorRedirect {

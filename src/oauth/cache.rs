@@ -1,5 +1,5 @@
 //! Short-lived in-memory caches: resolved bearer tokens, keyed by the token's SHA-256 (the token
-//! itself is never held), and authenticated client rows. A token hit still checks the token's own
+//! itself is never held), authenticated client rows and users' scope ceilings. A token hit still checks the token's own
 //! expiry; entries live at most `TTL`; disabling a client on this instance evicts its tokens and its
 //! row at once. Another instance may honour a disabled client for at most `TTL`.
 
@@ -103,6 +103,49 @@ impl ClientCache {
     }
 }
 
+/// Users' scope ceilings ([`super::authorization::scope_ceiling`]) by user id, for at most
+/// [`TTL`], so that the token endpoint's code exchanges and refreshes do not read the user and
+/// their memberships on every request. Only a ceiling that grants something is kept: a user who is
+/// not yet confirmed (or disabled) is read again each time, so confirming an address takes effect at
+/// once. A membership change or a disabled account evicts the user here and, on PostgreSQL, on every
+/// other instance ([`crate::invalidation::Change::Principal`]); whatever is not announced lasts at
+/// most [`TTL`], the same window as the user's cached tokens.
+#[derive(Default)]
+pub struct CeilingCache {
+    entries: RwLock<HashMap<String, (super::ScopeSet, Instant)>>,
+}
+
+impl CeilingCache {
+    /// The cached ceiling of `user_id`, when it was read less than [`TTL`] ago.
+    pub fn get(&self, user_id: &str) -> Option<super::ScopeSet> {
+        let map = self.entries.read().ok()?;
+        let (set, at) = map.get(user_id)?;
+        (at.elapsed() < TTL).then_some(*set)
+    }
+
+    /// Remembers a ceiling read from the database (an empty one is not kept).
+    pub fn put(&self, user_id: &str, ceiling: super::ScopeSet) {
+        if ceiling.is_empty() {
+            return;
+        }
+        if let Ok(mut map) = self.entries.write() {
+            if map.len() >= CAPACITY {
+                map.clear();
+            }
+            map.insert(user_id.to_owned(), (ceiling, Instant::now()));
+        }
+    }
+
+    /// Forgets the ceiling of `principal` when it is a user (their memberships or flags changed).
+    pub fn evict_principal(&self, principal: &Principal) {
+        if let Principal::User(id) = principal
+            && let Ok(mut map) = self.entries.write()
+        {
+            map.remove(id);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +191,23 @@ mod tests {
         cache.evict("c1");
         assert!(cache.get("c1").is_none());
         assert!(cache.get("c2").is_some());
+    }
+
+    #[test]
+    fn ceilings_are_kept_only_when_they_grant_something() {
+        let cache = CeilingCache::default();
+        cache.put("u1", ScopeSet::all());
+        cache.put("u2", ScopeSet::empty());
+        cache.put("u3", ScopeSet::all());
+        assert_eq!(cache.get("u1"), Some(ScopeSet::all()));
+        assert_eq!(cache.get("u2"), None, "an empty ceiling is read again");
+        cache.evict_principal(&Principal::Client("u1".into()));
+        assert!(
+            cache.get("u1").is_some(),
+            "a client of the same id is not the user"
+        );
+        cache.evict_principal(&Principal::User("u1".into()));
+        assert!(cache.get("u1").is_none());
+        assert!(cache.get("u3").is_some());
     }
 }

@@ -163,6 +163,7 @@ impl FreshExchange {
 /// there.
 pub async fn prepare(
     db: &impl ConnectionTrait,
+    ceilings: &super::cache::CeilingCache,
     now: DateTime<Utc>,
     client: &oauth_client::Model,
     request: &CheckedCode,
@@ -190,7 +191,7 @@ pub async fn prepare(
         return Err(invalid_grant("the PKCE code_verifier does not match the challenge").into());
     }
     // Capped again by what the user and the client may hold now.
-    let ceiling = authorization::scope_ceiling(db, &row.user_id).await?;
+    let ceiling = authorization::cached_scope_ceiling(db, ceilings, &row.user_id).await?;
     let client_allowed = ScopeSet::parse(&client.scopes).unwrap_or_default();
     let approved = ScopeSet::parse(&row.scopes).unwrap_or_default();
     let scopes: ScopeSet = approved

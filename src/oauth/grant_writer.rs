@@ -116,8 +116,15 @@ pub async fn exchange_code(
         access_ttl_secs: settings.user_token_ttl_secs,
         refresh: settings.refresh_lifetimes(),
     };
-    let exchange =
-        code_exchange::prepare(state.db(), state.clock().now(), client, &request, issued).await?;
+    let exchange = code_exchange::prepare(
+        state.db(),
+        state.ceiling_cache(),
+        state.clock().now(),
+        client,
+        &request,
+        issued,
+    )
+    .await?;
     let grant = Grant::Code {
         client_id: client.id.clone(),
         first_token: client.first_token_at.is_none(),
@@ -144,6 +151,7 @@ pub async fn refresh(
     let request = refresh_family::check_request(presented, scope)?;
     let refresh = refresh_family::prepare(
         state.db(),
+        state.ceiling_cache(),
         state.clock().now(),
         client,
         &request,
@@ -305,10 +313,20 @@ fn answer(requests: Vec<Request>, verdicts: Vec<Verdict>) {
 
 /// Stores `grants` in one transaction; the verdicts are in the same order.
 async fn store(state: &AppState, grants: &[&Grant]) -> Result<Vec<Verdict>, DbErr> {
+    let started = std::time::Instant::now();
     let now = state.clock().now();
-    let txn = db::begin_write(state.db()).await?;
+    let txn = db::begin_write(state.writer_db()).await?;
+    let began = started.elapsed();
     let verdicts = apply(&txn, now, grants).await?;
+    let applied = started.elapsed();
     txn.commit().await?;
+    tracing::debug!(
+        grants = grants.len(),
+        begin_us = began.as_micros() as u64,
+        apply_us = (applied - began).as_micros() as u64,
+        commit_us = (started.elapsed() - applied).as_micros() as u64,
+        "grant group committed"
+    );
     Ok(verdicts)
 }
 

@@ -265,6 +265,7 @@ impl Rotation {
 /// ([`super::grant_writer`]).
 pub async fn prepare(
     db: &impl ConnectionTrait,
+    ceilings: &super::cache::CeilingCache,
     now: DateTime<Utc>,
     client: &oauth_client::Model,
     request: &CheckedRefresh,
@@ -288,7 +289,7 @@ pub async fn prepare(
         }
         Err(other) => return Err(invalid_grant(other.to_string()).into()),
     };
-    let ceiling = authorization::scope_ceiling(db, &row.user_id).await?;
+    let ceiling = authorization::cached_scope_ceiling(db, ceilings, &row.user_id).await?;
     let client_allowed = ScopeSet::parse(&client.scopes).unwrap_or_default();
     let access_scopes: ScopeSet = scopes
         .iter()

@@ -398,6 +398,52 @@ async fn refresh_scope_only_narrows_and_reuse_revokes_the_family() {
 }
 
 #[tokio::test]
+async fn a_refresh_after_losing_a_membership_carries_only_what_is_left() {
+    let app = TestApp::spawn().await;
+    let person = person(&app, "demoted@example.com").await;
+    let issuer = viewer_of_new_issuer(&app, &person.user_id).await;
+    let wallet = insert_client(&app, "Wallet", &[REDIRECT], SCOPE, "client_secret_basic").await;
+    let (code, verifier) = code_for(&app, &person, &wallet, SCOPE).await;
+    let first = assert_tokens(exchange(&app, &wallet, &code, &verifier).await).await;
+    // A refresh while the membership stands keeps `issuers:read` (and fills the ceiling cache).
+    let second = assert_tokens(
+        refresh(
+            &app,
+            &wallet,
+            first["refresh_token"].as_str().unwrap(),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(second["scope"], SCOPE);
+    let admin = app.token("issuers:write issuers:read").await;
+    let resp = app
+        .http
+        .delete(app.url(&format!(
+            "/api/v1/issuers/{issuer}/members/user/{}",
+            person.user_id
+        )))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    // At once (well inside the cache's two seconds): the next access token has no service scope.
+    let third = assert_tokens(
+        refresh(
+            &app,
+            &wallet,
+            second["refresh_token"].as_str().unwrap(),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(third["scope"], "offline_access");
+}
+
+#[tokio::test]
 async fn a_refresh_token_without_offline_access_is_not_issued_and_idle_tokens_expire() {
     let app = TestApp::spawn_with(|s| s.refresh_token_idle_secs = 3600).await;
     let (person, wallet) = setup(&app, "idle@example.com").await;
